@@ -1,0 +1,214 @@
+/**
+ * Writes a bundle's files: layers as zstd blobs, content-addressed, cut into parts that a FAT32
+ * stick can hold; small JSON and compose files as they are. Every byte is hashed as it is written,
+ * so the manifest's file list comes from what actually reached the disk, with no second read.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { CompressStream } from 'zstd-napi';
+import type { BlobPart, FileEntry, LayerBlob } from '../core/manifest.js';
+import { LAYER_MEDIA_TYPE } from '../core/manifest.js';
+
+export interface CompressOptions {
+  level: number;
+  workers: number;
+  maxPartSize: number;
+}
+
+export interface WrittenLayer {
+  diffId: string;
+  size: number;
+  blob: LayerBlob;
+}
+
+/** Counts and hashes what flows through, unchanged. */
+export class HashingPassThrough extends Transform {
+  readonly hash: Hash = createHash('sha256');
+  bytes = 0;
+
+  constructor(private readonly onBytes?: (total: number) => void) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.onBytes?.(this.bytes);
+    cb(null, chunk);
+  }
+}
+
+/** A sink that rotates to a new file every `maxPartSize` bytes, hashing the whole and each part. */
+class PartSink extends Writable {
+  readonly whole: Hash = createHash('sha256');
+  readonly parts: { file: string; size: number; hash: Hash }[] = [];
+  size = 0;
+  private fh: FileHandle | undefined;
+
+  constructor(
+    private readonly tmpBase: string,
+    private readonly maxPartSize: number,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  private async openPart(): Promise<FileHandle> {
+    if (this.fh) {
+      await this.fh.sync();
+      await this.fh.close();
+    }
+    const file = `${this.tmpBase}.${this.parts.length}`;
+    this.fh = await open(file, 'wx');
+    this.parts.push({ file, size: 0, hash: createHash('sha256') });
+    return this.fh;
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
+    this.writeChunk(chunk).then(() => cb(), cb);
+  }
+
+  private async writeChunk(chunk: Buffer): Promise<void> {
+    this.whole.update(chunk);
+    this.size += chunk.length;
+    let offset = 0;
+    while (offset < chunk.length) {
+      let part = this.parts.at(-1);
+      if (!this.fh || !part || part.size >= this.maxPartSize) {
+        await this.openPart();
+        part = this.parts.at(-1)!;
+      }
+      const n = Math.min(chunk.length - offset, this.maxPartSize - part.size);
+      const slice = chunk.subarray(offset, offset + n);
+      part.hash.update(slice);
+      await this.fh!.write(slice);
+      part.size += n;
+      offset += n;
+    }
+  }
+
+  override _final(cb: (e?: Error | null) => void): void {
+    const finish = async () => {
+      if (this.parts.length === 0) await this.openPart(); // an empty stream still makes a (zero-byte) file
+      await this.fh!.sync();
+      await this.fh!.close();
+      this.fh = undefined;
+    };
+    finish().then(() => cb(), cb);
+  }
+
+  override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
+    const fh = this.fh;
+    this.fh = undefined;
+    (fh ? fh.close() : Promise.resolve()).then(
+      () => cb(err),
+      () => cb(err),
+    );
+  }
+}
+
+export class BlobStoreWriter {
+  private readonly entries = new Map<string, FileEntry>();
+  private tmpCounter = 0;
+
+  constructor(
+    readonly root: string,
+    private readonly options: CompressOptions,
+  ) {}
+
+  /** Every file written so far, for the manifest. */
+  files(): FileEntry[] {
+    return [...this.entries.values()].sort((a, b) => a.path.localeCompare(b.path));
+  }
+
+  async init(): Promise<void> {
+    await mkdir(join(this.root, 'blobs', 'sha256'), { recursive: true });
+    await mkdir(join(this.root, '.tmp'), { recursive: true });
+  }
+
+  /** Removes the scratch directory; called before the bundle is sealed. */
+  async finishScratch(): Promise<void> {
+    await rm(join(this.root, '.tmp'), { recursive: true, force: true });
+  }
+
+  /**
+   * Uncompressed tar in, zstd blob out: one pass computes the diffID, compresses, and hashes and
+   * writes the compressed bytes. `onBytes` reports uncompressed bytes consumed.
+   */
+  async writeLayer(input: Readable, onBytes?: (total: number) => void): Promise<WrittenLayer> {
+    const tmpBase = join(this.root, '.tmp', `layer-${process.pid}-${this.tmpCounter++}`);
+    const hasher = new HashingPassThrough(onBytes);
+    const compressor = new CompressStream({
+      compressionLevel: this.options.level,
+      nbWorkers: this.options.workers,
+      checksumFlag: true,
+    });
+    const sink = new PartSink(tmpBase, this.options.maxPartSize);
+    try {
+      await pipeline(input, hasher, compressor, sink);
+    } catch (e) {
+      await Promise.all(sink.parts.map((p) => rm(p.file, { force: true })));
+      throw e;
+    }
+    const diffId = `sha256:${hasher.hash.digest('hex')}`;
+    const hex = sink.whole.digest('hex');
+    const digest = `sha256:${hex}`;
+    const blob: LayerBlob = { digest, size: sink.size, mediaType: LAYER_MEDIA_TYPE };
+    const base = `blobs/sha256/${hex}`;
+
+    if (sink.parts.length === 1) {
+      await this.place(sink.parts[0]!.file, base, sink.size, hex);
+      blob.path = base;
+    } else {
+      const parts: BlobPart[] = [];
+      for (const [i, p] of sink.parts.entries()) {
+        const path = `${base}.part-${String(i + 1).padStart(4, '0')}`;
+        const sha256 = p.hash.digest('hex');
+        await this.place(p.file, path, p.size, sha256);
+        parts.push({ path, size: p.size, sha256 });
+      }
+      blob.parts = parts;
+    }
+    return { diffId, size: hasher.bytes, blob };
+  }
+
+  /** Small files (configs, OCI manifests, compose files) at a fixed bundle path. */
+  async writeFile(path: string, data: Buffer): Promise<FileEntry> {
+    const sha256 = createHash('sha256').update(data).digest('hex');
+    const existing = this.entries.get(path);
+    if (existing) {
+      if (existing.sha256 !== sha256) throw new Error(`bundle file ${path} would be written twice with different content`);
+      return existing;
+    }
+    const target = join(this.root, path);
+    await mkdir(dirname(target), { recursive: true });
+    const fh = await open(target, 'wx');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    const entry = { path, size: data.length, sha256 };
+    this.entries.set(path, entry);
+    return entry;
+  }
+
+  private async place(tmpFile: string, path: string, size: number, sha256: string): Promise<void> {
+    if (this.entries.has(path)) {
+      // The same compressed bytes already stored (the same layer reached twice): keep one.
+      await rm(tmpFile, { force: true });
+      return;
+    }
+    const target = join(this.root, path);
+    const exists = await stat(target).then(
+      () => true,
+      () => false,
+    );
+    if (exists) await rm(tmpFile, { force: true });
+    else await rename(tmpFile, target);
+    this.entries.set(path, { path, size, sha256 });
+  }
+}

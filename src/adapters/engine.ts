@@ -1,0 +1,106 @@
+/**
+ * The Docker Engine API, through dockerode. The only module that speaks to an engine; services see
+ * the narrow methods below. Honours DOCKER_HOST (dockerode reads it when given no options).
+ */
+import type { Readable } from 'node:stream';
+import Docker from 'dockerode';
+import { HostPreconditionError } from '../errors.js';
+
+export interface ImageDetails {
+  id: string;
+  repoTags: string[];
+  os: string;
+  architecture: string;
+  user: string;
+  hasHealthcheck: boolean;
+  diffIds: string[];
+  /** Uncompressed size as the engine reports it. */
+  size: number;
+}
+
+export interface EngineInfo {
+  serverVersion: string;
+  apiVersion: string;
+  storageDriver: string;
+  containerdStore: boolean;
+  os: string;
+  architecture: string;
+  dataRoot: string;
+}
+
+export function describeDockerHost(host = process.env.DOCKER_HOST): string {
+  return host && host.length > 0 ? host : 'unix:///var/run/docker.sock';
+}
+
+export class Engine {
+  private readonly docker: Docker;
+
+  constructor(readonly host: string = describeDockerHost()) {
+    this.docker = host.startsWith('unix://') ? new Docker({ socketPath: host.slice('unix://'.length) }) : new Docker();
+  }
+
+  private unreachable(e: unknown): HostPreconditionError {
+    return new HostPreconditionError('ENGINE_UNREACHABLE', `cannot reach the Docker engine at ${this.host}: ${(e as Error).message}`, {
+      hint: 'Start the engine, or point DOCKER_HOST at it (e.g. DOCKER_HOST=unix:///var/run/docker.sock).',
+      details: { host: this.host },
+      cause: e,
+    });
+  }
+
+  async info(): Promise<EngineInfo> {
+    let info: Record<string, unknown>;
+    let version: Record<string, unknown>;
+    try {
+      [info, version] = await Promise.all([this.docker.info(), this.docker.version() as Promise<unknown> as Promise<Record<string, unknown>>]);
+    } catch (e) {
+      throw this.unreachable(e);
+    }
+    const driverStatus = (info.DriverStatus as [string, string][] | null) ?? [];
+    return {
+      serverVersion: String(info.ServerVersion ?? version.Version ?? ''),
+      apiVersion: String(version.ApiVersion ?? ''),
+      storageDriver: String(info.Driver ?? ''),
+      containerdStore: driverStatus.some(([k, v]) => k === 'driver-type' && v === 'io.containerd.snapshotter.v1'),
+      os: String(info.OSType ?? ''),
+      architecture: String(info.Architecture ?? ''),
+      dataRoot: String(info.DockerRootDir ?? ''),
+    };
+  }
+
+  /** null when the engine does not know the reference. */
+  async inspectImage(ref: string): Promise<ImageDetails | null> {
+    let raw: Docker.ImageInspectInfo;
+    try {
+      raw = await this.docker.getImage(ref).inspect();
+    } catch (e) {
+      const status = (e as { statusCode?: number }).statusCode;
+      if (status === 404) return null;
+      if (status === undefined) throw this.unreachable(e);
+      throw e;
+    }
+    const config = (raw.Config ?? {}) as { User?: string; Healthcheck?: { Test?: string[] } };
+    const hcTest = config.Healthcheck?.Test;
+    return {
+      id: raw.Id,
+      repoTags: raw.RepoTags ?? [],
+      os: raw.Os,
+      architecture: raw.Architecture,
+      user: config.User ?? '',
+      hasHealthcheck: Array.isArray(hcTest) && hcTest.length > 0 && hcTest[0] !== 'NONE',
+      diffIds: raw.RootFS?.Layers ?? [],
+      size: raw.Size,
+    };
+  }
+
+  /** One save call for all images, so layers they share come once. The caller must consume it. */
+  async save(imageIds: string[]): Promise<Readable> {
+    try {
+      // Typed loosely upstream: GET /images/get?names=…, one archive for all images.
+      const docker = this.docker as unknown as { getImages(opts: { names: string[] }): Promise<Readable> };
+      return await docker.getImages({ names: imageIds });
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === undefined) throw this.unreachable(e);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,66 @@
+import { availableParallelism } from 'node:os';
+import { Args, Flags } from '@oclif/core';
+import { Engine } from '../../adapters/engine.js';
+import { DEFAULT_MAX_PART_SIZE } from '../../core/manifest.js';
+import { createBundle, type CreateResult } from '../../services/create.js';
+import { FerryCommand } from '../../ui/base-command.js';
+import { parseExpiry, parseSize } from '../../ui/flags.js';
+import { renderCreate } from '../../ui/render/bundle.js';
+
+export default class BundleCreate extends FerryCommand {
+  static override summary = 'Save a compose stack\'s tested images into a signed bundle directory.';
+  static override description = FerryCommand.describe(`Reads the bundle definition (DEFINITION/ferry.yaml), pins every image its compose file
+names by image ID on the local engine (DOCKER_HOST is honoured), exports them all in one
+engine save, and streams each layer through sha256 and zstd into a content-addressed blob.
+Writes the compose file and each host's override beside the images, a manifest listing the
+size and sha256 of every file, and an OpenSSH signature of that manifest (namespace
+"ferry-bundle"). The bundle is also a valid OCI image layout, so skopeo can read it.
+
+The bundle is built in a temporary sibling directory and renamed into place only when
+complete: an interrupted create never leaves a bundle that looks whole.
+
+No file is larger than --max-part-size (default just under 4 GiB, FAT32's limit):
+a bigger layer blob is cut into parts, each with its own digest.`);
+
+  static override examples = [
+    { description: 'Create and sign the demo bundle', command: '<%= config.bin %> bundle create bundles/demo --out /media/usb/demo-1.0.0.ferry --sign-key ~/.ssh/ferry_ed25519' },
+    { description: 'A fast, larger bundle with an explicit version', command: '<%= config.bin %> bundle create bundles/shop --out shop.ferry --version 1.4.2 --level 1 --sign-key k' },
+    { description: 'Machine-readable result', command: '<%= config.bin %> bundle create bundles/demo --out demo.ferry --sign-key k --json | jq .result.totals' },
+  ];
+
+  static override args = {
+    definition: Args.string({ description: 'bundle definition directory (holding ferry.yaml) or the ferry.yaml file', required: true }),
+  };
+
+  static override flags = {
+    out: Flags.string({ char: 'o', description: 'directory to create (must not exist), e.g. /media/usb/shop-1.4.2.ferry', required: true }),
+    'sign-key': Flags.string({ description: 'OpenSSH ed25519 private key to sign with (see `ferry keys generate`); without it the bundle is unsigned', env: 'FERRY_SIGN_KEY' }),
+    version: Flags.string({ description: 'release version; default: ferry.yaml\'s, else from git (tag-commits-gsha), else a timestamp' }),
+    sequence: Flags.integer({ description: 'monotonic release number hosts use to refuse downgrades; default: creation time in Unix seconds', min: 0 }),
+    expires: Flags.string({ description: 'hosts refuse the bundle after this date (2027-01-31) or duration (90d, 12h, 2w)' }),
+    level: Flags.integer({ description: 'zstd compression level (1 fastest … 19 smallest)', default: 3, min: 1, max: 19 }),
+    workers: Flags.integer({ description: 'zstd worker threads; default: the number of CPUs', min: 0, max: 64 }),
+    'max-part-size': Flags.string({ description: 'largest file in the bundle; larger blobs are split (bytes or K/M/G)', default: String(DEFAULT_MAX_PART_SIZE) }),
+  };
+
+  async run(): Promise<CreateResult> {
+    const { args, flags } = await this.parse(BundleCreate);
+    const result = await createBundle(
+      {
+        definition: args.definition,
+        out: flags.out,
+        version: flags.version,
+        sequence: flags.sequence,
+        signKey: flags['sign-key'],
+        level: flags.level,
+        workers: flags.workers ?? availableParallelism(),
+        maxPartSize: parseSize('--max-part-size', flags['max-part-size']),
+        expires: flags.expires ? parseExpiry('--expires', flags.expires) : undefined,
+      },
+      new Engine(),
+      this.out,
+    );
+    this.out.result(renderCreate(result));
+    return result;
+  }
+}

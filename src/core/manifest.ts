@@ -1,0 +1,275 @@
+/**
+ * ferry's bundle manifest (`ferry.json`): the one signed document. It names every other file of
+ * the bundle with its size and sha256, so checking the signature and then each file authenticates
+ * the whole bundle. It is parsed defensively: it arrives on a stick anyone may have touched.
+ */
+import { isDigest } from './digest.js';
+import { safeRelativePathProblem } from './paths.js';
+
+export const MANIFEST_FORMAT = 'ferry.bundle/v1';
+export const MANIFEST_FILE = 'ferry.json';
+export const SIGNATURE_FILE = 'ferry.json.sig';
+/** A manifest larger than this is refused before it is parsed. */
+export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
+/** FAT32, still the default on many USB sticks, cannot hold a file of 4 GiB or more. */
+export const FAT32_MAX_FILE = 4 * 1024 ** 3 - 1;
+export const DEFAULT_MAX_PART_SIZE = 4 * 1024 ** 3 - 64 * 1024 ** 2;
+export const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar+zstd';
+
+export interface FileEntry {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface BlobPart {
+  path: string;
+  size: number;
+  sha256: string;
+}
+
+export interface LayerBlob {
+  digest: string;
+  size: number;
+  mediaType: string;
+  /** Where the blob lives: one file, or several parts to concatenate in order. */
+  path?: string;
+  parts?: BlobPart[];
+}
+
+export interface ManifestLayer {
+  diffId: string;
+  chainId: string;
+  /** Uncompressed size. */
+  size: number;
+  /** Whether the bundle ships this layer (later: layers the target already holds are left out). */
+  included: boolean;
+  blob: LayerBlob | null;
+}
+
+export interface ManifestImage {
+  /** The references the definition named this image by (compose service images, extra images). */
+  refs: string[];
+  /** The pinned image ID: the digest of its config. */
+  id: string;
+  os: string;
+  architecture: string;
+  config: { path: string; size: number };
+  ociManifest: { digest: string; size: number; path: string };
+  layers: ManifestLayer[];
+}
+
+export interface ManifestService {
+  name: string;
+  image: string;
+  imageId: string;
+}
+
+export interface FerryManifest {
+  format: typeof MANIFEST_FORMAT;
+  name: string;
+  version: string;
+  sequence: number;
+  created: string;
+  expires: string | null;
+  tool: { name: string; version: string };
+  compose: { file: string; smoke: string | null; services: ManifestService[] };
+  hosts: Record<string, { files: string[] }>;
+  images: ManifestImage[];
+  files: FileEntry[];
+}
+
+export function serializeManifest(manifest: FerryManifest): Buffer {
+  return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
+}
+
+/** A manifest that fails validation; `problems` lists every field at fault. */
+export class ManifestInvalid extends Error {
+  constructor(readonly problems: string[]) {
+    super(`the bundle manifest is invalid: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`);
+  }
+}
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
+const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+
+/** Validates untrusted JSON into a manifest, collecting all problems before failing. */
+export function parseManifest(bytes: Buffer): FerryManifest {
+  if (bytes.length > MAX_MANIFEST_BYTES) throw new ManifestInvalid([`larger than ${MAX_MANIFEST_BYTES} bytes`]);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw new ManifestInvalid([`not JSON: ${(e as Error).message}`]);
+  }
+  const problems: string[] = [];
+  const v = new Checker(problems);
+  const m = v.object(doc, '');
+  if (!m) throw new ManifestInvalid(problems);
+  if (m.format !== MANIFEST_FORMAT) problems.push(`format is ${JSON.stringify(m.format)}, this ferry reads ${MANIFEST_FORMAT}`);
+  v.match(m.name, 'name', NAME);
+  v.match(m.version, 'version', VERSION);
+  v.integer(m.sequence, 'sequence');
+  v.date(m.created, 'created');
+  if (m.expires !== null) v.date(m.expires, 'expires');
+  const tool = v.object(m.tool, 'tool');
+  if (tool) {
+    v.string(tool.name, 'tool.name');
+    v.string(tool.version, 'tool.version');
+  }
+
+  const files = v.array(m.files, 'files', 200_000) ?? [];
+  const seen = new Set<string>();
+  files.forEach((f, i) => {
+    const e = v.object(f, `files[${i}]`);
+    if (!e) return;
+    v.path(e.path, `files[${i}].path`);
+    v.size(e.size, `files[${i}].size`);
+    v.hex(e.sha256, `files[${i}].sha256`);
+    if (typeof e.path === 'string') {
+      if (seen.has(e.path)) problems.push(`files[${i}].path ${e.path} is listed twice`);
+      seen.add(e.path);
+      if (e.path === MANIFEST_FILE || e.path === SIGNATURE_FILE) problems.push(`files[${i}].path may not name ${e.path}`);
+    }
+  });
+  const listed = (p: unknown, where: string) => {
+    if (v.path(p, where) && !seen.has(p as string)) problems.push(`${where} ${String(p)} is not in files`);
+  };
+
+  const compose = v.object(m.compose, 'compose');
+  if (compose) {
+    listed(compose.file, 'compose.file');
+    if (compose.smoke !== null) v.string(compose.smoke, 'compose.smoke');
+    (v.array(compose.services, 'compose.services', 1000) ?? []).forEach((s, i) => {
+      const svc = v.object(s, `compose.services[${i}]`);
+      if (!svc) return;
+      v.string(svc.name, `compose.services[${i}].name`);
+      v.string(svc.image, `compose.services[${i}].image`);
+      v.digest(svc.imageId, `compose.services[${i}].imageId`);
+    });
+  }
+  const hosts = v.object(m.hosts, 'hosts');
+  if (hosts) {
+    for (const [host, entry] of Object.entries(hosts)) {
+      if (!HOST.test(host)) problems.push(`hosts: ${JSON.stringify(host)} is not a valid host name`);
+      const h = v.object(entry, `hosts.${host}`);
+      if (h) (v.array(h.files, `hosts.${host}.files`, 100) ?? []).forEach((p, i) => listed(p, `hosts.${host}.files[${i}]`));
+    }
+  }
+
+  (v.array(m.images, 'images', 1000) ?? []).forEach((img, i) => {
+    const at = `images[${i}]`;
+    const im = v.object(img, at);
+    if (!im) return;
+    (v.array(im.refs, `${at}.refs`, 100) ?? []).forEach((r, j) => v.string(r, `${at}.refs[${j}]`));
+    v.digest(im.id, `${at}.id`);
+    v.string(im.os, `${at}.os`);
+    v.string(im.architecture, `${at}.architecture`);
+    const config = v.object(im.config, `${at}.config`);
+    if (config) {
+      listed(config.path, `${at}.config.path`);
+      v.size(config.size, `${at}.config.size`);
+    }
+    const om = v.object(im.ociManifest, `${at}.ociManifest`);
+    if (om) {
+      v.digest(om.digest, `${at}.ociManifest.digest`);
+      v.size(om.size, `${at}.ociManifest.size`);
+      listed(om.path, `${at}.ociManifest.path`);
+    }
+    (v.array(im.layers, `${at}.layers`, 1000) ?? []).forEach((l, j) => {
+      const lat = `${at}.layers[${j}]`;
+      const layer = v.object(l, lat);
+      if (!layer) return;
+      v.digest(layer.diffId, `${lat}.diffId`);
+      v.digest(layer.chainId, `${lat}.chainId`);
+      v.size(layer.size, `${lat}.size`);
+      if (typeof layer.included !== 'boolean') problems.push(`${lat}.included must be true or false`);
+      if (layer.blob === null) {
+        if (layer.included === true) problems.push(`${lat}.blob is missing for an included layer`);
+        return;
+      }
+      const blob = v.object(layer.blob, `${lat}.blob`);
+      if (!blob) return;
+      v.digest(blob.digest, `${lat}.blob.digest`);
+      v.size(blob.size, `${lat}.blob.size`);
+      v.string(blob.mediaType, `${lat}.blob.mediaType`);
+      if ((blob.path === undefined) === (blob.parts === undefined)) {
+        problems.push(`${lat}.blob needs exactly one of path or parts`);
+      } else if (blob.path !== undefined) {
+        listed(blob.path, `${lat}.blob.path`);
+      } else {
+        const parts = v.array(blob.parts, `${lat}.blob.parts`, 10_000) ?? [];
+        let total = 0;
+        parts.forEach((p, k) => {
+          const part = v.object(p, `${lat}.blob.parts[${k}]`);
+          if (!part) return;
+          listed(part.path, `${lat}.blob.parts[${k}].path`);
+          if (v.size(part.size, `${lat}.blob.parts[${k}].size`)) total += part.size as number;
+          v.hex(part.sha256, `${lat}.blob.parts[${k}].sha256`);
+        });
+        if (parts.length < 2) problems.push(`${lat}.blob.parts must have at least two parts`);
+        if (typeof blob.size === 'number' && total !== blob.size) problems.push(`${lat}.blob.parts sizes add up to ${total}, not ${blob.size}`);
+      }
+    });
+  });
+
+  if (problems.length > 0) throw new ManifestInvalid(problems);
+  return doc as FerryManifest;
+}
+
+type Obj = Record<string, unknown>;
+
+class Checker {
+  constructor(private readonly problems: string[]) {}
+
+  private fail(where: string, what: string): false {
+    this.problems.push(`${where || 'the document'} ${what}`);
+    return false;
+  }
+
+  object(value: unknown, where: string): Obj | undefined {
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Obj;
+    this.fail(where, 'must be an object');
+    return undefined;
+  }
+
+  array(value: unknown, where: string, max: number): unknown[] | undefined {
+    if (!Array.isArray(value)) return void this.fail(where, 'must be an array');
+    if (value.length > max) return void this.fail(where, `has ${value.length} entries, more than ${max}`);
+    return value;
+  }
+
+  string(value: unknown, where: string): boolean {
+    return (typeof value === 'string' && value.length > 0 && value.length <= 4096) || this.fail(where, 'must be a non-empty string');
+  }
+
+  match(value: unknown, where: string, re: RegExp): boolean {
+    return (typeof value === 'string' && re.test(value)) || this.fail(where, `must match ${re}`);
+  }
+
+  integer(value: unknown, where: string): boolean {
+    return (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) || this.fail(where, 'must be a whole number ≥ 0');
+  }
+
+  size(value: unknown, where: string): boolean {
+    return this.integer(value, where);
+  }
+
+  date(value: unknown, where: string): boolean {
+    return (typeof value === 'string' && value.length < 64 && !Number.isNaN(Date.parse(value))) || this.fail(where, 'must be an ISO date');
+  }
+
+  digest(value: unknown, where: string): boolean {
+    return isDigest(value) || this.fail(where, 'must be a sha256:<64 hex> digest');
+  }
+
+  hex(value: unknown, where: string): boolean {
+    return (typeof value === 'string' && /^[0-9a-f]{64}$/.test(value)) || this.fail(where, 'must be 64 lowercase hex digits');
+  }
+
+  path(value: unknown, where: string): boolean {
+    const problem = safeRelativePathProblem(value);
+    return problem === undefined || this.fail(where, `is not a safe bundle path: it ${problem}`);
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * The OCI image layout side of a bundle, so that stock tools (skopeo, crane, containerd) can read
+ * a complete bundle without ferry. Pure: returns the exact bytes to write, whose digests the
+ * manifest then records.
+ */
+import { LAYER_MEDIA_TYPE } from './manifest.js';
+
+export const OCI_LAYOUT = Buffer.from(`${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n`);
+export const OCI_MANIFEST_MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+json';
+export const OCI_INDEX_MEDIA_TYPE = 'application/vnd.oci.image.index.v1+json';
+export const OCI_CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
+export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name';
+
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+  annotations?: Record<string, string>;
+  platform?: { os: string; architecture: string };
+}
+
+export function imageManifest(config: { digest: string; size: number }, layers: { digest: string; size: number }[]): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST_MEDIA_TYPE,
+      config: { mediaType: OCI_CONFIG_MEDIA_TYPE, digest: config.digest, size: config.size },
+      layers: layers.map((l) => ({ mediaType: LAYER_MEDIA_TYPE, digest: l.digest, size: l.size })),
+    }),
+  );
+}
+
+/**
+ * One index entry per reference, so `skopeo inspect oci:BUNDLE:REF` works with the names people
+ * know (the OCI layout allows several entries for one manifest).
+ */
+export function imageIndex(
+  entries: { manifest: { digest: string; size: number }; refs: string[]; os: string; architecture: string }[],
+): Buffer {
+  const manifests: Descriptor[] = [];
+  for (const e of entries) {
+    const refs = e.refs.length > 0 ? e.refs : [undefined];
+    for (const ref of refs) {
+      manifests.push({
+        mediaType: OCI_MANIFEST_MEDIA_TYPE,
+        digest: e.manifest.digest,
+        size: e.manifest.size,
+        platform: { os: e.os, architecture: e.architecture },
+        ...(ref ? { annotations: { [REF_NAME_ANNOTATION]: ref } } : {}),
+      });
+    }
+  }
+  return Buffer.from(`${JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests }, null, 2)}\n`);
+}

@@ -1,0 +1,41 @@
+/**
+ * What a bundle directory must hold, compared with what it does hold. Pure: the listing comes
+ * from the filesystem adapter, the file list from the (already authenticated) manifest.
+ */
+import type { Problem } from '../errors.js';
+import { MANIFEST_FILE, SIGNATURE_FILE, type FileEntry } from './manifest.js';
+
+export interface ListingEntry {
+  path: string;
+  kind: 'file' | 'directory' | 'symlink' | 'other';
+  size: number;
+}
+
+/**
+ * Problems visible from names and sizes alone, and the files whose content must still be hashed.
+ * Directories are allowed only where they lead to listed files.
+ */
+export function compareListing(expected: FileEntry[], listing: ListingEntry[]): { problems: Problem[]; toHash: FileEntry[] } {
+  const problems: Problem[] = [];
+  const toHash: FileEntry[] = [];
+  const present = new Map(listing.map((e) => [e.path, e]));
+  const expectedPaths = new Set(expected.map((f) => f.path));
+  const neededDirs = new Set<string>();
+  for (const f of expected) {
+    const parts = f.path.split('/');
+    for (let i = 1; i < parts.length; i++) neededDirs.add(parts.slice(0, i).join('/'));
+  }
+  for (const f of expected) {
+    const got = present.get(f.path);
+    if (!got) problems.push({ file: f.path, kind: 'missing', message: `${f.path} is missing` });
+    else if (got.kind !== 'file') problems.push({ file: f.path, kind: 'not-regular', message: `${f.path} is a ${got.kind}, not a regular file (links are never followed)` });
+    else if (got.size !== f.size) problems.push({ file: f.path, kind: 'size', message: `${f.path} has ${got.size} bytes, the manifest says ${f.size}` });
+    else toHash.push(f);
+  }
+  for (const e of listing) {
+    if (expectedPaths.has(e.path) || e.path === MANIFEST_FILE || e.path === SIGNATURE_FILE) continue;
+    if (e.kind === 'directory' && neededDirs.has(e.path)) continue;
+    problems.push({ file: e.path, kind: 'extra', message: `${e.path} is not listed in the manifest (${e.kind === 'file' ? 'extra file' : `extra ${e.kind}`})` });
+  }
+  return { problems, toHash };
+}

@@ -1,0 +1,313 @@
+/**
+ * `ferry bundle create`: one pass from the engine's save stream to a sealed, signed bundle.
+ * engine save → tar entries → (sha256 diffID ‖ zstd) → sha256 + part files, with nothing of an
+ * image ever held whole in memory or on disk twice.
+ */
+import { join, resolve, dirname, basename, posix } from 'node:path';
+import { BlobStoreWriter } from '../adapters/blob-store.js';
+import { Engine } from '../adapters/engine.js';
+import { createPartialSibling, exists, isDirectory, readText, removeTree, sealDirectory } from '../adapters/fs.js';
+import { versionFromGit } from '../adapters/git.js';
+import { readSaveArchive, SaveArchiveError } from '../adapters/save-archive.js';
+import { BUNDLE_NAMESPACE, loadSigningKey, type SigningKey } from '../adapters/signing.js';
+import { analyzeCompose, bindsOfDocument, envFilesOfDocument, fieldWarnings, type ComposeAnalysis } from '../core/compose.js';
+import { parseDefinition, type BundleDefinition } from '../core/definition.js';
+import { chainIds, hexOf, sha256Digest } from '../core/digest.js';
+import {
+  FAT32_MAX_FILE,
+  MANIFEST_FILE,
+  MANIFEST_FORMAT,
+  SIGNATURE_FILE,
+  serializeManifest,
+  type FerryManifest,
+  type ManifestImage,
+  type ManifestLayer,
+} from '../core/manifest.js';
+import { imageIndex, imageManifest, OCI_LAYOUT } from '../core/oci.js';
+import { safeRelativePathProblem } from '../core/paths.js';
+import { parseYaml } from '../core/yaml.js';
+import { BuildInputError, IntegrityError, UsageError } from '../errors.js';
+import { formatBytes, shortDigest } from '../ui/format.js';
+import type { Reporter } from './reporter.js';
+import { TOOL_VERSION } from './version.js';
+
+export interface CreateOptions {
+  /** The definition directory, or its ferry.yaml. */
+  definition: string;
+  out: string;
+  version?: string;
+  sequence?: number;
+  signKey?: string;
+  level: number;
+  workers: number;
+  maxPartSize: number;
+  expires?: Date;
+  now?: Date;
+}
+
+export interface CreateResult {
+  bundle: string;
+  name: string;
+  version: string;
+  sequence: number;
+  created: string;
+  signed: boolean;
+  signer: string | null;
+  images: { refs: string[]; id: string; layers: number; size: number; compressedSize: number }[];
+  totals: { imageBytes: number; bundleBytes: number; files: number; ratio: number };
+  durationMs: number;
+}
+
+interface LoadedDefinition {
+  dir: string;
+  file: string;
+  def: BundleDefinition;
+  compose: ComposeAnalysis;
+  /** Definition-relative paths of every file the bundle carries besides images. */
+  files: string[];
+  hostFiles: Record<string, string[]>;
+  extraBinds: ComposeAnalysis['binds'];
+}
+
+export async function createBundle(options: CreateOptions, engine: Engine, reporter: Reporter): Promise<CreateResult> {
+  const started = Date.now();
+  if (options.maxPartSize < 1024 * 1024 || options.maxPartSize > FAT32_MAX_FILE) {
+    throw new UsageError('BAD_PART_SIZE', `--max-part-size must be between 1 MiB and ${FAT32_MAX_FILE} bytes (FAT32's limit)`);
+  }
+  const out = resolve(options.out);
+  if (await exists(out)) {
+    throw new BuildInputError('OUTPUT_EXISTS', `${options.out} already exists`, {
+      hint: 'Choose another --out, or remove the old bundle first. ferry never overwrites a bundle.',
+      details: { out },
+    });
+  }
+  const loaded = await loadDefinition(options.definition);
+  const { def } = loaded;
+  // Fail on an unreadable key now, not after minutes of saving images.
+  const key: SigningKey | undefined = options.signKey ? await loadSigningKey(options.signKey) : undefined;
+  if (!key) {
+    reporter.warn({ code: 'UNSIGNED', message: 'no --sign-key: the bundle is UNSIGNED; hosts refuse it unless installed with --allow-unsigned' });
+  }
+
+  // Pin every image by ID now: a tag that moves while we save cannot change the bundle.
+  const refs = [...new Set([...loaded.compose.services.map((s) => s.image), ...def.images])];
+  const details = new Map<string, NonNullable<Awaited<ReturnType<Engine['inspectImage']>>>>();
+  for (const ref of refs) {
+    const d = await engine.inspectImage(ref);
+    if (!d) {
+      const users = loaded.compose.services.filter((s) => s.image === ref).map((s) => s.name);
+      throw new BuildInputError('IMAGE_NOT_FOUND', `image ${ref} is not in the engine at ${engine.host}${users.length ? ` (used by service ${users.join(', ')})` : ' (listed in images:)'}`, {
+        hint: 'Build or load the tested image on this engine first, or fix the reference in the compose file.',
+        details: { ref, services: users },
+      });
+    }
+    details.set(ref, d);
+  }
+  for (const w of fieldWarnings(loaded.compose, (svc) => details.get(svc.image)!, loaded.extraBinds)) reporter.warn(w);
+
+  const now = options.now ?? new Date();
+  const version = options.version ?? def.version ?? (await versionFromGit(loaded.dir)) ?? timestampVersion(now);
+  const sequence = options.sequence ?? Math.floor(now.getTime() / 1000);
+
+  const ids = [...new Set([...details.values()].map((d) => d.id))];
+  const refsById = new Map<string, string[]>();
+  for (const [ref, d] of details) refsById.set(d.id, [...(refsById.get(d.id) ?? []), ref]);
+
+  const partial = await createPartialSibling(out);
+  const onSignal = () => {
+    // Interrupted: leave no partial bundle behind (a SIGKILL leaves only a `.partial-` directory).
+    void removeTree(partial).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const progress = reporter.progress();
+  try {
+    const store = new BlobStoreWriter(partial, { level: options.level, workers: options.workers, maxPartSize: options.maxPartSize });
+    await store.init();
+
+    // The overall total is an estimate (shared layers counted per image) until the stream ends.
+    const estimate = ids.reduce((n, id) => n + ([...details.values()].find((d) => d.id === id)?.size ?? 0), 0);
+    const overall = progress.overall('saving images', estimate);
+    const imageBars = new Map(ids.map((id) => {
+      const d = [...details.values()].find((x) => x.id === id)!;
+      return [id, { task: progress.task(refsById.get(id)![0]!, d.size), done: 0, diffIds: new Set(d.diffIds) }];
+    }));
+    let streamed = 0;
+    const archive = await engine.save(ids);
+    const { images: saved, layers } = await readSaveArchive(
+      archive,
+      async (entry, info) => {
+        const before = streamed;
+        const layer = await store.writeLayer(entry, (n) => {
+          streamed = before + n;
+          overall.update(streamed);
+        });
+        for (const bar of imageBars.values()) {
+          if (bar.diffIds.has(layer.diffId)) bar.task.update((bar.done += layer.size));
+        }
+        progress.note(`layer ${shortDigest(layer.diffId)}  ${formatBytes(layer.size)} → ${formatBytes(layer.blob.size)} (${info.path})`);
+        return layer;
+      },
+    ).catch((e) => {
+      if (e instanceof SaveArchiveError) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive could not be read: ${e.message}`, { cause: e });
+      throw e;
+    });
+    overall.setTotal(streamed);
+    overall.done(`${formatBytes(streamed)} saved`);
+    for (const bar of imageBars.values()) bar.task.done();
+
+    const images: ManifestImage[] = [];
+    for (const id of ids) {
+      const image = saved.find((s) => s.id === id);
+      if (!image) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive does not contain image ${id}`);
+      const config = JSON.parse(image.config.toString('utf8')) as { rootfs?: { diff_ids?: string[] }; os?: string; architecture?: string };
+      const diffIds = config.rootfs?.diff_ids ?? [];
+      if (diffIds.length !== image.layerPaths.length) {
+        throw new IntegrityError('ENGINE_LAYER_MISMATCH', `image ${id}: its config lists ${diffIds.length} layers, the archive ${image.layerPaths.length}`);
+      }
+      const chain = chainIds(diffIds);
+      const manifestLayers: ManifestLayer[] = image.layerPaths.map((path, i) => {
+        const written = layers.get(path)!;
+        if (written.diffId !== diffIds[i]) {
+          throw new IntegrityError('ENGINE_LAYER_MISMATCH', `image ${id}: layer ${i} hashes to ${written.diffId}, its config says ${diffIds[i]}`, {
+            hint: 'The engine sent a layer that does not match the image config. Check the engine\'s storage (docker system df, dockerd logs).',
+          });
+        }
+        return { diffId: written.diffId, chainId: chain[i]!, size: written.size, included: true, blob: written.blob };
+      });
+      const configPath = `blobs/sha256/${hexOf(id)}`;
+      await store.writeFile(configPath, image.config);
+      const ociManifest = imageManifest(
+        { digest: id, size: image.config.length },
+        manifestLayers.map((l) => ({ digest: l.blob!.digest, size: l.blob!.size })),
+      );
+      const ociEntry = await store.writeFile(`blobs/sha256/${hexOf(sha256Digest(ociManifest))}`, ociManifest);
+      images.push({
+        refs: refsById.get(id) ?? [],
+        id,
+        os: config.os ?? 'linux',
+        architecture: config.architecture ?? 'amd64',
+        config: { path: configPath, size: image.config.length },
+        ociManifest: { digest: `sha256:${ociEntry.sha256}`, size: ociEntry.size, path: ociEntry.path },
+        layers: manifestLayers,
+      });
+    }
+    await store.writeFile('oci-layout', OCI_LAYOUT);
+    await store.writeFile(
+      'index.json',
+      imageIndex(images.map((im) => ({ manifest: im.ociManifest, refs: im.refs, os: im.os, architecture: im.architecture }))),
+    );
+    for (const rel of loaded.files) await store.writeFile(`compose/${rel}`, Buffer.from(await readText(join(loaded.dir, rel)), 'utf8'));
+    await store.finishScratch();
+
+    const manifest: FerryManifest = {
+      format: MANIFEST_FORMAT,
+      name: def.name,
+      version,
+      sequence,
+      created: now.toISOString(),
+      expires: options.expires ? options.expires.toISOString() : null,
+      tool: { name: 'ferry', version: TOOL_VERSION },
+      compose: {
+        file: `compose/${def.compose}`,
+        smoke: loaded.compose.smoke,
+        services: loaded.compose.services.map((s) => ({ name: s.name, image: s.image, imageId: details.get(s.image)!.id })),
+      },
+      hosts: Object.fromEntries(Object.entries(loaded.hostFiles).map(([h, files]) => [h, { files: files.map((f) => `compose/${f}`) }])),
+      images,
+      files: store.files(),
+    };
+    const manifestBytes = serializeManifest(manifest);
+    const sealed = new BlobStoreWriter(partial, { level: options.level, workers: options.workers, maxPartSize: options.maxPartSize });
+    await sealed.writeFile(MANIFEST_FILE, manifestBytes);
+    if (key) await sealed.writeFile(SIGNATURE_FILE, Buffer.from(key.sign(manifestBytes, BUNDLE_NAMESPACE), 'utf8'));
+    progress.stop();
+    await sealDirectory(partial, out);
+
+    const imageBytes = images.reduce((n, im) => n + im.layers.reduce((m, l) => m + l.size, 0), 0);
+    const bundleBytes = [...manifest.files, ...sealed.files()].reduce((n, f) => n + f.size, 0);
+    return {
+      bundle: out,
+      name: def.name,
+      version,
+      sequence,
+      created: manifest.created,
+      signed: !!key,
+      signer: key?.fingerprint ?? null,
+      images: images.map((im) => ({
+        refs: im.refs,
+        id: im.id,
+        layers: im.layers.length,
+        size: im.layers.reduce((n, l) => n + l.size, 0),
+        compressedSize: im.layers.reduce((n, l) => n + (l.blob?.size ?? 0), 0),
+      })),
+      totals: { imageBytes, bundleBytes, files: manifest.files.length + sealed.files().length, ratio: imageBytes > 0 ? bundleBytes / imageBytes : 0 },
+      durationMs: Date.now() - started,
+    };
+  } catch (e) {
+    progress.stop();
+    await removeTree(partial);
+    throw e;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+function timestampVersion(now: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${now.getUTCFullYear()}${p(now.getUTCMonth() + 1)}${p(now.getUTCDate())}.${p(now.getUTCHours())}${p(now.getUTCMinutes())}${p(now.getUTCSeconds())}`;
+}
+
+/** Reads ferry.yaml, the compose file and every host file, validating as it goes. */
+export async function loadDefinition(path: string): Promise<LoadedDefinition> {
+  const isDir = await isDirectory(path);
+  const dir = resolve(isDir ? path : dirname(path));
+  const file = isDir ? join(dir, 'ferry.yaml') : resolve(path);
+  if (!(await exists(file))) {
+    throw new BuildInputError('DEFINITION_NOT_FOUND', `no bundle definition at ${isDir ? join(path, 'ferry.yaml') : path}`, {
+      hint: 'Pass the directory that holds ferry.yaml (e.g. bundles/demo), or the ferry.yaml file itself.',
+    });
+  }
+  const def = parseDefinition(parseYaml(await readText(file), file), file);
+  const read = async (rel: string, what: string): Promise<unknown> => {
+    const full = join(dir, rel);
+    if (!(await exists(full))) {
+      throw new BuildInputError('DEFINITION_FILE_MISSING', `${basename(file)} names ${what} ${rel}, which does not exist in ${dir}`, {
+        details: { file, missing: rel },
+      });
+    }
+    return parseYaml(await readText(full), full);
+  };
+  const composeDoc = await read(def.compose, 'compose file');
+  const compose = analyzeCompose(composeDoc, join(dir, def.compose));
+  const files = new Set<string>([def.compose]);
+  // env_file paths are relative to the compose file that names them; the bundle keeps the layout.
+  const addEnvFiles = async (doc: unknown, ofFile: string): Promise<string[]> => {
+    const added: string[] = [];
+    for (const env of envFilesOfDocument(doc)) {
+      const rel = posix.normalize(posix.join(posix.dirname(ofFile), env));
+      const problem = safeRelativePathProblem(rel);
+      if (problem) throw new BuildInputError('DEFINITION_INVALID', `${ofFile}: env_file ${env} ${problem}; keep env files inside the definition directory`);
+      if (!(await exists(join(dir, rel)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `${ofFile}: env_file ${env} does not exist`);
+      files.add(rel);
+      added.push(rel);
+    }
+    return added;
+  };
+  await addEnvFiles(composeDoc, def.compose);
+  const hostFiles: Record<string, string[]> = {};
+  const extraBinds: ComposeAnalysis['binds'] = [];
+  for (const [host, h] of Object.entries(def.hosts)) {
+    const doc = await read(h.compose, `host override for ${host}:`);
+    extraBinds.push(...bindsOfDocument(doc));
+    const list = [h.compose, ...(await addEnvFiles(doc, h.compose))];
+    for (const env of h.env) {
+      if (!(await exists(join(dir, env)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `hosts.${host}.env names ${env}, which does not exist`);
+      list.push(env);
+    }
+    list.forEach((f) => files.add(f));
+    hostFiles[host] = [...new Set(list)];
+  }
+  return { dir, file, def, compose, files: [...files], hostFiles, extraBinds };
+}

@@ -1,0 +1,136 @@
+/**
+ * Progress for long byte-moving work (saving, compressing, hashing, loading). Services report
+ * through this narrow interface and never know whether a person, a log file or nobody watches.
+ */
+import cliProgress from 'cli-progress';
+import { formatBytes } from './format.js';
+
+export interface ProgressTask {
+  /** Bytes done so far for this task (absolute, not a delta). */
+  update(doneBytes: number): void;
+  /** Total may only be learned late (a layer's size shows when its tar header arrives). */
+  setTotal(totalBytes: number): void;
+  done(summary?: string): void;
+}
+
+export interface ProgressReporter {
+  /** The overall bar; total may be an estimate and grow. */
+  overall(label: string, totalBytes: number): ProgressTask;
+  task(label: string, totalBytes: number): ProgressTask;
+  /** A line of detail (a layer done) that must not tear the bars. */
+  note(message: string): void;
+  stop(): void;
+}
+
+export function createProgress(
+  mode: 'bars' | 'lines' | 'silent',
+  stream: NodeJS.WritableStream,
+): ProgressReporter {
+  if (mode === 'silent') return silentReporter;
+  if (mode === 'lines') return new LineReporter(stream);
+  return new BarReporter(stream);
+}
+
+const noopTask: ProgressTask = { update() {}, setTotal() {}, done() {} };
+const silentReporter: ProgressReporter = {
+  overall: () => noopTask,
+  task: () => noopTask,
+  note() {},
+  stop() {},
+};
+
+/** Without a TTY: one line when a task ends, and at most one overall line every 10 seconds. */
+class LineReporter implements ProgressReporter {
+  constructor(private readonly stream: NodeJS.WritableStream) {}
+
+  overall(label: string, totalBytes: number): ProgressTask {
+    const started = Date.now();
+    let last = started;
+    let total = totalBytes;
+    return {
+      update: (done) => {
+        const now = Date.now();
+        if (now - last < 10_000) return;
+        last = now;
+        const rate = done / Math.max(1e-3, (now - started) / 1000);
+        this.stream.write(`${label}: ${formatBytes(done)} of ${formatBytes(total)} (${formatBytes(rate)}/s)\n`);
+      },
+      setTotal: (t) => {
+        total = t;
+      },
+      done: (summary) => {
+        if (summary) this.stream.write(`${label}: ${summary}\n`);
+      },
+    };
+  }
+
+  task(label: string): ProgressTask {
+    return {
+      update() {},
+      setTotal() {},
+      done: (summary) => {
+        this.stream.write(summary ? `${label}: ${summary}\n` : `${label}: done\n`);
+      },
+    };
+  }
+
+  note(message: string): void {
+    this.stream.write(`${message}\n`);
+  }
+
+  stop(): void {}
+}
+
+class BarReporter implements ProgressReporter {
+  private readonly multi: cliProgress.MultiBar;
+
+  constructor(stream: NodeJS.WritableStream) {
+    this.multi = new cliProgress.MultiBar(
+      {
+        stream: stream as NodeJS.WriteStream,
+        clearOnComplete: false,
+        hideCursor: true,
+        etaBuffer: 50,
+        fps: 5,
+        format: '{label} |{bar}| {percentage}% {doneh}/{totalh} {rate}/s ETA {eta_formatted}',
+        formatValue: (v, _o, type) => (type === 'percentage' ? String(v).padStart(3) : String(v)),
+      },
+      cliProgress.Presets.shades_classic,
+    );
+  }
+
+  overall(label: string, totalBytes: number): ProgressTask {
+    return this.task(label.padEnd(24).slice(0, 24), totalBytes);
+  }
+
+  task(label: string, totalBytes: number): ProgressTask {
+    const started = Date.now();
+    let total = Math.max(1, totalBytes);
+    const payload = (done: number) => ({
+      label: label.padEnd(24).slice(0, 24),
+      doneh: formatBytes(done),
+      totalh: formatBytes(total),
+      rate: formatBytes(done / Math.max(1e-3, (Date.now() - started) / 1000)),
+    });
+    const bar = this.multi.create(total, 0, payload(0));
+    return {
+      update: (done) => bar.update(Math.min(done, total), payload(done)),
+      setTotal: (t) => {
+        total = Math.max(1, t);
+        bar.setTotal(total);
+      },
+      done: () => {
+        bar.update(total, payload(total));
+        bar.stop();
+      },
+    };
+  }
+
+  note(message: string): void {
+    this.multi.log(`${message}\n`);
+  }
+
+  stop(): void {
+    this.multi.stop();
+  }
+}

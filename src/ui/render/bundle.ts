@@ -1,0 +1,61 @@
+/** Text renderings of bundle results, for people. --json output never passes through here. */
+import type { CreateResult } from '../../services/create.js';
+import type { InspectResult } from '../../services/inspect.js';
+import type { VerifyResult } from '../../services/verify.js';
+import { formatBytes, shortDigest, table } from '../format.js';
+
+export function renderCreate(r: CreateResult): string {
+  const rows = r.images.map((im) => [im.refs.join(', '), shortDigest(im.id), String(im.layers), formatBytes(im.size), formatBytes(im.compressedSize)]);
+  return [
+    `${r.bundle}`,
+    `  ${r.name} ${r.version} (sequence ${r.sequence}), ${r.signed ? `signed by ${r.signer}` : 'UNSIGNED'}`,
+    '',
+    table(['IMAGE', 'ID', 'LAYERS', 'SIZE', 'COMPRESSED'], rows, [2, 3, 4]),
+    '',
+    `bundle ${formatBytes(r.totals.bundleBytes)} in ${r.totals.files} files for ${formatBytes(r.totals.imageBytes)} of layers (${(r.totals.ratio * 100).toFixed(1)}%), ${(r.durationMs / 1000).toFixed(1)} s`,
+  ].join('\n');
+}
+
+export function renderVerify(r: VerifyResult): string {
+  const who = r.signer ? `signed by ${r.signer.principals.join(', ') || '?'} (${r.signer.fingerprint})` : 'UNSIGNED (accepted with --allow-unsigned)';
+  return `OK ${r.name} ${r.version} (sequence ${r.sequence}): ${who}; ${r.files} files, ${formatBytes(r.bytes)} checked${r.expires ? `; expires ${r.expires}` : ''}`;
+}
+
+export function renderInspect(r: InspectResult, opts: { layers: boolean }): string {
+  const sig = r.signature;
+  const signer = !sig.present
+    ? 'none (UNSIGNED)'
+    : `${sig.fingerprint ?? 'unreadable signature'}${sig.trusted === true ? ` — trusted: ${sig.principals.join(', ')}` : sig.trusted === false ? ` — NOT TRUSTED: ${sig.problem}` : ' — not checked (no trust file)'}`;
+  const lines = [
+    `bundle    ${r.bundle}`,
+    `stack     ${r.name} ${r.version} (sequence ${r.sequence})`,
+    `created   ${r.created} by ${r.tool}${r.expires ? `, expires ${r.expires}` : ''}`,
+    `signer    ${signer}`,
+    `hosts     ${r.hosts.length ? r.hosts.join(', ') : '(none defined: any host)'}`,
+    `services  ${r.services.map((s) => (s.name === r.smoke ? `${s.name} (smoke test)` : s.name)).join(', ')}`,
+    '',
+    table(
+      ['IMAGE', 'ID', 'PLATFORM', 'LAYERS', 'SIZE', 'COMPRESSED'],
+      r.images.map((im) => [im.refs.join(', ') || '(no ref)', shortDigest(im.id), im.platform, String(im.layers.length), formatBytes(im.size), formatBytes(im.compressedSize)]),
+      [3, 4, 5],
+    ),
+  ];
+  if (opts.layers) {
+    for (const im of r.images) {
+      lines.push('', `${im.refs[0] ?? shortDigest(im.id)}:`);
+      lines.push(
+        table(
+          ['DIFFID', 'SIZE', 'COMPRESSED', 'SHIPPED', 'PARTS'],
+          im.layers.map((l) => [shortDigest(l.diffId), formatBytes(l.size), formatBytes(l.compressedSize), l.included ? 'yes' : 'no (on host)', String(l.parts)]),
+          [1, 2, 4],
+        ),
+      );
+    }
+  }
+  const t = r.totals;
+  lines.push(
+    '',
+    `total     bundle ${formatBytes(t.bundleBytes)} in ${t.files} files; layers ${formatBytes(t.uniqueLayerBytes)} unique (${formatBytes(t.imageBytes)} summed over images), ${formatBytes(t.compressedBytes)} compressed (${t.uniqueLayerBytes ? ((t.compressedBytes / t.uniqueLayerBytes) * 100).toFixed(1) : '0'}%)`,
+  );
+  return lines.join('\n');
+}
