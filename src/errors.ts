@@ -18,17 +18,14 @@ export const ExitCode = {
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 
-export const EXIT_CODES_HELP = `EXIT CODES
-  0   ok
-  1   unexpected error (a bug in ferry: please report it)
-  2   usage: bad flags or arguments
-  3   trust: signature missing, invalid, from an untrusted key, or for another namespace
-  4   integrity: a bundle file is missing, extra, or has the wrong size or digest
-  5   policy: downgrade, wrong host, or expired bundle
-  6   host precondition: engine unreachable, no space or inodes, missing base layers, no compose
-  7   deploy failed and the previous release was restored
-  8   deploy failed and restoring the previous release failed too
-  10  build input: image not found, bad definition, unreadable key, output exists`;
+export const EXIT_CODES_HELP = `Exit codes:
+  0 ok · 1 unexpected error (a bug: please report it) · 2 usage
+  3 trust: signature missing, invalid, untrusted key, wrong namespace
+  4 integrity: bundle file missing, extra, wrong size or digest
+  5 policy: downgrade, wrong host, expired
+  6 host precondition: engine unreachable, no space, missing layers, no compose
+  7 deploy failed, previous release restored · 8 deploy and restore failed
+  10 build input: image not found, bad definition, unreadable key, output exists`;
 
 export interface ErrorOptions {
   /** Machine-readable details for --json (file names, digests, lists of problems). */

@@ -14,9 +14,16 @@ export abstract class FerryCommand extends Command {
 
   protected out!: Output;
 
-  /** Appends the exit-code table so that every command's --help documents it. */
+  /**
+   * Appends the exit-code table so that every command's --help documents it. oclif wraps each
+   * line itself, so paragraphs are reflowed into single lines; indented lines stay as written.
+   */
   static describe(text: string): string {
-    return `${text}\n\n${EXIT_CODES_HELP}`;
+    const reflowed = text
+      .split(/\n{2,}/)
+      .map((para) => para.replace(/\n(?! )/g, ' '))
+      .join('\n\n');
+    return `${reflowed}\n\n${EXIT_CODES_HELP}`;
   }
 
   override async init(): Promise<void> {
