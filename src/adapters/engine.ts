@@ -39,6 +39,11 @@ export class Engine {
     this.docker = host.startsWith('unix://') ? new Docker({ socketPath: host.slice('unix://'.length) }) : new Docker();
   }
 
+  /** The raw client, for other engine adapters only (services never see it). */
+  get api(): Docker {
+    return this.docker;
+  }
+
   private unreachable(e: unknown): HostPreconditionError {
     return new HostPreconditionError('ENGINE_UNREACHABLE', `cannot reach the Docker engine at ${this.host}: ${(e as Error).message}`, {
       hint: 'Start the engine, or point DOCKER_HOST at it (e.g. DOCKER_HOST=unix:///var/run/docker.sock).',
