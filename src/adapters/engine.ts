@@ -108,4 +108,53 @@ export class Engine {
       throw e;
     }
   }
+
+  /**
+   * Streams an archive into the engine's load endpoint. The engine answers 200 even when the load
+   * fails, so every message is read: an error/errorDetail or "Error unpacking image" is failure.
+   */
+  async load(archive: Readable): Promise<string[]> {
+    let response: Readable;
+    try {
+      response = (await this.docker.loadImage(archive, { quiet: true })) as unknown as Readable;
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode === undefined) throw this.unreachable(e);
+      throw new Error(`the engine refused the load: ${(e as Error).message}`);
+    }
+    const messages: string[] = [];
+    let buffered = '';
+    for await (const chunk of response) buffered += (chunk as Buffer).toString('utf8');
+    const failures: string[] = [];
+    for (const line of buffered.split('\n')) {
+      if (!line.trim()) continue;
+      let msg: { stream?: string; error?: string; errorDetail?: { message?: string } };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        msg = { stream: line };
+      }
+      if (msg.error || msg.errorDetail) failures.push(msg.error ?? msg.errorDetail?.message ?? line);
+      if (msg.stream) {
+        messages.push(msg.stream.trim());
+        if (/Error unpacking image/i.test(msg.stream)) failures.push(msg.stream.trim());
+      }
+    }
+    if (failures.length > 0) throw new Error(`the engine failed to load the images: ${failures.join('; ')}`);
+    return messages;
+  }
+
+  async tag(imageId: string, ref: string): Promise<void> {
+    const i = ref.lastIndexOf(':');
+    await this.docker.getImage(imageId).tag({ repo: ref.slice(0, i), tag: ref.slice(i + 1) });
+  }
+
+  /** Removes a tag or an image; an image still used by a container stays (the engine refuses). */
+  async removeImage(ref: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(ref).remove({ noprune: false });
+      return true;
+    } catch {
+      return false;
+    }
+  }
 }

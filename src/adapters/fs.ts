@@ -89,6 +89,44 @@ export async function hashFile(
   }
 }
 
+/**
+ * Copies at most `limit` bytes of a regular file while hashing them: the staged copy and its
+ * digest come from the same read, so what was checked is exactly what is used afterwards.
+ */
+export async function copyHashed(
+  src: string,
+  dst: string,
+  limit: number,
+  onBytes?: (delta: number) => void,
+): Promise<{ sha256: string; bytes: number; longer: boolean }> {
+  await mkdir(dirname(dst), { recursive: true });
+  const fh = await open(src, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const out = await open(dst, 'w', 0o640);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new Error('not a regular file');
+    const hash = createHash('sha256');
+    let bytes = 0;
+    let longer = false;
+    for await (const chunk of createReadStream('', { fd: fh.fd, autoClose: false, start: 0, end: limit, highWaterMark: 1 << 20 })) {
+      let c = chunk as Buffer;
+      if (bytes + c.length > limit) {
+        longer = true;
+        c = c.subarray(0, limit - bytes);
+      }
+      hash.update(c);
+      await out.write(c);
+      bytes += c.length;
+      onBytes?.(c.length);
+    }
+    await out.sync();
+    return { sha256: hash.digest('hex'), bytes, longer };
+  } finally {
+    await fh.close();
+    await out.close();
+  }
+}
+
 export async function exists(path: string): Promise<boolean> {
   try {
     await lstat(path);

@@ -19,6 +19,9 @@ export interface ReleaseRecord {
   /** Image IDs the release runs, and the ferry-owned tags that point at them. */
   images: { id: string; tag: string }[];
   services: { name: string; imageId: string }[];
+  /** Compose files, relative to the release directory, in -f order (ferry's pinning override last). */
+  composeFiles: string[];
+  smoke: string | null;
   signer: { fingerprint: string; principals: string[] } | null;
   result: 'installed' | 'failed' | 'rolled-back-to';
 }

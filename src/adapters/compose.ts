@@ -1,0 +1,75 @@
+/** Runs the compose tool as a child process: the only place ferry shells out for compose. */
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { composeArgs, type ComposeAction, type ComposeCommand } from '../core/compose-cli.js';
+import { HostPreconditionError } from '../errors.js';
+
+const run = promisify(execFile);
+
+async function works(argv: string[]): Promise<boolean> {
+  try {
+    await run(argv[0]!, [...argv.slice(1), 'version'], { timeout: 20_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `docker compose` (v2) when present, else `docker-compose` (v1); `override` ("docker-compose", "docker compose") wins. */
+export async function detectCompose(override?: string): Promise<ComposeCommand> {
+  const candidates: string[][] = override ? [override.split(/\s+/).filter(Boolean)] : [['docker', 'compose'], ['docker-compose']];
+  for (const argv of candidates) {
+    if (await works(argv)) {
+      const version = argv.length > 1 && argv[1] === 'compose' ? 2 : await majorVersion(argv);
+      return { argv, version };
+    }
+  }
+  throw new HostPreconditionError('NO_COMPOSE', override ? `the compose command "${override}" does not work here` : 'neither `docker compose` (v2) nor `docker-compose` (v1) works on this host', {
+    hint: 'Install Docker Compose, or name the command with --compose-cmd.',
+  });
+}
+
+async function majorVersion(argv: string[]): Promise<1 | 2> {
+  try {
+    const { stdout } = await run(argv[0]!, [...argv.slice(1), 'version', '--short'], { timeout: 20_000 });
+    return stdout.trim().replace(/^v/, '').startsWith('1.') ? 1 : 2;
+  } catch {
+    return 1;
+  }
+}
+
+export interface ComposeRun {
+  code: number;
+  output: string;
+}
+
+export async function runCompose(
+  cmd: ComposeCommand,
+  project: string,
+  files: string[],
+  action: ComposeAction,
+  opts: { cwd: string; dockerHost?: string; onLine?: (line: string) => void; timeoutMs?: number },
+): Promise<ComposeRun> {
+  const args = composeArgs(cmd, project, files, action);
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd.argv[0]!, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...(opts.dockerHost ? { DOCKER_HOST: opts.dockerHost } : {}), COMPOSE_INTERACTIVE_NO_CLI: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    const onData = (b: Buffer) => {
+      const text = b.toString('utf8');
+      output = (output + text).slice(-64 * 1024);
+      for (const line of text.split('\n')) if (line.trim()) opts.onLine?.(line.trimEnd());
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGTERM'), opts.timeoutMs) : undefined;
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (timer) clearTimeout(timer);
+      resolve({ code: code ?? 1, output });
+    });
+  });
+}

@@ -1,0 +1,35 @@
+import { Args, Flags } from '@oclif/core';
+import { Engine } from '../../adapters/engine.js';
+import { rollbackStack, type RollbackResult } from '../../services/rollback.js';
+import { FerryCommand } from '../../ui/base-command.js';
+import { composeFlags, stateDirFlag } from '../../ui/host-flags.js';
+
+export default class HostRollback extends FerryCommand {
+  static override summary = 'Switch a stack back to a release this host kept.';
+  static override description = FerryCommand.describe(`Brings up a kept release (default: the newest one older than the current) with its own rendered compose files and images, and waits for it as install does: health checks, then the smoke test. If it fails, the release that was current is restored (exit 7), or exit 8 when that fails too.
+
+The downgrade protection does not move: a later install still needs a bundle at least as new as the newest one installed.`);
+
+  static override examples = ['<%= config.bin %> host rollback shop', '<%= config.bin %> host rollback shop --to 1.4.1'];
+
+  static override args = {
+    stack: Args.string({ description: 'stack name (the bundle name)', required: true }),
+  };
+
+  static override flags = {
+    to: Flags.string({ description: 'version (or release id) to switch to' }),
+    'state-dir': stateDirFlag,
+    ...composeFlags,
+  };
+
+  async run(): Promise<RollbackResult> {
+    const { args, flags } = await this.parse(HostRollback);
+    const result = await rollbackStack(
+      { stack: args.stack, to: flags.to, stateDir: flags['state-dir'], composeCmd: flags['compose-cmd'], waitTimeoutMs: flags['wait-timeout'] * 1000 },
+      new Engine(),
+      this.out,
+    );
+    this.out.result(`${result.stack} rolled back to ${result.version}${result.from ? ` (from ${result.from})` : ''} in ${(result.durationMs / 1000).toFixed(1)} s`);
+    return result;
+  }
+}

@@ -1,0 +1,357 @@
+/**
+ * `ferry bundle install`: each step refuses, with its documented exit code, before the next runs.
+ *   a. signature and policy   b. stage (copy off the stick while hashing)   c. preflight
+ *   d. load (stream, decompress, re-check diffIDs; inspect after)   e. switch (compose up)
+ *   f. confirm (health, smoke test)   g. restore the previous release on failure; record on success.
+ * Re-running after a crash converges: loaded images are skipped, staging is redone, compose up is
+ * idempotent, and state is written last and atomically.
+ */
+import { join } from 'node:path';
+import { detectCompose, runCompose } from '../adapters/compose.js';
+import type { Engine } from '../adapters/engine.js';
+import { copyHashed, listTree, readBounded, removeTree } from '../adapters/fs.js';
+import { loadArchive, type LoadImage } from '../adapters/load-archive.js';
+import { StateStore, writeFileAtomic } from '../adapters/state-store.js';
+import { renderImageOverride } from '../core/compose-cli.js';
+import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest } from '../core/manifest.js';
+import {
+  currentRelease,
+  ferryTag,
+  imagesToRemove,
+  recordInstalled,
+  releaseId,
+  type ReleaseRecord,
+  type StackState,
+} from '../core/state.js';
+import { compareListing } from '../core/verify.js';
+import {
+  DeployFailedError,
+  DeployRestoredError,
+  HostPreconditionError,
+  IntegrityError,
+  PolicyError,
+  type Problem,
+} from '../errors.js';
+import { formatBytes, shortDigest } from '../ui/format.js';
+import { checkFiles, integrityFailure, openBundle, type OpenedBundle, type TrustOptions } from './bundle.js';
+import { deploy, DeployFailure, isHealthy, type DeployContext } from './deploy.js';
+import type { Reporter } from './reporter.js';
+
+export interface InstallOptions {
+  bundle: string;
+  trust: TrustOptions;
+  host: string;
+  stateDir: string;
+  stage: boolean;
+  allowDowngrade: boolean;
+  composeCmd?: string;
+  waitTimeoutMs: number;
+  keep: number;
+  /** false: load images and record nothing else (engines that cannot run containers, benches). */
+  up: boolean;
+  now?: Date;
+}
+
+export interface InstallResult {
+  stack: string;
+  release: string;
+  version: string;
+  sequence: number;
+  host: string;
+  outcome: 'installed' | 'already-current' | 'loaded';
+  previous: string | null;
+  images: { id: string; tag: string; loaded: boolean }[];
+  pruned: string[];
+  durationMs: number;
+  timings: Record<string, number>;
+}
+
+export async function installBundle(options: InstallOptions, engine: Engine, reporter: Reporter): Promise<InstallResult> {
+  const started = Date.now();
+  const timings: Record<string, number> = {};
+  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const t = Date.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = Date.now() - t;
+    }
+  };
+
+  // a. signature, then policy — before anything is copied, loaded or started.
+  const opened = await step('verify-signature', () => openBundle(options.bundle, options.trust, reporter));
+  const m = opened.manifest;
+  const id = releaseId(m.sequence, m.version);
+  const store = new StateStore(options.stateDir);
+  await store.ensure();
+  const unlock = await store.lock(`install ${m.name} ${id}`);
+  try {
+    const state = await store.load(m.name);
+    checkPolicy(m, state, options);
+    const previous = currentRelease(state) ?? null;
+
+    if (previous?.id === id && options.up && (await isHealthy(engine, m.name, previous))) {
+      reporter.log(`${m.name} ${m.version} is already the current release and healthy: nothing to do`);
+      return {
+        stack: m.name,
+        release: id,
+        version: m.version,
+        sequence: m.sequence,
+        host: options.host,
+        outcome: 'already-current',
+        previous: previous.id,
+        images: previous.images.map((i) => ({ ...i, loaded: false })),
+        pruned: [],
+        durationMs: Date.now() - started,
+        timings,
+      };
+    }
+
+    // b. stage: from here on only the staged, verified copy is read (the stick can change).
+    const staging = store.stagingDir(m.name, id);
+    const root = options.stage ? await step('stage', () => stageBundle(opened, staging, store, reporter)) : opened.dir;
+    if (!options.stage) {
+      const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
+      if (problems.length > 0) throw integrityFailure(problems);
+    }
+
+    // c. preflight
+    const missing = await step('preflight', () => preflight(m, engine, reporter));
+
+    // d. load what the engine lacks; tag every image with its ferry-owned tag.
+    const images = await step('load', () => loadImages(m, root, missing, engine, reporter));
+
+    const release: ReleaseRecord = {
+      id,
+      version: m.version,
+      sequence: m.sequence,
+      created: m.created,
+      installedAt: (options.now ?? new Date()).toISOString(),
+      host: options.host,
+      images: images.map(({ id: imageId, tag }) => ({ id: imageId, tag })),
+      services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
+      composeFiles: [],
+      smoke: m.compose.smoke,
+      signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
+      result: 'installed',
+    };
+    release.composeFiles = await writeRelease(store, m, release, root, opened, options.host);
+
+    if (!options.up) {
+      await removeTree(staging);
+      return { stack: m.name, release: id, version: m.version, sequence: m.sequence, host: options.host, outcome: 'loaded', previous: previous?.id ?? null, images, pruned: [], durationMs: Date.now() - started, timings };
+    }
+
+    // e + f. switch and confirm; g. restore on failure.
+    const ctx: DeployContext = { engine, compose: await detectCompose(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter };
+    try {
+      await step('deploy', () => deploy(ctx, release, store.releaseDir(m.name, id)));
+    } catch (e) {
+      if (!(e instanceof DeployFailure)) throw e;
+      throw await restore(ctx, store, previous, release, `${m.name} ${m.version} failed: ${e.message}`);
+    }
+
+    const { state: next, pruned } = recordInstalled(state, release, options.keep);
+    await store.save(next);
+    await removeTree(staging);
+    for (const img of imagesToRemove(next, pruned)) await engine.removeImage(img.tag);
+    for (const r of pruned) await removeTree(store.releaseDir(m.name, r.id));
+    reporter.log(`${m.name} ${m.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
+    return {
+      stack: m.name,
+      release: id,
+      version: m.version,
+      sequence: m.sequence,
+      host: options.host,
+      outcome: 'installed',
+      previous: previous?.id ?? null,
+      images,
+      pruned: pruned.map((r) => r.id),
+      durationMs: Date.now() - started,
+      timings,
+    };
+  } finally {
+    await unlock();
+  }
+}
+
+function checkPolicy(m: FerryManifest, state: StackState, options: InstallOptions): void {
+  const now = options.now ?? new Date();
+  if (m.expires && Date.parse(m.expires) < now.getTime()) {
+    throw new PolicyError('BUNDLE_EXPIRED', `the bundle expired on ${m.expires}`, { details: { expires: m.expires }, hint: 'Ask the build server for a fresh bundle.' });
+  }
+  const hosts = Object.keys(m.hosts);
+  if (hosts.length > 0 && !hosts.includes(options.host)) {
+    throw new PolicyError('WRONG_HOST', `the bundle has no configuration for host "${options.host}"; it defines: ${hosts.join(', ')}`, {
+      details: { host: options.host, hosts },
+      hint: 'Pass --host with one of those names (the default is this machine\'s hostname).',
+    });
+  }
+  if (!options.allowDowngrade) {
+    if (m.sequence < state.highestSequence) {
+      throw new PolicyError('DOWNGRADE', `${m.name} ${m.version} has sequence ${m.sequence}, lower than ${state.highestSequence} which this host already installed`, {
+        details: { sequence: m.sequence, highestSequence: state.highestSequence },
+        hint: 'To go back to an installed release use `ferry host rollback`. To force an older bundle, --allow-downgrade.',
+      });
+    }
+    if (state.newestCreated && m.created < state.newestCreated && m.sequence <= state.highestSequence) {
+      throw new PolicyError('DOWNGRADE', `${m.name} ${m.version} was created ${m.created}, before ${state.newestCreated} which this host already accepted`, {
+        details: { created: m.created, newestCreated: state.newestCreated },
+        hint: 'To force an older bundle, --allow-downgrade.',
+      });
+    }
+  }
+}
+
+/** Copies every listed file off the medium while hashing it; the copy is what install then uses. */
+async function stageBundle(opened: OpenedBundle, staging: string, store: StateStore, reporter: Reporter): Promise<string> {
+  const { problems, toHash } = compareListing(opened.manifest.files, await listTree(opened.dir));
+  if (problems.length > 0) throw integrityFailure(problems);
+  const total = toHash.reduce((n, f) => n + f.size, 0);
+  await removeTree(staging);
+  const free = await store.free();
+  if (free.bytes < total + 64 * 1024 * 1024) {
+    throw new HostPreconditionError('NO_SPACE', `the state directory ${store.root} has ${formatBytes(free.bytes)} free; staging needs ${formatBytes(total)} plus 64 MB`, {
+      details: { path: store.root, freeBytes: free.bytes, neededBytes: total },
+      hint: 'Free space there, pass --state-dir on a larger filesystem, or --no-stage to load straight from the medium.',
+    });
+  }
+  const progress = reporter.progress();
+  const bar = progress.overall('staging', total);
+  let done = 0;
+  const bad: Problem[] = [];
+  try {
+    for (const f of toHash) {
+      const got = await copyHashed(join(opened.dir, f.path), join(staging, f.path), f.size, (n) => bar.update((done += n)));
+      if (got.longer || got.bytes !== f.size) bad.push({ file: f.path, kind: 'size', message: `${f.path} changed size while being staged` });
+      else if (got.sha256 !== f.sha256) bad.push({ file: f.path, kind: 'digest', message: `${f.path} has sha256 ${got.sha256}, the manifest says ${f.sha256}` });
+    }
+  } finally {
+    bar.done(`${formatBytes(done)} staged`);
+    progress.stop();
+  }
+  if (bad.length > 0) {
+    await removeTree(staging);
+    throw integrityFailure(bad);
+  }
+  return staging;
+}
+
+/** Images this engine lacks, after checking it is reachable and has room for them. */
+async function preflight(m: FerryManifest, engine: Engine, reporter: Reporter): Promise<Set<string>> {
+  const info = await engine.info();
+  const missing = new Set<string>();
+  for (const im of m.images) if (!(await engine.inspectImage(im.id))) missing.add(im.id);
+  const need = m.images.filter((im) => missing.has(im.id)).reduce((n, im) => n + im.layers.reduce((k, l) => k + l.size, 0), 0);
+  const free = await engineFree(info.dataRoot);
+  if (free && need > 0) {
+    // The classic store unpacks a load into a temporary directory first: count the bytes twice.
+    const needBytes = need * 2 + 256 * 1024 * 1024;
+    const needInodes = Math.max(10_000, Math.ceil(need / 32_768));
+    if (free.bytes < needBytes || free.inodes < needInodes) {
+      throw new HostPreconditionError('NO_SPACE', `the engine's data root ${info.dataRoot} has ${formatBytes(free.bytes)} and ${free.inodes} inodes free; loading needs about ${formatBytes(needBytes)} and ${needInodes} inodes`, {
+        details: { path: info.dataRoot, freeBytes: free.bytes, freeInodes: free.inodes, neededBytes: needBytes, neededInodes: needInodes },
+        hint: 'Free space on the engine (docker image prune, old releases) and run install again.',
+      });
+    }
+  } else if (!free) {
+    reporter.log(`(cannot see the engine's data root ${info.dataRoot} from here: free space not checked)`);
+  }
+  return missing;
+}
+
+async function engineFree(dataRoot: string): Promise<{ bytes: number; inodes: number } | null> {
+  try {
+    return await new StateStore(dataRoot).free(dataRoot);
+  } catch {
+    return null;
+  }
+}
+
+async function loadImages(m: FerryManifest, root: string, missing: Set<string>, engine: Engine, reporter: Reporter): Promise<{ id: string; tag: string; loaded: boolean }[]> {
+  const result = m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id), loaded: missing.has(im.id) }));
+  const toLoad = m.images.filter((im) => missing.has(im.id));
+  for (const im of m.images.filter((x) => !missing.has(x.id))) reporter.log(`image ${im.refs[0] ?? shortDigest(im.id)} already on the engine`);
+  if (toLoad.length > 0) {
+    const loadImagesList: LoadImage[] = [];
+    for (const im of toLoad) {
+      const config = await readConfig(root, im.config.path, im.config.size);
+      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.blob! })) });
+    }
+    const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + l.size, 0), 0);
+    const progress = reporter.progress();
+    const bar = progress.overall('loading', total);
+    let done = 0;
+    try {
+      await engine.load(loadArchive(root, loadImagesList, (n) => bar.update((done += n))));
+    } catch (e) {
+      throw new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
+        hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',
+        cause: e,
+      });
+    } finally {
+      bar.done(`${formatBytes(done)} loaded`);
+      progress.stop();
+    }
+  }
+  for (const im of m.images) {
+    const got = await engine.inspectImage(im.id);
+    const diffIds = im.layers.map((l) => l.diffId);
+    if (!got || got.id !== im.id || JSON.stringify(got.diffIds) !== JSON.stringify(diffIds)) {
+      throw new IntegrityError('LOADED_IMAGE_MISMATCH', `after loading, image ${im.refs[0] ?? im.id} is ${got ? `${got.id} with other layers` : 'absent'} on the engine`, {
+        details: { expected: { id: im.id, diffIds }, got },
+      });
+    }
+    await engine.tag(im.id, ferryTag(m.name, im.id));
+  }
+  return result;
+}
+
+async function readConfig(root: string, path: string, size: number): Promise<Buffer> {
+  const buf = await readBounded(join(root, path), size);
+  if (!buf || buf.length !== size) throw new IntegrityError('BUNDLE_INTEGRITY', `${path} is missing or has the wrong size`);
+  return buf;
+}
+
+/** Writes the release directory: manifest, signature, compose files, and ferry's pinning override. */
+async function writeRelease(store: StateStore, m: FerryManifest, release: ReleaseRecord, root: string, opened: OpenedBundle, host: string): Promise<string[]> {
+  const dir = store.releaseDir(m.name, release.id);
+  await removeTree(dir);
+  const hostFiles = m.hosts[host]?.files ?? [];
+  // Every compose-side file (all hosts' env files too): relative references keep working.
+  for (const entry of m.files.filter((x) => x.path.startsWith('compose/'))) {
+    const data = await readBounded(join(root, entry.path), entry.size);
+    if (!data || data.length !== entry.size) throw new IntegrityError('BUNDLE_INTEGRITY', `${entry.path} is missing or has the wrong size`);
+    await writeFileAtomic(join(dir, entry.path), data);
+  }
+  await writeFileAtomic(join(dir, MANIFEST_FILE), opened.manifestBytes);
+  if (opened.signer) {
+    const sig = await readBounded(join(opened.dir, SIGNATURE_FILE), 64 * 1024);
+    if (sig) await writeFileAtomic(join(dir, SIGNATURE_FILE), sig);
+  }
+  const override = renderImageOverride(m.compose.services.map((s) => ({ name: s.name, tag: ferryTag(m.name, s.imageId) })));
+  await writeFileAtomic(join(dir, 'ferry.override.yaml'), Buffer.from(override));
+  const composeYaml = (p: string) => /\.ya?ml$/.test(p);
+  return [m.compose.file, ...hostFiles.filter(composeYaml), 'ferry.override.yaml'];
+}
+
+/** g. Bring the previous release back after a failed switch: exit 7 when it is healthy again, 8 when not. */
+export async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseRecord | null, failed: ReleaseRecord, why: string): Promise<Error> {
+  if (!previous) {
+    ctx.reporter.log(`${why}; there is no previous release to restore: stopping the failed stack`);
+    await runCompose(ctx.compose, ctx.project, failed.composeFiles, { kind: 'down' }, { cwd: store.releaseDir(ctx.project, failed.id), dockerHost: ctx.engine.host }).catch(() => undefined);
+    return new DeployRestoredError('DEPLOY_FAILED_NO_PREVIOUS', `${why}. There was no previous release; the failed stack was stopped.`, { details: { restored: null } });
+  }
+  ctx.reporter.log(`${why}; restoring ${previous.version}`);
+  try {
+    await deploy(ctx, previous, store.releaseDir(ctx.project, previous.id));
+  } catch (e) {
+    return new DeployFailedError('RESTORE_FAILED', `${why}. Restoring ${previous.version} failed too: ${(e as Error).message}`, {
+      details: { restored: null, previous: previous.id },
+      hint: `Inspect with \`ferry host status ${ctx.project}\` and the engine's logs; try \`ferry host rollback ${ctx.project}\`.`,
+    });
+  }
+  return new DeployRestoredError('DEPLOY_FAILED_RESTORED', `${why}. The previous release ${previous.version} was restored and is healthy.`, {
+    details: { restored: previous.id },
+  });
+}

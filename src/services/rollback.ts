@@ -1,0 +1,76 @@
+/**
+ * `ferry host rollback`: switch a stack back to a release the host kept, with the same confirm step
+ * as install. The downgrade ratchet does not move: rollback is to releases this host already ran.
+ */
+import { detectCompose } from '../adapters/compose.js';
+import type { Engine } from '../adapters/engine.js';
+import { StateStore } from '../adapters/state-store.js';
+import { currentRelease, type ReleaseRecord } from '../core/state.js';
+import { UsageError } from '../errors.js';
+import { deploy, DeployFailure, type DeployContext } from './deploy.js';
+import { restore } from './install.js';
+import type { Reporter } from './reporter.js';
+
+export interface RollbackOptions {
+  stack: string;
+  /** A kept release's version or id; default: the newest kept release older than the current one. */
+  to?: string;
+  stateDir: string;
+  composeCmd?: string;
+  waitTimeoutMs: number;
+}
+
+export interface RollbackResult {
+  stack: string;
+  from: string | null;
+  to: string;
+  version: string;
+  durationMs: number;
+}
+
+export async function rollbackStack(options: RollbackOptions, engine: Engine, reporter: Reporter): Promise<RollbackResult> {
+  const started = Date.now();
+  const store = new StateStore(options.stateDir);
+  await store.ensure();
+  const unlock = await store.lock(`rollback ${options.stack}`);
+  try {
+    const state = await store.load(options.stack);
+    if (state.releases.length === 0) {
+      const known = await store.stacks();
+      throw new UsageError('STACK_UNKNOWN', `no releases of stack "${options.stack}" are recorded in ${options.stateDir}`, {
+        details: { stacks: known },
+        hint: known.length ? `Known stacks: ${known.join(', ')}` : 'Nothing has been installed with this --state-dir.',
+      });
+    }
+    const current = currentRelease(state) ?? null;
+    const target = pickTarget(state.releases, current, options.to);
+    const ctx: DeployContext = { engine, compose: await detectCompose(options.composeCmd), project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter };
+    try {
+      await deploy(ctx, target, store.releaseDir(options.stack, target.id));
+    } catch (e) {
+      if (!(e instanceof DeployFailure)) throw e;
+      throw await restore(ctx, store, current, target, `rollback to ${target.version} failed: ${e.message}`);
+    }
+    await store.save({ ...state, current: target.id });
+    reporter.log(`${options.stack} rolled back to ${target.version}`);
+    return { stack: options.stack, from: current?.id ?? null, to: target.id, version: target.version, durationMs: Date.now() - started };
+  } finally {
+    await unlock();
+  }
+}
+
+function pickTarget(releases: ReleaseRecord[], current: ReleaseRecord | null, to: string | undefined): ReleaseRecord {
+  const list = releases.map((r) => `${r.version} (${r.id})${r.id === current?.id ? ' current' : ''}`).join(', ');
+  if (to) {
+    const hit = releases.find((r) => r.version === to || r.id === to);
+    if (!hit) throw new UsageError('RELEASE_UNKNOWN', `no kept release ${to}; kept: ${list}`, { details: { releases: releases.map((r) => r.id) } });
+    return hit;
+  }
+  const older = releases.filter((r) => !current || r.sequence < current.sequence).sort((a, b) => b.sequence - a.sequence)[0];
+  if (!older) {
+    throw new UsageError('NO_OLDER_RELEASE', `there is no kept release older than the current one; kept: ${list}`, {
+      hint: 'Name one with --to.',
+    });
+  }
+  return older;
+}
