@@ -64,7 +64,13 @@ export function toFerryError(error: unknown): FerryError {
   if (error instanceof Errors.CLIError) {
     const exit = (error as Errors.CLIError).oclif?.exit;
     if (exit === 2 || /flag|argument|Missing|Unexpected/i.test(error.message)) {
-      return new UsageError('USAGE', error.message.replace(/\n+See more help with --help$/, ''), {
+      // oclif says "The following error occurred:\n  Missing required flag out"; say it plainly.
+      const message = error.message
+        .replace(/\n+See more help with --help$/, '')
+        .replace(/^The following errors? occurred:\s*/, '')
+        .replace(/\n\s+/g, '; ')
+        .replace(/(required flag) (?!-)([\w-]+)/g, '$1 --$2');
+      return new UsageError('USAGE', message, {
         hint: 'See --help for the flags and arguments this command takes.',
       });
     }
