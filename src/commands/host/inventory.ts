@@ -1,0 +1,37 @@
+import { Flags } from '@oclif/core';
+import { Engine } from '../../adapters/engine.js';
+import type { Inventory } from '../../core/inventory.js';
+import { hostInventory } from '../../services/inventory.js';
+import { FerryCommand } from '../../ui/base-command.js';
+import { stateDirFlag } from '../../ui/host-flags.js';
+import { renderInventory } from '../../ui/render/host.js';
+
+export default class HostInventory extends FerryCommand {
+  static override summary = 'Describe what this host holds, for the next bundle to leave out.';
+  static override description = FerryCommand.describe(`Writes one JSON document (format ferry.inventory/v1): the engine (version, storage
+driver, Docker or Podman), every image with its layers (diffIDs and chain IDs), the set of
+all chain IDs present, and the releases ferry installed per stack. Carry it back to the build
+machine: \`ferry bundle create --base FILE\` leaves out every layer it lists.
+
+Without --out the document goes to stdout, so \`ferry host inventory > host.json\` works; with
+--out it is written atomically (never half a file) and a summary is printed. Under --json the
+result is the document itself. A missing state directory means no releases, not an error.`);
+
+  static override examples = [
+    { description: 'Write the inventory to a stick', command: '<%= config.bin %> host inventory --out /media/usb/edge-1.inventory.json' },
+    { description: 'The same on stdout', command: '<%= config.bin %> host inventory > edge-1.inventory.json' },
+    { description: 'Over ssh from the build machine', command: 'ssh edge-1 ferry host inventory > edge-1.inventory.json' },
+  ];
+
+  static override flags = {
+    out: Flags.string({ char: 'o', description: 'file to write the inventory to (replaced atomically); default: stdout' }),
+    'state-dir': stateDirFlag,
+  };
+
+  async run(): Promise<Inventory> {
+    const { flags } = await this.parse(HostInventory);
+    const result = await hostInventory({ stateDir: flags['state-dir'], out: flags.out }, new Engine(), this.out);
+    this.out.result(renderInventory(result));
+    return result.inventory;
+  }
+}

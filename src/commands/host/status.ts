@@ -1,0 +1,39 @@
+import { Args } from '@oclif/core';
+import { Engine } from '../../adapters/engine.js';
+import { hostStatus, type StatusResult } from '../../services/status.js';
+import { FerryCommand } from '../../ui/base-command.js';
+import { stateDirFlag } from '../../ui/host-flags.js';
+import { renderStatus } from '../../ui/render/host.js';
+
+export default class HostStatus extends FerryCommand {
+  static override summary = 'Show installed releases and how each service of a stack runs.';
+  static override description = FerryCommand.describe(`For STACK, or every stack in the state directory: the current release (version, sequence,
+install time, signer), the releases kept for rollback, and per service of the compose
+project its containers with state, health, image ID and whether that image is the one the
+current release pinned. A service the release expects but that has no container shows as
+"missing" (except its smoke test, which runs once at install and is removed); one-off
+\`compose run\` containers are marked "(run)".
+
+An unknown STACK is a usage error (exit 2) listing the stacks that are installed.`);
+
+  static override examples = [
+    '<%= config.bin %> host status',
+    '<%= config.bin %> host status shop',
+    { description: 'Services not on their pinned image', command: '<%= config.bin %> host status shop --json | jq \'.result.stacks[].services[] | select(.imageMatches == false)\'' },
+  ];
+
+  static override args = {
+    stack: Args.string({ description: 'stack name; default: every stack installed on this host', required: false }),
+  };
+
+  static override flags = {
+    'state-dir': stateDirFlag,
+  };
+
+  async run(): Promise<StatusResult> {
+    const { args, flags } = await this.parse(HostStatus);
+    const result = await hostStatus({ stateDir: flags['state-dir'], stack: args.stack }, new Engine());
+    this.out.result(renderStatus(result));
+    return result;
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * `ferry host inventory`: one document saying what this host's engine holds (images and their
+ * layers by chain ID) and what ferry installed here, for the next `bundle create --base` to
+ * leave out what need not travel again.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { Engine } from '../adapters/engine.js';
+import { isPodman, listImagesWithLayers } from '../adapters/engine-inventory.js';
+import { StateStore, writeFileAtomic } from '../adapters/state-store.js';
+import { buildInventory, rawImageProblem, serializeInventory, type Inventory, type RawImage } from '../core/inventory.js';
+import type { StackState } from '../core/state.js';
+import { HostPreconditionError } from '../errors.js';
+import { shortDigest } from '../ui/format.js';
+import type { Reporter } from './reporter.js';
+import { TOOL_VERSION } from './version.js';
+
+export interface InventoryOptions {
+  stateDir: string;
+  /** Write the document here (atomically) instead of leaving it to the caller. */
+  out?: string;
+  now?: Date;
+  host?: string;
+}
+
+export interface InventoryResult {
+  inventory: Inventory;
+  /** The absolute path written, or null without `out`. */
+  written: string | null;
+}
+
+export async function hostInventory(options: InventoryOptions, engine: Engine, reporter: Reporter): Promise<InventoryResult> {
+  // info() first: it turns an absent engine into ENGINE_UNREACHABLE before anything else is tried.
+  const info = await engine.info();
+  const podman = await isPodman(engine);
+  reporter.log(`listing images on ${engine.host} (${podman ? 'Podman' : 'Docker'} ${info.serverVersion}, ${info.storageDriver})`);
+  const listed = await listImagesWithLayers(engine);
+  for (const s of listed.skipped) {
+    reporter.warn({ code: 'IMAGE_SKIPPED', subject: s.id, message: `image ${shortDigest(s.id)} left out of the inventory: ${s.reason}` });
+  }
+  const images: RawImage[] = [];
+  for (const im of listed.images) {
+    const problem = rawImageProblem(im);
+    if (problem === undefined) images.push(im);
+    else reporter.warn({ code: 'IMAGE_SKIPPED', subject: im.id, message: `image ${im.id} left out of the inventory: ${problem}` });
+  }
+
+  const inventory = buildInventory({
+    host: options.host ?? hostname(),
+    created: options.now ?? new Date(),
+    tool: { name: 'ferry', version: TOOL_VERSION },
+    engine: {
+      serverVersion: info.serverVersion,
+      apiVersion: info.apiVersion,
+      storageDriver: info.storageDriver,
+      containerdStore: info.containerdStore,
+      os: info.os,
+      architecture: info.architecture,
+      podman,
+    },
+    images,
+    stacks: await installedStacks(new StateStore(options.stateDir), reporter),
+  });
+
+  let written: string | null = null;
+  if (options.out !== undefined) {
+    written = resolve(options.out);
+    try {
+      await writeFileAtomic(written, Buffer.from(serializeInventory(inventory), 'utf8'));
+    } catch (e) {
+      throw new HostPreconditionError('OUTPUT_UNWRITABLE', `cannot write the inventory to ${options.out}: ${(e as Error).message}`, {
+        hint: 'Choose an --out in a directory you can write to.',
+        details: { path: written },
+        cause: e,
+      });
+    }
+  }
+  return { inventory, written };
+}
+
+/**
+ * The state of every stack in the state directory. A missing directory is a host without
+ * releases; a stack whose state cannot be read is left out with a warning, because the layers,
+ * the inventory's main point, are still worth having.
+ */
+async function installedStacks(store: StateStore, reporter: Reporter): Promise<StackState[]> {
+  const out: StackState[] = [];
+  for (const stack of await store.stacks()) {
+    try {
+      out.push(await store.load(stack));
+    } catch (e) {
+      reporter.warn({ code: 'STATE_UNREADABLE', subject: stack, message: `releases of stack ${stack} left out: ${(e as Error).message}` });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,64 @@
+/** Text renderings of host results, for people. --json output never passes through here. */
+import { serializeInventory } from '../../core/inventory.js';
+import type { InventoryResult } from '../../services/inventory.js';
+import type { StackStatus, StatusResult } from '../../services/status.js';
+import { shortDigest, table } from '../format.js';
+
+/**
+ * Without --out the document itself is the output, so `ferry host inventory > host.json` works;
+ * with --out a one-line summary says what went where.
+ */
+export function renderInventory(r: InventoryResult): string {
+  if (r.written === null) return serializeInventory(r.inventory);
+  const inv = r.inventory;
+  const e = inv.engine;
+  const stacks = inv.releases.length;
+  return (
+    `wrote ${r.written}: ${inv.images.length} images, ${inv.layers.length} layers, ` +
+    `engine ${e.podman ? 'Podman' : 'Docker'} ${e.serverVersion} (API ${e.apiVersion}, ${e.storageDriver}${e.containerdStore ? ', containerd store' : ''}, ${e.os}/${e.architecture}), ` +
+    `${stacks} stack${stacks === 1 ? '' : 's'} installed`
+  );
+}
+
+export function renderStatus(r: StatusResult): string {
+  if (r.stacks.length === 0) return `no stacks installed (state directory ${r.stateDir})`;
+  return r.stacks.map(renderStack).join('\n\n');
+}
+
+function renderStack(s: StackStatus): string {
+  const c = s.current;
+  const signer = c?.signer ? `${c.signer.principals.join(', ') || '?'} (${c.signer.fingerprint})` : 'unsigned';
+  const lines = [
+    `stack     ${s.stack}`,
+    c ? `current   ${c.version} (release ${c.id}, sequence ${c.sequence}), installed ${c.installedAt}, signed by ${signer}` : 'current   none',
+  ];
+  if (s.releases.length > 0) {
+    lines.push(
+      '',
+      table(
+        ['', 'RELEASE', 'VERSION', 'SEQUENCE', 'INSTALLED', 'RESULT'],
+        s.releases.map((r) => [r.current ? '*' : '', r.id, r.version, String(r.sequence), r.installedAt, r.result]),
+        [3],
+      ),
+    );
+  }
+  lines.push('');
+  if (s.services.length === 0) {
+    lines.push('no containers');
+  } else {
+    lines.push(
+      table(
+        ['SERVICE', 'CONTAINER', 'STATE', 'HEALTH', 'IMAGE', 'PINNED'],
+        s.services.map((v) => [
+          v.oneOff ? `${v.service} (run)` : v.service,
+          v.name ?? '-',
+          v.exitCode !== null && v.state !== 'missing' ? `${v.state} (${v.exitCode})` : v.state,
+          v.health,
+          v.imageId ? shortDigest(v.imageId) : '-',
+          v.imageMatches === null ? (v.expectedImageId ? `expects ${shortDigest(v.expectedImageId)}` : '-') : v.imageMatches ? 'yes' : `NO: expects ${shortDigest(v.expectedImageId ?? '')}`,
+        ]),
+      ),
+    );
+  }
+  return lines.join('\n');
+}
