@@ -1,0 +1,82 @@
+// Runs once per `vitest run`, in the main process, before any test file is loaded.
+// Engines are real (Docker 20.10 here): if they cannot be started the run must fail, never skip.
+import { spawnSync } from 'node:child_process';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TestProject } from 'vitest/node';
+// Type-only: engines.ts registers vitest hooks when it runs, which must not happen here.
+import type { FerryEngines } from './engines.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Runs a repo script; stderr goes straight to the terminal so a failing engine start is visible. */
+function script(args: string[], env: NodeJS.ProcessEnv = process.env): string {
+  const result = spawnSync('bash', args, {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  if (result.error) throw result.error;
+  if (result.status !== 0) {
+    throw new Error(`bash ${args.join(' ')} exited with ${result.status ?? result.signal}`);
+  }
+  return result.stdout;
+}
+
+function parseExports(text: string): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^export ([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim());
+    if (match) vars[match[1]!] = match[2]!;
+  }
+  return vars;
+}
+
+export default function setup(project: TestProject): () => void {
+  // The names of the engines THIS run started: only those are stopped at the end, so a developer's
+  // engines (or ones left up on purpose by `engines.sh up`) survive `npm test`.
+  const started = script(['scripts/engines.sh', 'up'])
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line === 'build' || line === 'airgap');
+
+  const teardown = (): void => {
+    if (started.length > 0) script(['scripts/engines.sh', 'down', ...started]);
+  };
+
+  try {
+    // Each run starts from an empty air-gapped host, as CI does: stacks, ports and images that an
+    // earlier run (or the demo) left on a reused engine would otherwise change what tests see.
+    // FERRY_TEST_KEEP_TARGET=1 keeps the engine's contents, e.g. to look at them after a run.
+    if (!started.includes('airgap') && process.env.FERRY_TEST_KEEP_TARGET !== '1') {
+      script(['scripts/engines.sh', 'reset', 'airgap']);
+    }
+    const vars = parseExports(script(['scripts/engines.sh', 'env']));
+    const engines: FerryEngines = {
+      build: vars.FERRY_BUILD_DOCKER_HOST ?? '',
+      target: vars.FERRY_TARGET_DOCKER_HOST ?? '',
+      targetNetns: vars.FERRY_TARGET_NETNS ?? '',
+    };
+    if (!engines.build || !engines.target) throw new Error('engines.sh env printed no DOCKER_HOSTs');
+    // Forks are spawned after this returns and inherit process.env, so plain env vars reach the
+    // tests (and any CLI they spawn) without vitest's inject().
+    process.env.FERRY_BUILD_DOCKER_HOST = engines.build;
+    process.env.FERRY_TARGET_DOCKER_HOST = engines.target;
+    process.env.FERRY_TARGET_NETNS = engines.targetNetns;
+    project.provide('ferryEngines', engines);
+
+    const built = script(['scripts/build-demo-images.sh'], { ...process.env, DOCKER_HOST: engines.build });
+    const demoImages: Record<string, string> = {};
+    for (const line of built.split('\n')) {
+      const [ref, id] = line.trim().split(/\s+/);
+      if (ref && id) demoImages[ref] = id;
+    }
+    project.provide('demoImages', demoImages);
+  } catch (error) {
+    teardown();
+    throw error;
+  }
+  return teardown;
+}
