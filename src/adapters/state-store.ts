@@ -8,13 +8,19 @@
  *   <root>/lock                             one install at a time per host
  */
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, statfs } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, open, rename } from 'node:fs/promises';
+import { dirname, posix } from 'node:path';
 import { emptyStackState, validateStackState, type StackState } from '../core/state.js';
 import { HostPreconditionError } from '../errors.js';
+import type { HostFs } from './host.js';
+
+const join = posix.join;
 
 export class StateStore {
-  constructor(readonly root: string) {}
+  constructor(
+    readonly root: string,
+    readonly fs: HostFs,
+  ) {}
 
   stackDir(stack: string): string {
     return join(this.root, 'stacks', stack);
@@ -30,8 +36,8 @@ export class StateStore {
 
   async ensure(): Promise<void> {
     try {
-      await mkdir(join(this.root, 'stacks'), { recursive: true, mode: 0o750 });
-      await mkdir(join(this.root, 'staging'), { recursive: true, mode: 0o750 });
+      await this.fs.mkdirp(join(this.root, 'stacks'));
+      await this.fs.mkdirp(join(this.root, 'staging'));
     } catch (e) {
       throw new HostPreconditionError('STATE_DIR_UNWRITABLE', `cannot create the state directory ${this.root}: ${(e as Error).message}`, {
         hint: 'Run as root, or pass --state-dir (env FERRY_STATE_DIR) pointing at a writable directory.',
@@ -40,31 +46,21 @@ export class StateStore {
   }
 
   async stacks(): Promise<string[]> {
-    try {
-      return (await readdir(join(this.root, 'stacks'))).sort();
-    } catch {
-      return [];
-    }
+    return this.fs.readdir(join(this.root, 'stacks'));
   }
 
   async load(stack: string): Promise<StackState> {
-    let text: string;
-    try {
-      text = await readFile(join(this.stackDir(stack), 'state.json'), 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyStackState(stack);
-      throw e;
-    }
-    return validateStackState(JSON.parse(text), stack);
+    const bytes = await this.fs.readFile(join(this.stackDir(stack), 'state.json'));
+    if (!bytes) return emptyStackState(stack);
+    return validateStackState(JSON.parse(bytes.toString('utf8')), stack);
   }
 
   async save(state: StackState): Promise<void> {
-    await writeFileAtomic(join(this.stackDir(state.stack), 'state.json'), Buffer.from(`${JSON.stringify(state, null, 2)}\n`));
+    await this.fs.writeFileAtomic(join(this.stackDir(state.stack), 'state.json'), Buffer.from(`${JSON.stringify(state, null, 2)}\n`));
   }
 
   async free(path = this.root): Promise<{ bytes: number; inodes: number }> {
-    const s = await statfs(path);
-    return { bytes: s.bavail * s.bsize, inodes: s.ffree };
+    return this.fs.statfs(path);
   }
 
   /**
@@ -74,35 +70,21 @@ export class StateStore {
   async lock(what: string): Promise<() => Promise<void>> {
     const path = join(this.root, 'lock');
     for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fh = await open(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o640);
-        await fh.writeFile(`${process.pid} ${what}\n`);
-        await fh.close();
+      if (await this.fs.createExclusive(path, Buffer.from(`${process.pid} ${what}\n`))) {
         return async () => {
-          await rm(path, { force: true });
+          await this.fs.rmrf(path);
         };
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const owner = await readFile(path, 'utf8').catch(() => '');
-        const pid = Number(owner.split(' ')[0]);
-        if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-          throw new HostPreconditionError('HOST_BUSY', `another ferry (pid ${pid}: ${owner.trim().split(' ').slice(1).join(' ')}) is working on this host`, {
-            hint: `Wait for it to finish. If no ferry runs, remove ${path}.`,
-          });
-        }
-        await rm(path, { force: true });
       }
+      const owner = (await this.fs.readFile(path))?.toString('utf8') ?? '';
+      const pid = Number(owner.split(' ')[0]);
+      if (Number.isInteger(pid) && pid > 0 && (await this.fs.processAlive(pid))) {
+        throw new HostPreconditionError('HOST_BUSY', `another ferry (pid ${pid}: ${owner.trim().split(' ').slice(1).join(' ')}) is working on this host`, {
+          hint: `Wait for it to finish. If no ferry runs, remove ${path}.`,
+        });
+      }
+      await this.fs.rmrf(path);
     }
     throw new HostPreconditionError('HOST_BUSY', `could not take the lock ${path}`);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -3,8 +3,8 @@
  * Confirm = every service with a health check healthy, the others running, then the smoke test
  * (if the release has one) exits 0.
  */
-import { runCompose } from '../adapters/compose.js';
 import type { Engine } from '../adapters/engine.js';
+import type { ComposeRunner } from '../adapters/host.js';
 import { projectContainers } from '../adapters/engine-containers.js';
 import type { ComposeCommand } from '../core/compose-cli.js';
 import type { ReleaseRecord } from '../core/state.js';
@@ -12,6 +12,7 @@ import type { Reporter } from './reporter.js';
 
 export interface DeployContext {
   engine: Engine;
+  runner: ComposeRunner;
   compose: ComposeCommand;
   project: string;
   waitTimeoutMs: number;
@@ -31,18 +32,16 @@ export class DeployFailure extends Error {
 export async function deploy(ctx: DeployContext, release: ReleaseRecord, releaseDir: string): Promise<void> {
   const services = release.services.map((s) => s.name).filter((s) => s !== release.smoke);
   ctx.reporter.log(`starting ${ctx.project} ${release.version}: ${services.join(', ')}`);
-  const up = await runCompose(ctx.compose, ctx.project, release.composeFiles, { kind: 'up', services }, {
+  const up = await ctx.runner.run(ctx.compose, ctx.project, release.composeFiles, { kind: 'up', services }, {
     cwd: releaseDir,
-    dockerHost: ctx.engine.host,
     timeoutMs: ctx.waitTimeoutMs + 120_000,
   });
   if (up.code !== 0) throw new DeployFailure(`compose up failed (exit ${up.code}): ${lastLines(up.output)}`, up.output);
   await waitHealthy(ctx, release, services);
   if (release.smoke) {
     ctx.reporter.log(`running smoke test ${release.smoke}`);
-    const smoke = await runCompose(ctx.compose, ctx.project, release.composeFiles, { kind: 'run-once', service: release.smoke }, {
+    const smoke = await ctx.runner.run(ctx.compose, ctx.project, release.composeFiles, { kind: 'run-once', service: release.smoke }, {
       cwd: releaseDir,
-      dockerHost: ctx.engine.host,
       timeoutMs: ctx.waitTimeoutMs,
     });
     if (smoke.code !== 0) throw new DeployFailure(`smoke test ${release.smoke} exited ${smoke.code}: ${lastLines(smoke.output)}`, smoke.output);

@@ -6,12 +6,12 @@
  * Re-running after a crash converges: loaded images are skipped, staging is redone, compose up is
  * idempotent, and state is written last and atomically.
  */
-import { join } from 'node:path';
-import { detectCompose, runCompose } from '../adapters/compose.js';
+import { join, posix } from 'node:path';
 import type { Engine } from '../adapters/engine.js';
-import { copyHashed, listTree, readBounded, removeTree } from '../adapters/fs.js';
+import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
+import type { HostTarget } from '../adapters/host.js';
 import { loadArchive, type LoadImage } from '../adapters/load-archive.js';
-import { StateStore, writeFileAtomic } from '../adapters/state-store.js';
+import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
 import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest } from '../core/manifest.js';
 import {
@@ -66,7 +66,8 @@ export interface InstallResult {
   timings: Record<string, number>;
 }
 
-export async function installBundle(options: InstallOptions, engine: Engine, reporter: Reporter): Promise<InstallResult> {
+export async function installBundle(options: InstallOptions, host: HostTarget, reporter: Reporter): Promise<InstallResult> {
+  const { engine } = host;
   const started = Date.now();
   const timings: Record<string, number> = {};
   const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
@@ -82,7 +83,7 @@ export async function installBundle(options: InstallOptions, engine: Engine, rep
   const opened = await step('verify-signature', () => openBundle(options.bundle, options.trust, reporter));
   const m = opened.manifest;
   const id = releaseId(m.sequence, m.version);
-  const store = new StateStore(options.stateDir);
+  const store = new StateStore(options.stateDir, host.fs);
   await store.ensure();
   const unlock = await store.lock(`install ${m.name} ${id}`);
   try {
@@ -108,15 +109,17 @@ export async function installBundle(options: InstallOptions, engine: Engine, rep
     }
 
     // b. stage: from here on only the staged, verified copy is read (the stick can change).
+    // Staging copies onto the host's own disk; a remote host is fed from the local, checked copy.
+    const stage = options.stage && host.local;
     const staging = store.stagingDir(m.name, id);
-    const root = options.stage ? await step('stage', () => stageBundle(opened, staging, store, reporter)) : opened.dir;
-    if (!options.stage) {
+    const root = stage ? await step('stage', () => stageBundle(opened, staging, store, reporter)) : opened.dir;
+    if (!stage) {
       const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
       if (problems.length > 0) throw integrityFailure(problems);
     }
 
     // c. preflight
-    const missing = await step('preflight', () => preflight(m, engine, reporter));
+    const missing = await step('preflight', () => preflight(m, host, reporter));
 
     // d. load what the engine lacks; tag every image with its ferry-owned tag.
     const images = await step('load', () => loadImages(m, root, missing, engine, reporter));
@@ -138,12 +141,12 @@ export async function installBundle(options: InstallOptions, engine: Engine, rep
     release.composeFiles = await writeRelease(store, m, release, root, opened, options.host);
 
     if (!options.up) {
-      await removeTree(staging);
+      await store.fs.rmrf(staging);
       return { stack: m.name, release: id, version: m.version, sequence: m.sequence, host: options.host, outcome: 'loaded', previous: previous?.id ?? null, images, pruned: [], durationMs: Date.now() - started, timings };
     }
 
     // e + f. switch and confirm; g. restore on failure.
-    const ctx: DeployContext = { engine, compose: await detectCompose(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter };
+    const ctx: DeployContext = { engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter };
     try {
       await step('deploy', () => deploy(ctx, release, store.releaseDir(m.name, id)));
     } catch (e) {
@@ -153,9 +156,9 @@ export async function installBundle(options: InstallOptions, engine: Engine, rep
 
     const { state: next, pruned } = recordInstalled(state, release, options.keep);
     await store.save(next);
-    await removeTree(staging);
+    await store.fs.rmrf(staging);
     for (const img of imagesToRemove(next, pruned)) await engine.removeImage(img.tag);
-    for (const r of pruned) await removeTree(store.releaseDir(m.name, r.id));
+    for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
     reporter.log(`${m.name} ${m.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
     return {
       stack: m.name,
@@ -208,7 +211,7 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
   const { problems, toHash } = compareListing(opened.manifest.files, await listTree(opened.dir));
   if (problems.length > 0) throw integrityFailure(problems);
   const total = toHash.reduce((n, f) => n + f.size, 0);
-  await removeTree(staging);
+  await store.fs.rmrf(staging);
   const free = await store.free();
   if (free.bytes < total + 64 * 1024 * 1024) {
     throw new HostPreconditionError('NO_SPACE', `the state directory ${store.root} has ${formatBytes(free.bytes)} free; staging needs ${formatBytes(total)} plus 64 MB`, {
@@ -231,19 +234,20 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
     progress.stop();
   }
   if (bad.length > 0) {
-    await removeTree(staging);
+    await store.fs.rmrf(staging);
     throw integrityFailure(bad);
   }
   return staging;
 }
 
 /** Images this engine lacks, after checking it is reachable and has room for them. */
-async function preflight(m: FerryManifest, engine: Engine, reporter: Reporter): Promise<Set<string>> {
+async function preflight(m: FerryManifest, host: HostTarget, reporter: Reporter): Promise<Set<string>> {
+  const { engine } = host;
   const info = await engine.info();
   const missing = new Set<string>();
   for (const im of m.images) if (!(await engine.inspectImage(im.id))) missing.add(im.id);
   const need = m.images.filter((im) => missing.has(im.id)).reduce((n, im) => n + im.layers.reduce((k, l) => k + l.size, 0), 0);
-  const free = await engineFree(info.dataRoot);
+  const free = await host.fs.statfs(info.dataRoot).catch(() => null);
   if (free && need > 0) {
     // The classic store unpacks a load into a temporary directory first: count the bytes twice.
     const needBytes = need * 2 + 256 * 1024 * 1024;
@@ -258,14 +262,6 @@ async function preflight(m: FerryManifest, engine: Engine, reporter: Reporter): 
     reporter.log(`(cannot see the engine's data root ${info.dataRoot} from here: free space not checked)`);
   }
   return missing;
-}
-
-async function engineFree(dataRoot: string): Promise<{ bytes: number; inodes: number } | null> {
-  try {
-    return await new StateStore(dataRoot).free(dataRoot);
-  } catch {
-    return null;
-  }
 }
 
 async function loadImages(m: FerryManifest, root: string, missing: Set<string>, engine: Engine, reporter: Reporter): Promise<{ id: string; tag: string; loaded: boolean }[]> {
@@ -316,21 +312,21 @@ async function readConfig(root: string, path: string, size: number): Promise<Buf
 /** Writes the release directory: manifest, signature, compose files, and ferry's pinning override. */
 async function writeRelease(store: StateStore, m: FerryManifest, release: ReleaseRecord, root: string, opened: OpenedBundle, host: string): Promise<string[]> {
   const dir = store.releaseDir(m.name, release.id);
-  await removeTree(dir);
+  await store.fs.rmrf(dir);
   const hostFiles = m.hosts[host]?.files ?? [];
   // Every compose-side file (all hosts' env files too): relative references keep working.
   for (const entry of m.files.filter((x) => x.path.startsWith('compose/'))) {
     const data = await readBounded(join(root, entry.path), entry.size);
     if (!data || data.length !== entry.size) throw new IntegrityError('BUNDLE_INTEGRITY', `${entry.path} is missing or has the wrong size`);
-    await writeFileAtomic(join(dir, entry.path), data);
+    await store.fs.writeFileAtomic(posix.join(dir, entry.path), data);
   }
-  await writeFileAtomic(join(dir, MANIFEST_FILE), opened.manifestBytes);
+  await store.fs.writeFileAtomic(posix.join(dir, MANIFEST_FILE), opened.manifestBytes);
   if (opened.signer) {
     const sig = await readBounded(join(opened.dir, SIGNATURE_FILE), 64 * 1024);
-    if (sig) await writeFileAtomic(join(dir, SIGNATURE_FILE), sig);
+    if (sig) await store.fs.writeFileAtomic(posix.join(dir, SIGNATURE_FILE), sig);
   }
   const override = renderImageOverride(m.compose.services.map((s) => ({ name: s.name, tag: ferryTag(m.name, s.imageId) })));
-  await writeFileAtomic(join(dir, 'ferry.override.yaml'), Buffer.from(override));
+  await store.fs.writeFileAtomic(posix.join(dir, 'ferry.override.yaml'), Buffer.from(override));
   const composeYaml = (p: string) => /\.ya?ml$/.test(p);
   return [m.compose.file, ...hostFiles.filter(composeYaml), 'ferry.override.yaml'];
 }
@@ -339,7 +335,7 @@ async function writeRelease(store: StateStore, m: FerryManifest, release: Releas
 export async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseRecord | null, failed: ReleaseRecord, why: string): Promise<Error> {
   if (!previous) {
     ctx.reporter.log(`${why}; there is no previous release to restore: stopping the failed stack`);
-    await runCompose(ctx.compose, ctx.project, failed.composeFiles, { kind: 'down' }, { cwd: store.releaseDir(ctx.project, failed.id), dockerHost: ctx.engine.host }).catch(() => undefined);
+    await ctx.runner.run(ctx.compose, ctx.project, failed.composeFiles, { kind: 'down' }, { cwd: store.releaseDir(ctx.project, failed.id) }).catch(() => undefined);
     return new DeployRestoredError('DEPLOY_FAILED_NO_PREVIOUS', `${why}. There was no previous release; the failed stack was stopped.`, { details: { restored: null } });
   }
   ctx.reporter.log(`${why}; restoring ${previous.version}`);

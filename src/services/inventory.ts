@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
-import { Engine } from '../adapters/engine.js';
+import type { HostTarget } from '../adapters/host.js';
 import { isPodman, listImagesWithLayers } from '../adapters/engine-inventory.js';
 import { StateStore, writeFileAtomic } from '../adapters/state-store.js';
 import { buildInventory, rawImageProblem, serializeInventory, type Inventory, type RawImage } from '../core/inventory.js';
@@ -29,7 +29,8 @@ export interface InventoryResult {
   written: string | null;
 }
 
-export async function hostInventory(options: InventoryOptions, engine: Engine, reporter: Reporter): Promise<InventoryResult> {
+export async function hostInventory(options: InventoryOptions, host: HostTarget, reporter: Reporter): Promise<InventoryResult> {
+  const { engine } = host;
   // info() first: it turns an absent engine into ENGINE_UNREACHABLE before anything else is tried.
   const info = await engine.info();
   const podman = await isPodman(engine);
@@ -59,7 +60,7 @@ export async function hostInventory(options: InventoryOptions, engine: Engine, r
       podman,
     },
     images,
-    stacks: await installedStacks(new StateStore(options.stateDir), reporter),
+    stacks: await installedStacks(new StateStore(options.stateDir, host.fs), reporter),
   });
 
   let written: string | null = null;

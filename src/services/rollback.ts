@@ -2,8 +2,7 @@
  * `ferry host rollback`: switch a stack back to a release the host kept, with the same confirm step
  * as install. The downgrade ratchet does not move: rollback is to releases this host already ran.
  */
-import { detectCompose } from '../adapters/compose.js';
-import type { Engine } from '../adapters/engine.js';
+import type { HostTarget } from '../adapters/host.js';
 import { StateStore } from '../adapters/state-store.js';
 import { currentRelease, type ReleaseRecord } from '../core/state.js';
 import { UsageError } from '../errors.js';
@@ -28,9 +27,9 @@ export interface RollbackResult {
   durationMs: number;
 }
 
-export async function rollbackStack(options: RollbackOptions, engine: Engine, reporter: Reporter): Promise<RollbackResult> {
+export async function rollbackStack(options: RollbackOptions, host: HostTarget, reporter: Reporter): Promise<RollbackResult> {
   const started = Date.now();
-  const store = new StateStore(options.stateDir);
+  const store = new StateStore(options.stateDir, host.fs);
   await store.ensure();
   const unlock = await store.lock(`rollback ${options.stack}`);
   try {
@@ -44,7 +43,7 @@ export async function rollbackStack(options: RollbackOptions, engine: Engine, re
     }
     const current = currentRelease(state) ?? null;
     const target = pickTarget(state.releases, current, options.to);
-    const ctx: DeployContext = { engine, compose: await detectCompose(options.composeCmd), project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter };
+    const ctx: DeployContext = { engine: host.engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter };
     try {
       await deploy(ctx, target, store.releaseDir(options.stack, target.id));
     } catch (e) {

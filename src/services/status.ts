@@ -3,7 +3,7 @@
  * actually runs (from the engine), so that drift shows: a service on another image than its
  * release pinned, a container gone, one unhealthy.
  */
-import type { Engine } from '../adapters/engine.js';
+import type { HostTarget } from '../adapters/host.js';
 import { projectContainers, type ContainerHealth, type ProjectContainer } from '../adapters/engine-containers.js';
 import { StateStore } from '../adapters/state-store.js';
 import { currentRelease, type ReleaseRecord, type StackState } from '../core/state.js';
@@ -59,8 +59,9 @@ export interface StatusResult {
   stacks: StackStatus[];
 }
 
-export async function hostStatus(options: StatusOptions, engine: Engine): Promise<StatusResult> {
-  const store = new StateStore(options.stateDir);
+export async function hostStatus(options: StatusOptions, host: HostTarget): Promise<StatusResult> {
+  const { engine } = host;
+  const store = new StateStore(options.stateDir, host.fs);
   const known = await store.stacks();
   if (options.stack !== undefined && !known.includes(options.stack)) {
     // Checked against the directory listing before the name is used in any path.

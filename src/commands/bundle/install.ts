@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { Args, Flags } from '@oclif/core';
-import { Engine } from '../../adapters/engine.js';
+import { localHost } from '../../adapters/local-host.js';
 import { DEFAULT_KEEP } from '../../core/state.js';
 import { installBundle, type InstallResult } from '../../services/install.js';
 import { FerryCommand } from '../../ui/base-command.js';
@@ -56,7 +56,7 @@ Installing the release that is already current and healthy is a no-op. Re-runnin
         keep: flags.keep,
         up: flags.up,
       },
-      new Engine(),
+      localHost(),
       this.out,
     );
     this.out.result(renderInstall(result));

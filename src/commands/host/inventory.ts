@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { Engine } from '../../adapters/engine.js';
+import { localHost } from '../../adapters/local-host.js';
 import type { Inventory } from '../../core/inventory.js';
 import { hostInventory } from '../../services/inventory.js';
 import { FerryCommand } from '../../ui/base-command.js';
@@ -30,7 +30,7 @@ result is the document itself. A missing state directory means no releases, not 
 
   async run(): Promise<Inventory> {
     const { flags } = await this.parse(HostInventory);
-    const result = await hostInventory({ stateDir: flags['state-dir'], out: flags.out }, new Engine(), this.out);
+    const result = await hostInventory({ stateDir: flags['state-dir'], out: flags.out }, localHost(), this.out);
     this.out.result(renderInventory(result));
     return result.inventory;
   }

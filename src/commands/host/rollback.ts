@@ -1,5 +1,5 @@
 import { Args, Flags } from '@oclif/core';
-import { Engine } from '../../adapters/engine.js';
+import { localHost } from '../../adapters/local-host.js';
 import { rollbackStack, type RollbackResult } from '../../services/rollback.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { composeFlags, stateDirFlag } from '../../ui/host-flags.js';
@@ -26,7 +26,7 @@ The downgrade protection does not move: a later install still needs a bundle at 
     const { args, flags } = await this.parse(HostRollback);
     const result = await rollbackStack(
       { stack: args.stack, to: flags.to, stateDir: flags['state-dir'], composeCmd: flags['compose-cmd'], waitTimeoutMs: flags['wait-timeout'] * 1000 },
-      new Engine(),
+      localHost(),
       this.out,
     );
     this.out.result(`${result.stack} rolled back to ${result.version}${result.from ? ` (from ${result.from})` : ''} in ${(result.durationMs / 1000).toFixed(1)} s`);

@@ -1,5 +1,5 @@
 import { Args } from '@oclif/core';
-import { Engine } from '../../adapters/engine.js';
+import { localHost } from '../../adapters/local-host.js';
 import { hostStatus, type StatusResult } from '../../services/status.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { stateDirFlag } from '../../ui/host-flags.js';
@@ -32,7 +32,7 @@ An unknown STACK is a usage error (exit 2) listing the stacks that are installed
 
   async run(): Promise<StatusResult> {
     const { args, flags } = await this.parse(HostStatus);
-    const result = await hostStatus({ stateDir: flags['state-dir'], stack: args.stack }, new Engine());
+    const result = await hostStatus({ stateDir: flags['state-dir'], stack: args.stack }, localHost());
     this.out.result(renderStatus(result));
     return result;
   }
