@@ -38,6 +38,8 @@ need zstd has zstd
 need iproute2 has_sbin ip
 need time test -x /usr/bin/time # GNU time: peak RSS in benches (bash's `time` has none)
 need util-linux bash -c 'command -v nsenter && command -v flock && command -v setsid'
+need podman has podman # the engine that refuses partial archives: the splice path is tested on it
+need curl has curl
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$DRY_RUN" = 1 ]; then
@@ -72,6 +74,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     need iproute2 has_sbin ip
     need time test -x /usr/bin/time
     need util-linux bash -c 'command -v nsenter && command -v flock && command -v setsid'
+need podman has podman # the engine that refuses partial archives: the splice path is tested on it
+need curl has curl
     [ "${#missing[@]}" -eq 0 ] || die "still missing after apt-get install: ${missing[*]}"
   fi
 fi

@@ -21,7 +21,8 @@ export interface CompressOptions {
 export interface WrittenLayer {
   diffId: string;
   size: number;
-  blob: LayerBlob;
+  /** null when `keep` said the targets hold this layer already. */
+  blob: LayerBlob | null;
 }
 
 /** Counts and hashes what flows through, unchanged. */
@@ -137,7 +138,7 @@ export class BlobStoreWriter {
    * Uncompressed tar in, zstd blob out: one pass computes the diffID, compresses, and hashes and
    * writes the compressed bytes. `onBytes` reports uncompressed bytes consumed.
    */
-  async writeLayer(input: Readable, onBytes?: (total: number) => void): Promise<WrittenLayer> {
+  async writeLayer(input: Readable, onBytes?: (total: number) => void, keep: (diffId: string) => boolean = () => true): Promise<WrittenLayer> {
     const tmpBase = join(this.root, '.tmp', `layer-${process.pid}-${this.tmpCounter++}`);
     const hasher = new HashingPassThrough(onBytes);
     const compressor = new CompressStream({
@@ -153,6 +154,11 @@ export class BlobStoreWriter {
       throw e;
     }
     const diffId = `sha256:${hasher.hash.digest('hex')}`;
+    if (!keep(diffId)) {
+      // Only known to be held once hashed (classic save archives do not name layers by digest).
+      await Promise.all(sink.parts.map((p) => rm(p.file, { force: true })));
+      return { diffId, size: hasher.bytes, blob: null };
+    }
     const hex = sink.whole.digest('hex');
     const digest = `sha256:${hex}`;
     const blob: LayerBlob = { digest, size: sink.size, mediaType: LAYER_MEDIA_TYPE };

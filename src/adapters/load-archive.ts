@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import * as zlib from 'node:zlib';
 import { join } from 'node:path';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,7 +18,8 @@ export interface LoadImage {
   id: string;
   config: Buffer;
   tags: string[];
-  layers: { diffId: string; size: number; blob: LayerBlob }[];
+  /** blob null: a layer the bundle leaves out, which the host already holds. */
+  layers: { diffId: string; size: number; blob: LayerBlob | null }[];
 }
 
 /** Concatenates a blob's files (one, or its parts in order) as one stream. */
@@ -57,18 +59,40 @@ class DiffIdCheck extends Transform {
   }
 }
 
-/** A classic docker-archive of the images, layers shared between them written once. */
-export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: number) => void): Readable {
+/**
+ * Layers the bundle leaves out, supplied from the host's own engine: `save()` exports an image
+ * that holds them; its layers are copied into the load stream as they arrive and identified by
+ * their digest on the way (classic archives do not name layers by digest).
+ */
+export interface SpliceSource {
+  save(): Promise<Readable>;
+  wanted: Set<string>;
+}
+
+/**
+ * A classic docker-archive of the images, layers shared between them written once. A layer the
+ * bundle left out (blob null) is named in manifest.json but absent from the archive — which the
+ * classic store accepts when it holds the layer — unless a splice source supplies its bytes.
+ */
+export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: number) => void, splice: SpliceSource[] = []): Readable {
   const pack = tar.pack();
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const fill = async () => {
     const written = new Set<string>();
+    const spliced = new Map<string, string>();
+    for (const [i, source] of splice.entries()) await spliceLayers(pack, await source.save(), `splice-${i}`, source.wanted, spliced);
     const manifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
     for (const im of images) {
       const configName = `${hexOf(im.id)}.json`;
       await entry(pack, configName, [Readable.from([im.config])], im.config.length);
       const layers: string[] = [];
       for (const l of im.layers) {
+        if (!l.blob) {
+          const from = spliced.get(l.diffId);
+          if (splice.length > 0 && !from) throw new Error(`layer ${l.diffId} was not found in the host's own images`);
+          layers.push(from ?? `${hexOf(l.diffId)}/layer.tar`);
+          continue;
+        }
         const name = `${hexOf(l.diffId)}/layer.tar`;
         layers.push(name);
         if (written.has(name)) continue;
@@ -87,6 +111,58 @@ export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: num
   });
   pack.pipe(out);
   return out;
+}
+
+/**
+ * Copies every layer entry of a host image's save archive into our archive under `prefix`,
+ * hashing it on the way; records where each wanted diffID landed. A gzip-compressed layer (as a
+ * containerd store may export) is also hashed decompressed, since its diffID is of the tar inside.
+ */
+async function spliceLayers(pack: tar.Pack, archive: Readable, prefix: string, wanted: Set<string>, found: Map<string, string>): Promise<void> {
+  const extract = tar.extract();
+  archive.pipe(extract);
+  archive.on('error', (e) => extract.destroy(e));
+  let n = 0;
+  for await (const e of extract) {
+    const name = e.header.name.replace(/^\.\//, '');
+    // Docker classic: <v1id>/layer.tar (identity unknown until hashed); Podman: <diffID>.tar;
+    // OCI-style: blobs/sha256/<digest>. A digest-named layer nobody wants is not copied.
+    const named = /^([0-9a-f]{64})\.tar$/.exec(name) ?? /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name);
+    const isLayer = e.header.type === 'file' && (/^[0-9a-f]{64}\/layer\.tar$/.test(name) || named !== null);
+    const compressedBlob = named && name.startsWith('blobs/');
+    if (!isLayer || (e.header.size ?? 0) < 512 || (named && !compressedBlob && !wanted.has(`sha256:${named[1]}`))) {
+      e.resume();
+      continue;
+    }
+    const path = `${prefix}/${n++}/layer.tar`;
+    const raw = createHash('sha256');
+    let inner: { hash: ReturnType<typeof createHash>; gunzip: zlib.Gunzip; done: Promise<void> } | undefined;
+    let first = true;
+    const tap = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        if (first) {
+          first = false;
+          if (chunk[0] === 0x1f && chunk[1] === 0x8b) {
+            const hash = createHash('sha256');
+            const gunzip = zlib.createGunzip();
+            gunzip.on('data', (d: Buffer) => hash.update(d));
+            inner = { hash, gunzip, done: new Promise((r) => { gunzip.on('end', () => r()); gunzip.on('error', () => r()); }) };
+          }
+        }
+        raw.update(chunk);
+        inner?.gunzip.write(chunk);
+        cb(null, chunk);
+      },
+    });
+    await entry(pack, path, [Readable.from(e), tap], e.header.size ?? 0);
+    const digests = [`sha256:${raw.digest('hex')}`];
+    if (inner) {
+      inner.gunzip.end();
+      await inner.done;
+      digests.push(`sha256:${inner.hash.digest('hex')}`);
+    }
+    for (const d of digests) if (wanted.has(d) && !found.has(d)) found.set(d, path);
+  }
 }
 
 /** One tar entry whose bytes come through `chain`; any stage's error fails the entry. */

@@ -2,7 +2,8 @@
  * Reads a `docker save` archive as it streams, in both layouts engines write:
  * - classic (Docker ≤ 24): `<v1id>/layer.tar`, `<config-hex>.json`, `manifest.json`;
  * - OCI-style (Docker 25+): `blobs/sha256/<hex>` for layers, configs and manifests, `index.json`,
- *   and a `manifest.json` in the classic shape that names blob paths.
+ *   and a `manifest.json` in the classic shape that names blob paths;
+ * - Podman's: `<diffID>.tar` layers and `<config>.json` at the top level.
  * Layers go to the handler as streams the moment they arrive; only small JSON is buffered. Which
  * layer belongs to which image is learned from manifest.json, which engines write last.
  */
@@ -59,7 +60,8 @@ export async function readSaveArchive<L>(
       entry.resume();
       continue;
     }
-    const isClassicLayer = /^[0-9a-f]{64}\/layer\.tar$/.test(name);
+    // Podman's docker-archive names layers <diffID>.tar at the top level.
+    const isClassicLayer = /^[0-9a-f]{64}\/layer\.tar$/.test(name) || /^[0-9a-f]{64}\.tar$/.test(name);
     const isBlob = /^blobs\/sha256\/[0-9a-f]{64}$/.test(name);
     const isTopJson = /^[^/]+\.json$/.test(name);
 

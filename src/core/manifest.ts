@@ -65,6 +65,14 @@ export interface ManifestService {
   imageId: string;
 }
 
+export interface ManifestBase {
+  kind: 'inventory' | 'bundle';
+  name: string;
+  digest: string;
+  /** Chain IDs that base holds; layers every base holds are left out of the bundle. */
+  held: string[];
+}
+
 export interface FerryManifest {
   format: typeof MANIFEST_FORMAT;
   name: string;
@@ -76,6 +84,8 @@ export interface FerryManifest {
   compose: { file: string; smoke: string | null; services: ManifestService[] };
   hosts: Record<string, { files: string[] }>;
   images: ManifestImage[];
+  /** What the targets were known to hold when the bundle was made; empty for a full bundle. */
+  bases: ManifestBase[];
   files: FileEntry[];
 }
 
@@ -212,6 +222,16 @@ export function parseManifest(bytes: Buffer): FerryManifest {
         if (typeof blob.size === 'number' && total !== blob.size) problems.push(`${lat}.blob.parts sizes add up to ${total}, not ${blob.size}`);
       }
     });
+  });
+
+  if (m.bases === undefined) m.bases = [];
+  (v.array(m.bases, 'bases', 100) ?? []).forEach((b, i) => {
+    const base = v.object(b, `bases[${i}]`);
+    if (!base) return;
+    if (base.kind !== 'inventory' && base.kind !== 'bundle') problems.push(`bases[${i}].kind must be "inventory" or "bundle"`);
+    v.string(base.name, `bases[${i}].name`);
+    v.digest(base.digest, `bases[${i}].digest`);
+    (v.array(base.held, `bases[${i}].held`, 1_000_000) ?? []).forEach((h, j) => v.digest(h, `bases[${i}].held[${j}]`));
   });
 
   if (problems.length > 0) throw new ManifestInvalid(problems);

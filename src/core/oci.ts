@@ -19,13 +19,17 @@ export interface Descriptor {
   platform?: { os: string; architecture: string };
 }
 
-export function imageManifest(config: { digest: string; size: number }, layers: { digest: string; size: number }[]): Buffer {
+/**
+ * Layers a delta bundle leaves out are described by their uncompressed digest and size: the
+ * descriptor stays true, and OCI tools say the blob is absent rather than reading a wrong one.
+ */
+export function imageManifest(config: { digest: string; size: number }, layers: { digest: string; size: number; absent?: boolean }[]): Buffer {
   return Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_MANIFEST_MEDIA_TYPE,
       config: { mediaType: OCI_CONFIG_MEDIA_TYPE, digest: config.digest, size: config.size },
-      layers: layers.map((l) => ({ mediaType: LAYER_MEDIA_TYPE, digest: l.digest, size: l.size })),
+      layers: layers.map((l) => ({ mediaType: l.absent ? 'application/vnd.oci.image.layer.v1.tar' : LAYER_MEDIA_TYPE, digest: l.digest, size: l.size })),
     }),
   );
 }

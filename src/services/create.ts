@@ -6,16 +6,21 @@
 import { join, resolve, dirname, basename, posix } from 'node:path';
 import { BlobStoreWriter } from '../adapters/blob-store.js';
 import { Engine } from '../adapters/engine.js';
-import { createPartialSibling, exists, isDirectory, readText, removeTree, sealDirectory } from '../adapters/fs.js';
+import { createPartialSibling, exists, isDirectory, readBounded, readText, removeTree, sealDirectory } from '../adapters/fs.js';
 import { versionFromGit } from '../adapters/git.js';
 import { readSaveArchive, SaveArchiveError } from '../adapters/save-archive.js';
 import { BUNDLE_NAMESPACE, loadSigningKey, type SigningKey } from '../adapters/signing.js';
 import { analyzeCompose, bindsOfDocument, envFilesOfDocument, fieldWarnings, type ComposeAnalysis } from '../core/compose.js';
 import { parseDefinition, type BundleDefinition } from '../core/definition.js';
+import { baseFromBundle, baseFromInventory, heldByAll, neededDiffIds, type BundleBase } from '../core/bases.js';
 import { chainIds, hexOf, sha256Digest } from '../core/digest.js';
+import { MAX_INVENTORY_BYTES } from '../core/inventory.js';
 import {
   FAT32_MAX_FILE,
   MANIFEST_FILE,
+  ManifestInvalid,
+  MAX_MANIFEST_BYTES,
+  parseManifest,
   MANIFEST_FORMAT,
   SIGNATURE_FILE,
   serializeManifest,
@@ -42,6 +47,8 @@ export interface CreateOptions {
   workers: number;
   maxPartSize: number;
   expires?: Date;
+  /** Inventories or previous bundles: layers every one of them holds are left out. */
+  bases?: string[];
   now?: Date;
 }
 
@@ -53,8 +60,9 @@ export interface CreateResult {
   created: string;
   signed: boolean;
   signer: string | null;
-  images: { refs: string[]; id: string; layers: number; size: number; compressedSize: number }[];
-  totals: { imageBytes: number; bundleBytes: number; files: number; ratio: number };
+  images: { refs: string[]; id: string; layers: number; shipped: number; size: number; compressedSize: number }[];
+  bases: { kind: string; name: string }[];
+  totals: { imageBytes: number; bundleBytes: number; files: number; ratio: number; leftOutLayers: number; leftOutBytes: number };
   durationMs: number;
 }
 
@@ -89,6 +97,9 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     reporter.warn({ code: 'UNSIGNED', message: 'no --sign-key: the bundle is UNSIGNED; hosts refuse it unless installed with --allow-unsigned' });
   }
 
+  const bases = await loadBases(options.bases ?? []);
+  const held = heldByAll(bases);
+
   // Pin every image by ID now: a tag that moves while we save cannot change the bundle.
   const refs = [...new Set([...loaded.compose.services.map((s) => s.image), ...def.images])];
   const details = new Map<string, NonNullable<Awaited<ReturnType<Engine['inspectImage']>>>>();
@@ -110,6 +121,9 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
   const sequence = options.sequence ?? Math.floor(now.getTime() / 1000);
 
   const ids = [...new Set([...details.values()].map((d) => d.id))];
+  const needed = neededDiffIds([...details.values()].map((d) => ({ diffIds: d.diffIds, chainIds: chainIds(d.diffIds) })), held);
+  const allDiffIds = new Set([...details.values()].flatMap((d) => d.diffIds));
+  if (bases.length > 0) reporter.log(`bases: ${bases.map((b) => `${b.kind} ${b.name}`).join(', ')}; ${allDiffIds.size - [...allDiffIds].filter((d) => needed.has(d)).length} of ${allDiffIds.size} layers are held by every base`);
   const refsById = new Map<string, string[]>();
   for (const [ref, d] of details) refsById.set(d.id, [...(refsById.get(d.id) ?? []), ref]);
 
@@ -138,14 +152,32 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       archive,
       async (entry, info) => {
         const before = streamed;
-        const layer = await store.writeLayer(entry, (n) => {
-          streamed = before + n;
+        const named = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(info.path) ?? /^([0-9a-f]{64})\.tar$/.exec(info.path);
+        if (named && allDiffIds.has(`sha256:${named[1]}`) && !needed.has(`sha256:${named[1]}`)) {
+          // OCI-style and Podman archives name uncompressed layers by their diffID: a held one is not even compressed.
+          entry.resume();
+          await new Promise((r) => entry.on('end', r));
+          streamed = before + info.size;
           overall.update(streamed);
-        });
+          progress.note(`layer ${shortDigest(named[1]!)}  held by every base: left out`);
+          return { diffId: `sha256:${named[1]}`, size: info.size, blob: null };
+        }
+        const layer = await store.writeLayer(
+          entry,
+          (n) => {
+            streamed = before + n;
+            overall.update(streamed);
+          },
+          (diffId) => needed.has(diffId),
+        );
         for (const bar of imageBars.values()) {
           if (bar.diffIds.has(layer.diffId)) bar.task.update((bar.done += layer.size));
         }
-        progress.note(`layer ${shortDigest(layer.diffId)}  ${formatBytes(layer.size)} → ${formatBytes(layer.blob.size)} (${info.path})`);
+        progress.note(
+          layer.blob
+            ? `layer ${shortDigest(layer.diffId)}  ${formatBytes(layer.size)} → ${formatBytes(layer.blob.size)} (${info.path})`
+            : `layer ${shortDigest(layer.diffId)}  ${formatBytes(layer.size)} held by every base: left out`,
+        );
         return layer;
       },
     ).catch((e) => {
@@ -173,13 +205,13 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
             hint: 'The engine sent a layer that does not match the image config. Check the engine\'s storage (docker system df, dockerd logs).',
           });
         }
-        return { diffId: written.diffId, chainId: chain[i]!, size: written.size, included: true, blob: written.blob };
+        return { diffId: written.diffId, chainId: chain[i]!, size: written.size, included: written.blob !== null, blob: written.blob };
       });
       const configPath = `blobs/sha256/${hexOf(id)}`;
       await store.writeFile(configPath, image.config);
       const ociManifest = imageManifest(
         { digest: id, size: image.config.length },
-        manifestLayers.map((l) => ({ digest: l.blob!.digest, size: l.blob!.size })),
+        manifestLayers.map((l) => (l.blob ? { digest: l.blob.digest, size: l.blob.size } : { digest: l.diffId, size: l.size, absent: true })),
       );
       const ociEntry = await store.writeFile(`blobs/sha256/${hexOf(sha256Digest(ociManifest))}`, ociManifest);
       images.push({
@@ -215,6 +247,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       },
       hosts: Object.fromEntries(Object.entries(loaded.hostFiles).map(([h, files]) => [h, { files: files.map((f) => `compose/${f}`) }])),
       images,
+      bases,
       files: store.files(),
     };
     const manifestBytes = serializeManifest(manifest);
@@ -225,6 +258,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     await sealDirectory(partial, out);
 
     const imageBytes = images.reduce((n, im) => n + im.layers.reduce((m, l) => m + l.size, 0), 0);
+    const leftOut = new Map(images.flatMap((im) => im.layers.filter((l) => !l.included).map((l) => [l.diffId, l.size] as const)));
     const bundleBytes = [...manifest.files, ...sealed.files()].reduce((n, f) => n + f.size, 0);
     return {
       bundle: out,
@@ -238,10 +272,19 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
         refs: im.refs,
         id: im.id,
         layers: im.layers.length,
+        shipped: im.layers.filter((l) => l.included).length,
         size: im.layers.reduce((n, l) => n + l.size, 0),
         compressedSize: im.layers.reduce((n, l) => n + (l.blob?.size ?? 0), 0),
       })),
-      totals: { imageBytes, bundleBytes, files: manifest.files.length + sealed.files().length, ratio: imageBytes > 0 ? bundleBytes / imageBytes : 0 },
+      bases: bases.map((b) => ({ kind: b.kind, name: b.name })),
+      totals: {
+        imageBytes,
+        bundleBytes,
+        files: manifest.files.length + sealed.files().length,
+        ratio: imageBytes > 0 ? bundleBytes / imageBytes : 0,
+        leftOutLayers: leftOut.size,
+        leftOutBytes: [...leftOut.values()].reduce((n, x) => n + x, 0),
+      },
       durationMs: Date.now() - started,
     };
   } catch (e) {
@@ -252,6 +295,34 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Reads each --base: a directory is a previous bundle (its manifest), a file a host inventory. */
+async function loadBases(paths: string[]): Promise<BundleBase[]> {
+  const bases: BundleBase[] = [];
+  for (const path of paths) {
+    if (await isDirectory(path)) {
+      const bytes = await readBounded(join(path, MANIFEST_FILE), MAX_MANIFEST_BYTES).catch(() => null);
+      if (!bytes) throw new BuildInputError('BASE_INVALID', `--base ${path} is a directory without a readable ${MANIFEST_FILE}: not a ferry bundle`);
+      try {
+        bases.push(baseFromBundle(bytes, parseManifest(bytes)));
+      } catch (e) {
+        if (e instanceof ManifestInvalid) throw new BuildInputError('BASE_INVALID', `--base ${path}: ${e.message}`, { details: { problems: e.problems } });
+        throw e;
+      }
+    } else {
+      const bytes = await readBounded(path, MAX_INVENTORY_BYTES).catch((e: Error) => {
+        throw new BuildInputError('BASE_INVALID', `--base ${path}: ${e.message}`);
+      });
+      if (!bytes) {
+        throw new BuildInputError('BASE_NOT_FOUND', `--base ${path} does not exist`, {
+          hint: 'Pass a host inventory (ferry host inventory --out FILE) or a previous bundle directory.',
+        });
+      }
+      bases.push(baseFromInventory(bytes, path));
+    }
+  }
+  return bases;
 }
 
 function timestampVersion(now: Date): string {

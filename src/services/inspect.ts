@@ -28,6 +28,8 @@ export interface InspectResult {
   };
   services: { name: string; image: string; imageId: string }[];
   smoke: string | null;
+  /** What the bundle was built against: layers every base holds are assumed on the host. */
+  bases: { kind: string; name: string; digest: string; layers: number }[];
   hosts: string[];
   images: {
     refs: string[];
@@ -91,6 +93,7 @@ export async function inspectBundle(path: string, trustFile: string | undefined)
     },
     services: m.compose.services,
     smoke: m.compose.smoke,
+    bases: m.bases.map((b) => ({ kind: b.kind, name: b.name, digest: b.digest, layers: b.held.length })),
     hosts: Object.keys(m.hosts),
     images,
     totals: {

@@ -10,7 +10,9 @@ import { join, posix } from 'node:path';
 import type { Engine } from '../adapters/engine.js';
 import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
 import type { HostTarget } from '../adapters/host.js';
-import { loadArchive, type LoadImage } from '../adapters/load-archive.js';
+import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
+import { loadArchive, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
+import { chainIds } from '../core/digest.js';
 import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
 import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest } from '../core/manifest.js';
@@ -49,6 +51,12 @@ export interface InstallOptions {
   keep: number;
   /** false: load images and record nothing else (engines that cannot run containers, benches). */
   up: boolean;
+  /**
+   * How left-out layers reach the engine: `never` relies on the engine accepting an archive
+   * without them (classic store), `always` copies them from the host's own images into the load
+   * stream, `auto` splices where a partial load is not safe (containerd store, Podman).
+   */
+  splice: 'auto' | 'always' | 'never';
   now?: Date;
 }
 
@@ -119,10 +127,10 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
     }
 
     // c. preflight
-    const missing = await step('preflight', () => preflight(m, host, reporter));
+    const plan = await step('preflight', () => preflight(m, host, options.splice, reporter));
 
     // d. load what the engine lacks; tag every image with its ferry-owned tag.
-    const images = await step('load', () => loadImages(m, root, missing, engine, reporter));
+    const images = await step('load', () => loadImages(m, root, plan, engine, reporter));
 
     const release: ReleaseRecord = {
       id,
@@ -240,13 +248,46 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
   return staging;
 }
 
-/** Images this engine lacks, after checking it is reachable and has room for them. */
-async function preflight(m: FerryManifest, host: HostTarget, reporter: Reporter): Promise<Set<string>> {
+interface LoadPlan {
+  /** Image IDs the engine lacks. */
+  missing: Set<string>;
+  /** Where the left-out layers come from when they are spliced; empty for a partial load. */
+  splice: SpliceSource[];
+}
+
+/**
+ * Images this engine lacks, after checking it is reachable, has room for them, and holds every
+ * layer the bundle assumes (by chain ID). Decides how assumed layers reach the load.
+ */
+async function preflight(m: FerryManifest, host: HostTarget, spliceMode: InstallOptions['splice'], reporter: Reporter): Promise<LoadPlan> {
   const { engine } = host;
   const info = await engine.info();
   const missing = new Set<string>();
   for (const im of m.images) if (!(await engine.inspectImage(im.id))) missing.add(im.id);
-  const need = m.images.filter((im) => missing.has(im.id)).reduce((n, im) => n + im.layers.reduce((k, l) => k + l.size, 0), 0);
+  const toLoad = m.images.filter((im) => missing.has(im.id));
+
+  const assumed = new Map<string, { diffId: string; images: string[] }>();
+  for (const im of toLoad) {
+    for (const l of im.layers.filter((x) => !x.included)) {
+      const a = assumed.get(l.chainId) ?? { diffId: l.diffId, images: [] };
+      a.images.push(im.refs[0] ?? im.id);
+      assumed.set(l.chainId, a);
+    }
+  }
+  const sources = new Map<string, string>();
+  if (assumed.size > 0) {
+    const { images } = await listImagesWithLayers(engine);
+    for (const img of images) for (const c of chainIds(img.diffIds)) if (!sources.has(c)) sources.set(c, img.id);
+    const absent = [...assumed].filter(([chainId]) => !sources.has(chainId));
+    if (absent.length > 0) {
+      throw new HostPreconditionError('MISSING_BASE_LAYERS', `this engine lacks ${absent.length} layer${absent.length > 1 ? 's' : ''} the bundle assumes it holds:\n${absent.map(([c, a]) => `  - ${shortDigest(a.diffId)} (chain ${shortDigest(c)}), needed by ${[...new Set(a.images)].join(', ')}`).join('\n')}`, {
+        details: { missing: absent.map(([chainId, a]) => ({ chainId, diffId: a.diffId, images: [...new Set(a.images)] })) },
+        hint: 'The bundle was built for a host that had these layers (--base). Install the release it was built against first, or ask for a bundle built against this host\'s inventory.',
+      });
+    }
+  }
+
+  const need = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
   const free = await host.fs.statfs(info.dataRoot).catch(() => null);
   if (free && need > 0) {
     // The classic store unpacks a load into a temporary directory first: count the bytes twice.
@@ -261,10 +302,32 @@ async function preflight(m: FerryManifest, host: HostTarget, reporter: Reporter)
   } else if (!free) {
     reporter.log(`(cannot see the engine's data root ${info.dataRoot} from here: free space not checked)`);
   }
-  return missing;
+
+  let splice: SpliceSource[] = [];
+  if (assumed.size > 0) {
+    const partialUnsafe = info.containerdStore || (await isPodman(engine));
+    const useSplice = spliceMode === 'always' || (spliceMode === 'auto' && partialUnsafe);
+    if (spliceMode === 'never' && partialUnsafe) {
+      reporter.warn({ code: 'PARTIAL_LOAD_UNSAFE', message: `--splice never on an engine that may refuse a partial archive (${info.containerdStore ? 'containerd image store' : 'Podman'})` });
+    }
+    if (useSplice) {
+      // One save per host image that holds some of the layers, each wanting only its own.
+      const byImage = new Map<string, Set<string>>();
+      for (const [chainId, a] of assumed) {
+        const id = sources.get(chainId)!;
+        byImage.set(id, (byImage.get(id) ?? new Set()).add(a.diffId));
+      }
+      splice = [...byImage].map(([id, wanted]) => ({ save: () => engine.save([id]), wanted }));
+      reporter.log(`supplying ${assumed.size} assumed layer${assumed.size > 1 ? 's' : ''} from ${byImage.size} image${byImage.size > 1 ? 's' : ''} on this engine (splice)`);
+    } else {
+      reporter.log(`${assumed.size} assumed layer${assumed.size > 1 ? 's' : ''} already on this engine: partial load`);
+    }
+  }
+  return { missing, splice };
 }
 
-async function loadImages(m: FerryManifest, root: string, missing: Set<string>, engine: Engine, reporter: Reporter): Promise<{ id: string; tag: string; loaded: boolean }[]> {
+async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine: Engine, reporter: Reporter): Promise<{ id: string; tag: string; loaded: boolean }[]> {
+  const { missing } = plan;
   const result = m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id), loaded: missing.has(im.id) }));
   const toLoad = m.images.filter((im) => missing.has(im.id));
   for (const im of m.images.filter((x) => !missing.has(x.id))) reporter.log(`image ${im.refs[0] ?? shortDigest(im.id)} already on the engine`);
@@ -272,14 +335,14 @@ async function loadImages(m: FerryManifest, root: string, missing: Set<string>, 
     const loadImagesList: LoadImage[] = [];
     for (const im of toLoad) {
       const config = await readConfig(root, im.config.path, im.config.size);
-      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.blob! })) });
+      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null })) });
     }
-    const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + l.size, 0), 0);
+    const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
     const progress = reporter.progress();
     const bar = progress.overall('loading', total);
     let done = 0;
     try {
-      await engine.load(loadArchive(root, loadImagesList, (n) => bar.update((done += n))));
+      await engine.load(loadArchive(root, loadImagesList, (n) => bar.update((done += n)), plan.splice));
     } catch (e) {
       throw new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
         hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',

@@ -18,6 +18,8 @@ let stack: string;
 let trust: string;
 let key: string;
 let stateDir: string;
+// Not the demo's 8081: a demo left running on the same engine must not break the tests.
+const port = 20000 + (process.pid % 20000);
 const bundles: Record<'r1' | 'r2' | 'broken' | 'big', string> = { r1: '', r2: '', broken: '', big: '' };
 
 const target = () => ({ DOCKER_HOST: process.env.FERRY_TARGET_DOCKER_HOST! });
@@ -25,7 +27,7 @@ const install = (bundle: string, extra: string[] = []) =>
   ferry(['bundle', 'install', bundle, '--trust', trust, '--host', 'edge-1', '--state-dir', stateDir, '--wait-timeout', '60', ...extra], { env: target(), timeoutMs: 300_000 });
 
 async function page(): Promise<string> {
-  const r = await inTargetNetns('wget', ['-qO-', 'http://127.0.0.1:8081/']);
+  const r = await inTargetNetns('wget', ['-qO-', `http://127.0.0.1:${port}/`]);
   return r.code === 0 ? r.stdout : `unreachable (${r.code}): ${r.stderr}`;
 }
 
@@ -39,6 +41,8 @@ async function engineSnapshot(): Promise<string> {
 async function definition(name: string, version: string, edit?: (compose: string) => string): Promise<string> {
   const dir = join(work, `def-${name}`);
   await cp(join(ROOT, 'bundles/demo'), dir, { recursive: true, filter: (src) => !src.includes('/images') });
+  const edge1 = join(dir, 'hosts/edge-1.yaml');
+  await writeFile(edge1, (await readFile(edge1, 'utf8')).replace('"8081:8080"', `"${port}:8080"`));
   const f = join(dir, 'ferry.yaml');
   await writeFile(f, (await readFile(f, 'utf8')).replace(/^name: .*$/m, `name: ${stack}`).replace(/^version: .*$/m, `version: ${version}`));
   let compose = await readFile(join(dir, 'compose.yaml'), 'utf8');
@@ -77,8 +81,11 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!stack) return;
-  const files = ['-f', join(work, 'def-r1/compose.yaml')];
-  await exec('docker-compose', ['-p', stack, ...files, 'down', '--remove-orphans'], { env: { ...process.env, ...target() } }).catch(() => undefined);
+  // By label: the compose files are gone with the temp dir by now.
+  for (const project of [stack, `${stack}big`]) {
+    const ids = (await targetDocker().run(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await targetDocker().run(['rm', '-f', ...ids]);
+  }
 });
 
 describe('install on an air-gapped host', () => {
@@ -198,6 +205,5 @@ describe('install on an air-gapped host', () => {
     expect(again.code, again.stderr).toBe(0);
     const status = JSON.parse((await ferry(['host', 'status', bigStack, '--state-dir', stateDir, '--json'], { env: target() })).stdout);
     expect(JSON.stringify(status.result)).toContain('healthy');
-    await exec('docker-compose', ['-p', bigStack, '-f', join(def, 'compose.yaml'), 'down'], { env: { ...process.env, ...target() } }).catch(() => undefined);
   });
 });

@@ -45,6 +45,7 @@ export function validManifest(): FerryManifest {
         ],
       },
     ],
+    bases: [],
     files: [
       'compose/compose.yaml',
       'compose/hosts/edge-1.yaml',

@@ -20,11 +20,16 @@ The bundle is built in a temporary sibling directory and renamed into place only
 complete: an interrupted create never leaves a bundle that looks whole.
 
 No file is larger than --max-part-size (default just under 4 GiB, FAT32's limit):
-a bigger layer blob is cut into parts, each with its own digest.`);
+a bigger layer blob is cut into parts, each with its own digest.
+
+With --base, layers that every base holds (matched by chain ID) are left out; the manifest
+records the chain ID each host must have, and install checks it before loading anything.`);
 
   static override examples = [
     { description: 'Create and sign the demo bundle', command: '<%= config.bin %> bundle create bundles/demo --out /media/usb/demo-1.0.0.ferry --sign-key ~/.ssh/ferry_ed25519' },
     { description: 'A fast, larger bundle with an explicit version', command: '<%= config.bin %> bundle create bundles/shop --out shop.ferry --version 1.4.2 --level 1 --sign-key k' },
+    { description: 'Only what edge-1 and edge-2 lack (their inventories came back on the stick)', command: '<%= config.bin %> bundle create bundles/shop --out shop-1.4.3.ferry --base edge-1.json --base edge-2.json --sign-key k' },
+    { description: 'No inventory at hand: assume the host installed the previous bundle', command: '<%= config.bin %> bundle create bundles/shop --out shop-1.4.3.ferry --base shop-1.4.2.ferry --sign-key k' },
     { description: 'Machine-readable result', command: '<%= config.bin %> bundle create bundles/demo --out demo.ferry --sign-key k --json | jq .result.totals' },
   ];
 
@@ -40,6 +45,10 @@ a bigger layer blob is cut into parts, each with its own digest.`);
     expires: Flags.string({ description: 'hosts refuse the bundle after this date (2027-01-31) or duration (90d, 12h, 2w)' }),
     level: Flags.integer({ description: 'zstd compression level (1 fastest … 19 smallest)', default: 3, min: 1, max: 19 }),
     workers: Flags.integer({ description: 'zstd worker threads; default: the number of CPUs', min: 0, max: 64 }),
+    base: Flags.string({
+      description: 'what the targets hold: a host inventory (ferry host inventory --out) or a previous bundle directory; repeatable — a layer is left out only when every base holds it',
+      multiple: true,
+    }),
     'max-part-size': Flags.string({ description: 'largest file in the bundle; larger blobs are split (bytes or K/M/G)', default: String(DEFAULT_MAX_PART_SIZE) }),
   };
 
@@ -56,6 +65,7 @@ a bigger layer blob is cut into parts, each with its own digest.`);
         workers: flags.workers ?? availableParallelism(),
         maxPartSize: parseSize('--max-part-size', flags['max-part-size']),
         expires: flags.expires ? parseExpiry('--expires', flags.expires) : undefined,
+        bases: flags.base ?? [],
       },
       new Engine(),
       this.out,

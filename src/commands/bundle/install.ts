@@ -37,6 +37,11 @@ Installing the release that is already current and healthy is a no-op. Re-runnin
     'allow-downgrade': Flags.boolean({ description: 'accept a bundle older than the newest this host installed', default: false }),
     stage: Flags.boolean({ description: 'copy the bundle off the medium before using it (--no-stage to read it in place)', default: true, allowNo: true }),
     up: Flags.boolean({ description: 'switch the stack after loading (--no-up only loads and tags images)', default: true, allowNo: true }),
+    splice: Flags.string({
+      description: 'how layers the bundle assumes reach the engine: auto (splice from the host\'s own images where a partial load is unsafe: containerd store, Podman), always, never',
+      options: ['auto', 'always', 'never'],
+      default: 'auto',
+    }),
     keep: Flags.integer({ description: 'releases to keep per stack for rollback', default: DEFAULT_KEEP, min: 1 }),
     ...composeFlags,
   };
@@ -55,6 +60,7 @@ Installing the release that is already current and healthy is a no-op. Re-runnin
         waitTimeoutMs: flags['wait-timeout'] * 1000,
         keep: flags.keep,
         up: flags.up,
+        splice: flags.splice as 'auto' | 'always' | 'never',
       },
       localHost(),
       this.out,

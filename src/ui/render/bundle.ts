@@ -5,12 +5,13 @@ import type { VerifyResult } from '../../services/verify.js';
 import { formatBytes, shortDigest, table } from '../format.js';
 
 export function renderCreate(r: CreateResult): string {
-  const rows = r.images.map((im) => [im.refs.join(', '), shortDigest(im.id), String(im.layers), formatBytes(im.size), formatBytes(im.compressedSize)]);
+  const rows = r.images.map((im) => [im.refs.join(', '), shortDigest(im.id), `${im.shipped}/${im.layers}`, formatBytes(im.size), formatBytes(im.compressedSize)]);
   return [
     `${r.bundle}`,
     `  ${r.name} ${r.version} (sequence ${r.sequence}), ${r.signed ? `signed by ${r.signer}` : 'UNSIGNED'}`,
+    ...(r.bases.length ? [`  built for: ${r.bases.map((b) => b.name).join(', ')}; ${r.totals.leftOutLayers} layers (${formatBytes(r.totals.leftOutBytes)}) left out, held by every base`] : []),
     '',
-    table(['IMAGE', 'ID', 'LAYERS', 'SIZE', 'COMPRESSED'], rows, [2, 3, 4]),
+    table(['IMAGE', 'ID', 'SHIPPED', 'SIZE', 'COMPRESSED'], rows, [2, 3, 4]),
     '',
     `bundle ${formatBytes(r.totals.bundleBytes)} in ${r.totals.files} files for ${formatBytes(r.totals.imageBytes)} of layers (${(r.totals.ratio * 100).toFixed(1)}%), ${(r.durationMs / 1000).toFixed(1)} s`,
   ].join('\n');
@@ -32,12 +33,16 @@ export function renderInspect(r: InspectResult, opts: { layers: boolean }): stri
     `created   ${r.created} by ${r.tool}${r.expires ? `, expires ${r.expires}` : ''}`,
     `signer    ${signer}`,
     `hosts     ${r.hosts.length ? r.hosts.join(', ') : '(none defined: any host)'}`,
+    ...(r.bases.length ? [`built for ${r.bases.map((b) => `${b.name} (${b.kind})`).join(', ')}: layers they all hold are assumed, not shipped`] : []),
     `services  ${r.services.map((s) => (s.name === r.smoke ? `${s.name} (smoke test)` : s.name)).join(', ')}`,
     '',
     table(
-      ['IMAGE', 'ID', 'PLATFORM', 'LAYERS', 'SIZE', 'COMPRESSED'],
-      r.images.map((im) => [im.refs.join(', ') || '(no ref)', shortDigest(im.id), im.platform, String(im.layers.length), formatBytes(im.size), formatBytes(im.compressedSize)]),
-      [3, 4, 5],
+      ['IMAGE', 'ID', 'PLATFORM', 'SHIPPED', 'ASSUMED', 'SIZE', 'COMPRESSED'],
+      r.images.map((im) => {
+        const shipped = im.layers.filter((l) => l.included).length;
+        return [im.refs.join(', ') || '(no ref)', shortDigest(im.id), im.platform, String(shipped), String(im.layers.length - shipped), formatBytes(im.size), formatBytes(im.compressedSize)];
+      }),
+      [3, 4, 5, 6],
     ),
   ];
   if (opts.layers) {

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { baseFromBundle, heldByAll, neededDiffIds, type BundleBase } from '../../src/core/bases.js';
+import { chainIds, sha256Digest } from '../../src/core/digest.js';
+import { serializeManifest } from '../../src/core/manifest.js';
+import { validManifest } from './manifest.test.js';
+
+const d = (s: string) => sha256Digest(s);
+const base = (name: string, held: string[]): BundleBase => ({ kind: 'inventory', name, digest: d(name), held });
+
+describe('what bases hold', () => {
+  const [os, lib, app1, app2] = [d('os'), d('lib'), d('app1'), d('app2')];
+  const web = { diffIds: [os, lib, app1], chainIds: chainIds([os, lib, app1]) };
+  const worker = { diffIds: [os, app2], chainIds: chainIds([os, app2]) };
+
+  it('leaves a layer out only when every base holds its chain', () => {
+    const edge1 = base('edge-1', [web.chainIds[0]!, web.chainIds[1]!]);
+    const edge2 = base('edge-2', [web.chainIds[0]!]);
+    const held = heldByAll([edge1, edge2]);
+    expect([...held]).toEqual([web.chainIds[0]]);
+    expect([...neededDiffIds([web, worker], held)].sort()).toEqual([lib, app1, app2].sort());
+  });
+
+  it('ships a diffID held at one chain position when another position needs it', () => {
+    // The same bytes (app1) on another parent is another layer on the host.
+    const other = { diffIds: [lib, app1], chainIds: chainIds([lib, app1]) };
+    const held = heldByAll([base('h', [...web.chainIds])]);
+    expect(neededDiffIds([web, other], held)).toEqual(new Set([lib, app1]));
+  });
+
+  it('leaves nothing out without bases', () => {
+    expect(heldByAll([]).size).toBe(0);
+    expect(neededDiffIds([web], new Set()).size).toBe(3);
+  });
+
+  it('takes a previous bundle as holding its own layers and what all its bases held', () => {
+    const m = validManifest();
+    m.bases = [base('edge-1', [d('x'), d('y')]), base('edge-2', [d('y'), d('z')])];
+    const b = baseFromBundle(serializeManifest(m), m);
+    expect(b.kind).toBe('bundle');
+    expect(b.name).toBe('shop-1.4.2');
+    expect(b.held).toEqual([...m.images[0]!.layers.map((l) => l.chainId), d('y')].sort());
+    expect(b.digest).toBe(sha256Digest(serializeManifest(m)));
+  });
+});
