@@ -23,7 +23,35 @@ export interface ReleaseRecord {
   composeFiles: string[];
   smoke: string | null;
   signer: { fingerprint: string; principals: string[] } | null;
+  /** Summary of the verification that admitted this release; the full report is in its directory. */
+  verification?: VerificationSummary;
   result: 'installed' | 'failed' | 'rolled-back-to';
+}
+
+export interface VerificationSummary {
+  at: string;
+  /** The file the report is in, relative to the release directory. */
+  report: string;
+  manifestSha256: string;
+  trustFile: string | null;
+  files: number;
+  bytes: number;
+  staged: boolean;
+}
+
+/** Evidence kept per install: who signed, which files with which digests were checked, when. */
+export interface VerificationReport {
+  format: 'ferry.verification/v1';
+  at: string;
+  bundle: string;
+  stack: string;
+  release: string;
+  manifestSha256: string;
+  signature: { fingerprint: string; principals: string[]; publicKey: string; namespace: string } | null;
+  trustFile: string | null;
+  unsignedAccepted: boolean;
+  staged: boolean;
+  files: { path: string; size: number; sha256: string }[];
 }
 
 export interface StackState {

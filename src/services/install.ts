@@ -12,7 +12,7 @@ import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
 import type { HostTarget } from '../adapters/host.js';
 import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
 import { loadArchive, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
-import { chainIds } from '../core/digest.js';
+import { chainIds, sha256Digest } from '../core/digest.js';
 import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
 import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest } from '../core/manifest.js';
@@ -24,6 +24,8 @@ import {
   releaseId,
   type ReleaseRecord,
   type StackState,
+  type VerificationReport,
+  type VerificationSummary,
 } from '../core/state.js';
 import { compareListing } from '../core/verify.js';
 import {
@@ -147,6 +149,7 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
       result: 'installed',
     };
     release.composeFiles = await writeRelease(store, m, release, root, opened, options.host);
+    release.verification = await writeVerificationReport(store, m, release, opened, options, stage);
 
     if (!options.up) {
       await store.fs.rmrf(staging);
@@ -392,6 +395,32 @@ async function writeRelease(store: StateStore, m: FerryManifest, release: Releas
   await store.fs.writeFileAtomic(posix.join(dir, 'ferry.override.yaml'), Buffer.from(override));
   const composeYaml = (p: string) => /\.ya?ml$/.test(p);
   return [m.compose.file, ...hostFiles.filter(composeYaml), 'ferry.override.yaml'];
+}
+
+/**
+ * The evidence of what admitted this release: which signer, which files with which digests, when.
+ * Every file listed was checked (staged while hashing, or hashed in place) before this point.
+ */
+async function writeVerificationReport(store: StateStore, m: FerryManifest, release: ReleaseRecord, opened: OpenedBundle, options: InstallOptions, staged: boolean): Promise<VerificationSummary> {
+  const at = (options.now ?? new Date()).toISOString();
+  const report: VerificationReport = {
+    format: 'ferry.verification/v1',
+    at,
+    bundle: opened.dir,
+    stack: m.name,
+    release: release.id,
+    manifestSha256: sha256Digest(opened.manifestBytes),
+    signature: opened.signer
+      ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals, publicKey: opened.signer.publicKeyLine, namespace: opened.signer.namespace }
+      : null,
+    trustFile: opened.signer ? options.trust.trust : null,
+    unsignedAccepted: !opened.signer,
+    staged,
+    files: m.files,
+  };
+  const name = 'verification.json';
+  await store.fs.writeFileAtomic(posix.join(store.releaseDir(m.name, release.id), name), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
+  return { at, report: name, manifestSha256: report.manifestSha256, trustFile: report.trustFile, files: m.files.length, bytes: m.files.reduce((n, f) => n + f.size, 0), staged };
 }
 
 /** g. Bring the previous release back after a failed switch: exit 7 when it is healthy again, 8 when not. */

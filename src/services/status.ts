@@ -48,6 +48,8 @@ export interface StackStatus {
     sequence: number;
     installedAt: string;
     signer: ReleaseRecord['signer'];
+    /** What admitted the current release (the full report is in its release directory). */
+    verification: ReleaseRecord['verification'] | null;
   } | null;
   /** Kept releases, oldest first. */
   releases: StackReleaseStatus[];
@@ -117,7 +119,9 @@ export function stackStatus(state: StackState, containers: readonly ProjectConta
   services.sort((a, b) => cmp(a.service, b.service) || cmp(a.name ?? '', b.name ?? ''));
   return {
     stack: state.stack,
-    current: current ? { id: current.id, version: current.version, sequence: current.sequence, installedAt: current.installedAt, signer: current.signer } : null,
+    current: current
+      ? { id: current.id, version: current.version, sequence: current.sequence, installedAt: current.installedAt, signer: current.signer, verification: current.verification ?? null }
+      : null,
     releases: [...state.releases]
       .sort((a, b) => a.sequence - b.sequence)
       .map((r) => ({ id: r.id, version: r.version, sequence: r.sequence, installedAt: r.installedAt, result: r.result, current: r.id === state.current })),

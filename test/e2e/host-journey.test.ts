@@ -5,6 +5,7 @@
  * leaving the engine exactly as it was.
  */
 import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -107,6 +108,17 @@ describe('install on an air-gapped host', () => {
       const image = await targetDocker().run(['inspect', '--format', '{{.Image}}', ps.stdout.trim()]);
       expect(image.stdout.trim()).toBe(svc.imageId);
     }
+  });
+
+  it('keeps the verification report as evidence, shown by host status --json', async () => {
+    const status = JSON.parse((await ferry(['host', 'status', stack, '--state-dir', stateDir, '--json'], { env: target() })).stdout);
+    const v = status.result.stacks[0].current.verification;
+    const manifest = JSON.parse(await readFile(join(bundles.r1, 'ferry.json'), 'utf8'));
+    expect(v).toMatchObject({ files: manifest.files.length, staged: true, trustFile: trust });
+    const report = JSON.parse(await readFile(join(stateDir, 'stacks', stack, 'releases', '1-1.0.0', v.report), 'utf8'));
+    expect(report.signature.principals).toEqual(['ferry']);
+    expect(report.files).toEqual(manifest.files);
+    expect(report.manifestSha256).toBe(`sha256:${createHash('sha256').update(await readFile(join(bundles.r1, 'ferry.json'))).digest('hex')}`);
   });
 
   it('installing the current release again is a fast no-op that says so', async () => {
