@@ -1,0 +1,344 @@
+#!/usr/bin/env node
+// `npm run bench` — measurements, not tests: each section prints a table against a baseline measured
+// in the same run on the same machine, writes .bench/results-<section>.json, and exits 0 even when
+// a target is missed (it is a report). Only a step that errors makes the exit code non-zero.
+//
+//   node bench/run.mjs [section…]     default: every section, in the order of SECTIONS
+//
+// Adding a section: write `async function benchX(ctx)` returning
+//   { title, columns, rows, targets: [{ name, pass, detail? }], results }
+// and register it in SECTIONS. `ctx` carries the shared helpers and machine facts; large temporary
+// files belong in ctx.tmp(name), which is removed at the end whatever happens.
+//
+// Only node: modules, so the bench runs before (and independently of) the project's own build
+// tooling, and measures the built CLI exactly as a user would run it: `node bin/ferry …`.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, stat } from 'node:fs/promises';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const RESULTS_DIR = join(ROOT, '.bench');
+const GNU_TIME = '/usr/bin/time';
+const MB = 1e6;
+
+class BenchError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared by sections
+
+/**
+ * Runs a command to completion. stdout is captured unless redirected (`stdout: fd|'ignore'`),
+ * because a benchmarked command's output must never pass through this process: that would add
+ * a copy the tool itself does not pay for.
+ */
+function run(cmd, args, { stdout = 'pipe', env, cwd = ROOT, onStdout } = {}) {
+  return new Promise((resolvePromise, reject) => {
+    const started = performance.now();
+    const child = spawn(cmd, args, { cwd, env: env ? { ...process.env, ...env } : process.env, stdio: ['ignore', stdout, 'pipe'] });
+    const out = [];
+    const err = [];
+    child.stdout?.on('data', (b) => (onStdout ? onStdout(b) : out.push(b)));
+    child.stderr.on('data', (b) => err.push(b));
+    child.on('error', (e) => reject(new BenchError(`${cmd}: ${e.message}`)));
+    child.on('close', (code, signal) => {
+      const ms = performance.now() - started;
+      const result = { code, ms, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
+      if (code === 0) resolvePromise(result);
+      // ferry --json reports its errors on stdout; show whichever stream has something to say.
+      else reject(new BenchError(`${[cmd, ...args].join(' ').slice(0, 300)} failed (${signal ?? `exit ${code}`}):\n${(result.stderr.trim() || result.stdout.trim()).slice(-2000)}`));
+    });
+  });
+}
+
+/** A measured bash pipeline; pipefail so a failing `docker save` is not hidden by a succeeding gzip. */
+function sh(script, args = [], opts = {}) {
+  return runMeasured('bash', ['-o', 'pipefail', '-c', script, 'bench', ...args], opts);
+}
+
+/**
+ * Wall time, CPU time (user + system, the command and the children it waited for) and peak RSS
+ * (GNU time's %M, in kB) of one command. CPU time is the steadier number when other work shares
+ * the machine: wall time then depends on what the scheduler leaves over.
+ */
+async function runMeasured(cmd, args, opts = {}) {
+  const statsFile = join(tmpdir(), `ferry-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
+  try {
+    const r = await run(GNU_TIME, ['-f', '%M %U %S', '-o', statsFile, cmd, ...args], opts);
+    const [kb, user, sys] = readFileSync(statsFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
+    return { ...r, rssMB: (kb * 1024) / MB, cpuS: user + sys };
+  } finally {
+    rmSync(statsFile, { force: true });
+  }
+}
+
+/** stdout straight to /dev/null by file descriptor, with no pipe to drain. */
+async function runToDevNull(cmd, args) {
+  const fd = openSync('/dev/null', 'w');
+  try {
+    return await runMeasured(cmd, args, { stdout: fd });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function dirBytes(dir) {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name);
+    if (entry.isDirectory()) total += await dirBytes(p);
+    else if (entry.isFile()) total += (await stat(p)).size;
+  }
+  return total;
+}
+
+function requireTool(path, hint) {
+  if (!existsSync(path)) throw new BenchError(`${path} not found: ${hint}`);
+}
+
+async function requireOnPath(name, hint) {
+  await run('bash', ['-c', `command -v ${name}`]).catch(() => {
+    throw new BenchError(`${name} not found on PATH: ${hint}`);
+  });
+}
+
+async function machineFacts() {
+  const model = cpus()[0]?.model?.trim() || 'unknown CPU';
+  const docker = await run('docker', ['version', '--format', '{{.Server.Version}}'])
+    .then((r) => r.stdout.trim())
+    .catch(() => 'unreachable');
+  return {
+    cores: cpus().length,
+    memGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    cpu: model,
+    node: process.version,
+    docker,
+    describe() {
+      return `${this.cores} cores, ${this.memGiB} GiB RAM, ${this.cpu}, node ${this.node}, docker ${this.docker}`;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table output
+
+const fixed = (digits) => (v) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '-');
+
+function renderTable(columns, rows) {
+  const cells = rows.map((row) => columns.map((c) => (row[c.key] === undefined || row[c.key] === null ? '-' : c.format ? c.format(row[c.key]) : String(row[c.key]))));
+  const widths = columns.map((c, i) => Math.max(c.label.length, ...cells.map((r) => r[i].length)));
+  const line = (values) =>
+    values
+      .map((v, i) => (columns[i].align === 'left' ? v.padEnd(widths[i]) : v.padStart(widths[i])))
+      .join('   ')
+      .trimEnd();
+  return [line(columns.map((c) => c.label)), ...cells.map(line)].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Section: create — `ferry bundle create` against `docker save` and the usual compressors.
+
+async function benchCreate(ctx) {
+  requireTool(GNU_TIME, 'GNU time measures peak RSS; install it (apt-get install time, done by scripts/setup.sh)');
+  requireTool(join(ROOT, 'dist', 'commands', 'bundle', 'create.js'), 'ferry is not built; run `npm run build` first');
+  for (const [tool, pkg] of [['docker', 'docker.io'], ['gzip', 'gzip'], ['zstd', 'zstd'], ['ssh-keygen', 'openssh-client']]) {
+    await requireOnPath(tool, `apt-get install ${pkg}`);
+  }
+
+  ctx.log('building the bench images (skipped when current) …');
+  const built = await run('bash', [join(ROOT, 'bench', 'build-images.sh')]);
+  process.stderr.write(built.stderr);
+  const facts = Object.fromEntries(built.stdout.trim().split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+  if (!facts.def || !facts.def_small || !facts.images) throw new BenchError(`build-images.sh printed no definitions:\n${built.stdout}`);
+  const refs = facts.images.split(' ');
+  // Asked again now that build-images.sh has waited for the engine (it may have been restarting).
+  ctx.machine.docker = (await run('docker', ['version', '--format', '{{.Server.Version}}'])).stdout.trim();
+  const idsOf = async (def) => {
+    const compose = readFileSync(join(def, 'compose.yaml'), 'utf8');
+    const names = [...compose.matchAll(/^\s+image:\s*(\S+)\s*$/gm)].map((m) => m[1]);
+    const r = await run('docker', ['image', 'inspect', '--format', '{{.Id}}', ...names]);
+    return r.stdout.trim().split('\n');
+  };
+  // By ID, the very set `ferry bundle create` pins and saves, so every row reads the same archive.
+  const ids = await idsOf(facts.def);
+  const smallIds = await idsOf(facts.def_small);
+
+  const work = ctx.tmp('create');
+  await run('ssh-keygen', ['-t', 'ed25519', '-N', '', '-C', 'ferry-bench', '-f', join(work, 'key'), '-q']);
+
+  // Warm-up, untimed: brings the engine's layer files into the page cache so the first timed row
+  // does not pay for the disk, and measures the archive every row reads.
+  ctx.log('warming up: docker save > (counted) …');
+  let archiveBytes = 0;
+  await run('docker', ['save', ...ids], { onStdout: (b) => (archiveBytes += b.length) });
+  let smallArchiveBytes = 0;
+  await run('docker', ['save', ...smallIds], { onStdout: (b) => (smallArchiveBytes += b.length) });
+
+  const rows = [];
+  const step = (what) => ctx.log(`${what} …`);
+
+  step('docker save > /dev/null');
+  const save = await runToDevNull('docker', ['save', ...ids]);
+  rows.push({ what: 'docker save > /dev/null', wall: save.ms / 1000, cpu: save.cpuS });
+
+  step('docker save | gzip -6');
+  const gzFile = join(work, 'save.tar.gz');
+  const gz = await sh('docker save "$@" | gzip -6 > "$OUT"', ids, { env: { OUT: gzFile } });
+  const gzBytes = (await stat(gzFile)).size;
+  rmSync(gzFile);
+  rows.push({ what: 'docker save | gzip -6', wall: gz.ms / 1000, cpu: gz.cpuS, sizeMB: gzBytes / MB });
+
+  step('docker save | zstd -3 -T0');
+  const zstFile = join(work, 'save.tar.zst');
+  const zst = await sh('docker save "$@" | zstd -q -3 -T0 > "$OUT"', ids, { env: { OUT: zstFile } });
+  const zstBytes = (await stat(zstFile)).size;
+  rmSync(zstFile);
+  rows.push({ what: 'docker save | zstd -3 -T0', wall: zst.ms / 1000, cpu: zst.cpuS, sizeMB: zstBytes / MB });
+
+  const ferryCreate = async (def, name) => {
+    const out = join(work, name);
+    const r = await runMeasured(process.execPath, [join(ROOT, 'bin', 'ferry'), 'bundle', 'create', def, '--out', out, '--sign-key', join(work, 'key'), '--json', ...ctx.ferryArgs]);
+    const bytes = await dirBytes(out);
+    const manifest = JSON.parse(readFileSync(join(out, 'ferry.json'), 'utf8'));
+    rmSync(out, { recursive: true, force: true });
+    const layers = new Map(manifest.images.flatMap((im) => im.layers.map((l) => [l.diffId, l.size])));
+    return { ms: r.ms, cpuS: r.cpuS, rssMB: r.rssMB, bytes, images: manifest.images.length, layers: layers.size, layerBytes: [...layers.values()].reduce((a, b) => a + b, 0), reportedMs: JSON.parse(r.stdout).result?.durationMs };
+  };
+
+  step(`ferry bundle create${ctx.ferryArgs.length ? ` ${ctx.ferryArgs.join(' ')}` : ''}`);
+  const full = await ferryCreate(facts.def, 'full.ferry');
+  rows.push({ what: 'ferry bundle create', wall: full.ms / 1000, cpu: full.cpuS, sizeMB: full.bytes / MB, rssMB: full.rssMB });
+
+  // The same measurement on base + one app: peak RSS should not grow with the stack.
+  step('docker save (small) > /dev/null');
+  const saveSmall = await runToDevNull('docker', ['save', ...smallIds]);
+  step('ferry bundle create (small)');
+  const small = await ferryCreate(facts.def_small, 'small.ferry');
+  rows.push({ what: 'docker save (small) > /dev/null', wall: saveSmall.ms / 1000, cpu: saveSmall.cpuS, baseline: saveSmall.ms / 1000 });
+  rows.push({ what: 'ferry bundle create (small)', wall: small.ms / 1000, cpu: small.cpuS, sizeMB: small.bytes / MB, rssMB: small.rssMB, baseline: saveSmall.ms / 1000 });
+
+  for (const row of rows) {
+    row.xSave = row.wall / (row.baseline ?? save.ms / 1000);
+    // Sizes compare only against the zstd of the same image set: the small stack has none.
+    if (row.sizeMB !== undefined && row.baseline === undefined) row.xZstd = row.sizeMB / (zstBytes / MB);
+  }
+
+  const wallRatio = full.ms / save.ms;
+  const rssLimit = 200;
+  const flat = full.rssMB <= small.rssMB * 1.25;
+  const targets = [
+    { name: 'create ≤ 1.2× save', pass: wallRatio <= 1.2, detail: `${wallRatio.toFixed(2)}×` },
+    { name: 'size ≤ zstd-3', pass: full.bytes <= zstBytes, detail: `${(full.bytes / zstBytes).toFixed(3)}×` },
+    { name: `RSS ≤ ${rssLimit} MB`, pass: full.rssMB <= rssLimit && small.rssMB <= rssLimit, detail: `${full.rssMB.toFixed(0)} MB` },
+    { name: 'RSS flat (full ≤ 1.25× small)', pass: flat, detail: `${small.rssMB.toFixed(0)} → ${full.rssMB.toFixed(0)} MB for ${(smallArchiveBytes / MB).toFixed(0)} → ${(archiveBytes / MB).toFixed(0)} MB` },
+  ];
+
+  return {
+    title: `bundle create — ${full.images} images (${full.layers} layers), ${(full.layerBytes / MB).toFixed(0)} MB of layers, ${(archiveBytes / MB).toFixed(0)} MB save archive`,
+    columns: [
+      { key: 'what', label: 'what', align: 'left' },
+      { key: 'wall', label: 'wall s', format: fixed(1) },
+      { key: 'xSave', label: '× save', format: fixed(2) },
+      { key: 'cpu', label: 'cpu s', format: fixed(1) },
+      { key: 'sizeMB', label: 'size MB', format: fixed(1) },
+      { key: 'xZstd', label: '× zstd-3', format: fixed(3) },
+      { key: 'rssMB', label: 'peak RSS MB', format: fixed(0) },
+    ],
+    rows,
+    targets,
+    notes: [
+      'the (small) rows: base + one app; × save is against the save of that same small set',
+      'cpu s: user + system time of the client side (docker CLI, gzip/zstd, ferry); the engine\'s own work for the save is not in it',
+    ],
+    results: {
+      images: refs,
+      imageIds: ids,
+      archiveBytes,
+      smallArchiveBytes,
+      layerBytes: full.layerBytes,
+      layers: full.layers,
+      ferryArgs: ctx.ferryArgs,
+      saveMs: save.ms,
+      saveCpuS: save.cpuS,
+      gzip: { ms: gz.ms, cpuS: gz.cpuS, bytes: gzBytes },
+      zstd: { ms: zst.ms, cpuS: zst.cpuS, bytes: zstBytes },
+      ferry: full,
+      saveSmallMs: saveSmall.ms,
+      ferrySmall: small,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const SECTIONS = {
+  create: benchCreate,
+};
+
+async function main() {
+  const argv = process.argv.slice(2);
+  // Extra flags for `ferry bundle create` (e.g. `-- --workers 1 --level 1`) to compare settings
+  // without editing this file; the default run measures ferry as shipped.
+  const dashdash = argv.indexOf('--');
+  const names = dashdash >= 0 ? argv.slice(0, dashdash) : argv;
+  const ferryArgs = dashdash >= 0 ? argv.slice(dashdash + 1) : [];
+  const unknown = names.filter((n) => !(n in SECTIONS));
+  if (unknown.length > 0) throw new BenchError(`unknown section ${unknown.join(', ')}; known: ${Object.keys(SECTIONS).join(', ')}`);
+  const selected = names.length > 0 ? names : Object.keys(SECTIONS);
+
+  const machine = await machineFacts();
+  const scratch = [];
+  const cleanup = () => scratch.splice(0).forEach((d) => rmSync(d, { recursive: true, force: true }));
+  // Bundles and archives here run to hundreds of MB: never leave them behind, even on Ctrl-C.
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.once(sig, () => {
+      cleanup();
+      process.exit(130);
+    });
+  }
+  const ctx = {
+    machine,
+    ferryArgs,
+    log: (msg) => process.stderr.write(`bench: ${msg}\n`),
+    tmp(name) {
+      const dir = mkdtempSync(join(process.env.FERRY_BENCH_TMP ?? tmpdir(), `ferry-bench-${name}-`));
+      scratch.push(dir);
+      return dir;
+    },
+  };
+
+  try {
+    for (const name of selected) {
+      const started = performance.now();
+      // Load from other work on the machine skews wall times; printed so a reader can judge a run.
+      const loadBefore = loadavg()[0];
+      const section = await SECTIONS[name](ctx);
+      const loadAfter = loadavg()[0];
+      const elapsed = (performance.now() - started) / 1000;
+      const lines = [
+        `bench: ${section.title}, machine: ${machine.describe()}, load avg ${loadBefore.toFixed(1)} → ${loadAfter.toFixed(1)}`,
+        renderTable(section.columns, section.rows),
+        `targets: ${section.targets.map((t) => `${t.name}: ${t.pass ? 'PASS' : 'FAIL'}${t.detail ? ` (${t.detail})` : ''}`).join('; ')}`,
+        ...(section.notes ?? []).map((n) => `note: ${n}`),
+      ];
+      process.stdout.write(`${lines.join('\n')}\n\n`);
+      mkdirSync(RESULTS_DIR, { recursive: true });
+      const file = join(RESULTS_DIR, `results-${name}.json`);
+      writeFileSync(
+        file,
+        `${JSON.stringify({ section: name, date: new Date().toISOString(), elapsedS: elapsed, machine: { ...machine, describe: undefined }, loadAvg1m: { before: loadBefore, after: loadAfter }, title: section.title, rows: section.rows, targets: section.targets, results: section.results }, null, 2)}\n`,
+      );
+      ctx.log(`${name}: ${elapsed.toFixed(0)} s; results in ${file}`);
+    }
+  } finally {
+    cleanup();
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ERROR: ${e instanceof BenchError ? e.message : (e?.stack ?? e)}\n`);
+  process.exit(1);
+});
