@@ -2,6 +2,7 @@
  * The Docker Engine API, through dockerode. The only module that speaks to an engine; services see
  * the narrow methods below. Honours DOCKER_HOST (dockerode reads it when given no options).
  */
+import { request, type Agent } from 'node:http';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { HostPreconditionError } from '../errors.js';
@@ -32,11 +33,44 @@ export function describeDockerHost(host = process.env.DOCKER_HOST): string {
   return host && host.length > 0 ? host : 'unix:///var/run/docker.sock';
 }
 
+/** dockerode's options plus docker-modem's `agent`, which its typings leave out. */
+export type EngineOptions = Docker.DockerOptions & { agent?: Agent };
+
 export class Engine {
   private readonly docker: Docker;
+  private readonly socketPath: string | undefined;
 
-  constructor(readonly host: string = describeDockerHost()) {
-    this.docker = host.startsWith('unix://') ? new Docker({ socketPath: host.slice('unix://'.length) }) : new Docker();
+  /**
+   * `host` names the engine in messages. Without `options` it is also the address (unix://… or
+   * whatever DOCKER_HOST says); with them, dockerode/docker-modem options decide how to connect,
+   * e.g. an http agent whose connections are channels of an SSH connection.
+   */
+  constructor(
+    readonly host: string = describeDockerHost(),
+    options?: EngineOptions,
+  ) {
+    this.docker = options ? new Docker(options) : host.startsWith('unix://') ? new Docker({ socketPath: host.slice('unix://'.length) }) : new Docker();
+    this.socketPath = !options && host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
+  }
+
+  /**
+   * The hot path — gigabytes of `docker save` — is read with node:http straight off the unix
+   * socket: measured on the bench, docker-modem's stream handling cost 0.5–1 CPU-s and ~18 MB more
+   * for a 660 MB save. Every other call goes through dockerode.
+   */
+  private saveOverSocket(socketPath: string, imageIds: string[]): Promise<Readable> {
+    const query = imageIds.map((id) => `names=${encodeURIComponent(id)}`).join('&');
+    return new Promise((resolve, reject) => {
+      const req = request({ socketPath, path: `/images/get?${query}`, method: 'GET' }, (res) => {
+        if (res.statusCode === 200) return resolve(res);
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body = (body + d).slice(0, 4096)));
+        res.on('end', () => reject(new Error(`the engine refused to save the images (HTTP ${res.statusCode}): ${body.trim()}`)));
+      });
+      req.on('error', (e) => reject(this.unreachable(e)));
+      req.end();
+    });
   }
 
   /** The raw client, for other engine adapters only (services never see it). */
@@ -99,6 +133,7 @@ export class Engine {
 
   /** One save call for all images, so layers they share come once. The caller must consume it. */
   async save(imageIds: string[]): Promise<Readable> {
+    if (this.socketPath) return this.saveOverSocket(this.socketPath, imageIds);
     try {
       // Typed loosely upstream: GET /images/get?names=…, one archive for all images.
       const docker = this.docker as unknown as { getImages(opts: { names: string[] }): Promise<Readable> };
