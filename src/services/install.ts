@@ -100,22 +100,23 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
     const state = await store.load(m.name);
     checkPolicy(m, state, options);
     const previous = currentRelease(state) ?? null;
+    const result = (outcome: InstallResult['outcome'], images: InstallResult['images'], pruned: string[] = []): InstallResult => ({
+      stack: m.name,
+      release: id,
+      version: m.version,
+      sequence: m.sequence,
+      host: options.host,
+      outcome,
+      previous: previous?.id ?? null,
+      images,
+      pruned,
+      durationMs: Date.now() - started,
+      timings,
+    });
 
     if (previous?.id === id && options.up && (await isHealthy(engine, m.name, previous))) {
       reporter.log(`${m.name} ${m.version} is already the current release and healthy: nothing to do`);
-      return {
-        stack: m.name,
-        release: id,
-        version: m.version,
-        sequence: m.sequence,
-        host: options.host,
-        outcome: 'already-current',
-        previous: previous.id,
-        images: previous.images.map((i) => ({ ...i, loaded: false })),
-        pruned: [],
-        durationMs: Date.now() - started,
-        timings,
-      };
+      return result('already-current', previous.images.map((i) => ({ ...i, loaded: false })));
     }
 
     // b. stage: from here on only the staged, verified copy is read (the stick can change).
@@ -153,7 +154,7 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
 
     if (!options.up) {
       await store.fs.rmrf(staging);
-      return { stack: m.name, release: id, version: m.version, sequence: m.sequence, host: options.host, outcome: 'loaded', previous: previous?.id ?? null, images, pruned: [], durationMs: Date.now() - started, timings };
+      return result('loaded', images);
     }
 
     // e + f. switch and confirm; g. restore on failure.
@@ -171,19 +172,7 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
     for (const img of imagesToRemove(next, pruned)) await engine.removeImage(img.tag);
     for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
     reporter.log(`${m.name} ${m.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
-    return {
-      stack: m.name,
-      release: id,
-      version: m.version,
-      sequence: m.sequence,
-      host: options.host,
-      outcome: 'installed',
-      previous: previous?.id ?? null,
-      images,
-      pruned: pruned.map((r) => r.id),
-      durationMs: Date.now() - started,
-      timings,
-    };
+    return result('installed', images, pruned.map((r) => r.id));
   } finally {
     await unlock();
   }
