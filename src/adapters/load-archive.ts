@@ -39,7 +39,7 @@ class DiffIdCheck extends Transform {
   constructor(
     private readonly diffId: string,
     private readonly size: number,
-    private readonly onBytes?: (n: number) => void,
+    private readonly onBytes?: (n: number, diffId: string) => void,
   ) {
     super();
   }
@@ -47,7 +47,7 @@ class DiffIdCheck extends Transform {
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
     this.hash.update(chunk);
     this.bytes += chunk.length;
-    this.onBytes?.(chunk.length);
+    this.onBytes?.(chunk.length, this.diffId);
     if (this.bytes > this.size) return cb(new Error(`layer ${this.diffId} is longer than the ${this.size} bytes the manifest says`));
     cb(null, chunk);
   }
@@ -74,7 +74,7 @@ export interface SpliceSource {
  * bundle left out (blob null) is named in manifest.json but absent from the archive — which the
  * classic store accepts when it holds the layer — unless a splice source supplies its bytes.
  */
-export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: number) => void, splice: SpliceSource[] = []): Readable {
+export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: number, diffId: string) => void, splice: SpliceSource[] = []): Readable {
   const pack = tar.pack();
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const fill = async () => {

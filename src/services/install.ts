@@ -15,7 +15,7 @@ import { loadArchive, type LoadImage, type SpliceSource } from '../adapters/load
 import { chainIds, sha256Digest } from '../core/digest.js';
 import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
-import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest } from '../core/manifest.js';
+import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
 import {
   currentRelease,
   ferryTag,
@@ -37,6 +37,7 @@ import {
   type Problem,
 } from '../errors.js';
 import { formatBytes, shortDigest } from '../ui/format.js';
+import type { ProgressReporter } from '../ui/progress.js';
 import { checkFiles, integrityFailure, openBundle, type OpenedBundle, type TrustOptions } from './bundle.js';
 import { deploy, DeployFailure, isHealthy, type DeployContext } from './deploy.js';
 import type { Reporter } from './reporter.js';
@@ -221,15 +222,25 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
   }
   const progress = reporter.progress();
   const bar = progress.overall('staging', total);
+  const perImage = imageBars(progress, opened.manifest.images, (l) => (l.included ? (l.blob?.size ?? 0) : 0));
+  const layerOfFile = new Map<string, string>();
+  for (const im of opened.manifest.images) {
+    for (const l of im.layers) for (const p of l.blob?.parts?.map((x) => x.path) ?? (l.blob?.path ? [l.blob.path] : [])) layerOfFile.set(p, l.diffId);
+  }
   let done = 0;
   const bad: Problem[] = [];
   try {
     for (const f of toHash) {
-      const got = await copyHashed(join(opened.dir, f.path), join(staging, f.path), f.size, (n) => bar.update((done += n)));
+      const diffId = layerOfFile.get(f.path);
+      const got = await copyHashed(join(opened.dir, f.path), join(staging, f.path), f.size, (n) => {
+        bar.update((done += n));
+        if (diffId) perImage.advance(diffId, n);
+      });
       if (got.longer || got.bytes !== f.size) bad.push({ file: f.path, kind: 'size', message: `${f.path} changed size while being staged` });
       else if (got.sha256 !== f.sha256) bad.push({ file: f.path, kind: 'digest', message: `${f.path} has sha256 ${got.sha256}, the manifest says ${f.sha256}` });
     }
   } finally {
+    perImage.done();
     bar.done(`${formatBytes(done)} staged`);
     progress.stop();
   }
@@ -238,6 +249,27 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
     throw integrityFailure(bad);
   }
   return staging;
+}
+
+/**
+ * One bar per image, advanced by the bytes of its layers (a layer two images share advances both).
+ * `weight` is what a layer counts for: its uncompressed size when loading, its blob when staging.
+ */
+function imageBars(progress: ProgressReporter, images: ManifestImage[], weight: (l: ManifestLayer) => number) {
+  const bars = images
+    .map((im) => {
+      const total = im.layers.reduce((n, l) => n + weight(l), 0);
+      return { task: total > 0 ? progress.task(im.refs[0] ?? shortDigest(im.id), total) : null, done: 0, layers: new Set(im.layers.map((l) => l.diffId)) };
+    })
+    .filter((b) => b.task !== null);
+  return {
+    advance(diffId: string, n: number) {
+      for (const b of bars) if (b.layers.has(diffId)) b.task!.update((b.done += n));
+    },
+    done() {
+      for (const b of bars) b.task!.done();
+    },
+  };
 }
 
 interface LoadPlan {
@@ -332,15 +364,21 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
     const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
     const progress = reporter.progress();
     const bar = progress.overall('loading', total);
+    const perImage = imageBars(progress, toLoad, (l) => (l.included ? l.size : 0));
     let done = 0;
     try {
-      await engine.load(loadArchive(root, loadImagesList, (n) => bar.update((done += n)), plan.splice));
+      const onBytes = (n: number, diffId: string) => {
+        bar.update((done += n));
+        perImage.advance(diffId, n);
+      };
+      await engine.load(loadArchive(root, loadImagesList, onBytes, plan.splice));
     } catch (e) {
       throw new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
         hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',
         cause: e,
       });
     } finally {
+      perImage.done();
       bar.done(`${formatBytes(done)} loaded`);
       progress.stop();
     }
