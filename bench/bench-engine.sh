@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# A dedicated, throw-away Docker engine for benches that need a "fresh engine" (an empty host):
+# its own network namespace (only `lo`, like the airgap engine of scripts/engines.sh), its own data
+# root, exec root, pid file and socket under $FERRY_BENCH_ENGINE_DIR. It never touches the build
+# engine (/var/run/docker.sock) or the airgap engine that tests use.
+#
+#   bench/bench-engine.sh up      start it (or reuse it when it already answers); prints DOCKER_HOST=…
+#   bench/bench-engine.sh reset   stop it, wipe its data root, start it again: an empty engine
+#   bench/bench-engine.sh down    stop it, wipe its data, delete its network namespace
+#   bench/bench-engine.sh host    print the DOCKER_HOST value for it
+#
+# Only the dockerd named by our pid file (and whose command line names our socket) is ever
+# signalled; nothing is killed by name.
+set -euo pipefail
+
+DIR="${FERRY_BENCH_ENGINE_DIR:-/tmp/ferry-bench-engine}"
+NETNS=ferry-bench
+NETNS_PATH="/var/run/netns/$NETNS"
+SOCK="$DIR/docker.sock"
+PIDFILE="$DIR/docker.pid"
+LOGFILE="$DIR/dockerd.log"
+START_TIMEOUT="${FERRY_ENGINE_START_TIMEOUT:-60}"
+
+log() { echo "bench-engine: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (dockerd and network namespaces need it)"
+# containerd puts its sockets under the exec root; unix socket paths are limited to 108 bytes.
+[ "${#DIR}" -le 60 ] || die "FERRY_BENCH_ENGINE_DIR too long for unix sockets: $DIR"
+
+answers() { timeout 10 docker -H "unix://$SOCK" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+pid_from() { if [ -s "$1" ]; then tr -dc '0-9' <"$1"; fi; }
+
+# The pid is our engine only if it is a dockerd whose command line names our socket: pids get
+# reused, and a stranger must never be signalled.
+our_pid() {
+  local pid
+  pid="$(pid_from "$PIDFILE")"
+  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "unix://$SOCK" || return 1
+  echo "$pid"
+}
+
+wait_gone() { # pid seconds
+  local i
+  for ((i = 0; i < $2 * 2; i++)); do
+    [ -d "/proc/$1" ] || return 0
+    [ "$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null)" = Z ] && return 0
+    sleep 0.5
+  done
+  return 1
+}
+
+# The containerd that dockerd supervises can outlive a killed dockerd; only ours (its command
+# line names our exec root) is touched.
+stop_stale_containerd() {
+  local cpid
+  cpid="$(pid_from "$DIR/exec/containerd/containerd.pid")"
+  [ -n "$cpid" ] && [ -d "/proc/$cpid" ] || return 0
+  [ "$(cat "/proc/$cpid/comm" 2>/dev/null)" = containerd ] || return 0
+  tr '\0' ' ' <"/proc/$cpid/cmdline" | grep -qF -- "$DIR/" || return 0
+  log "stopping leftover containerd (pid $cpid)"
+  kill -TERM "$cpid" 2>/dev/null || true
+  wait_gone "$cpid" 10 || kill -KILL "$cpid" 2>/dev/null || true
+}
+
+# Mounts left by a killed engine would keep rm -rf from working; deepest first, only under $DIR.
+unmount_under() {
+  local m
+  [ -d "$DIR" ] || return 0
+  awk '{print $5}' /proc/self/mountinfo | { grep -F -- "$DIR/" || true; } | sort -r | while read -r m; do
+    case "$m" in "$DIR"/*) umount -l "$m" 2>/dev/null || true ;; esac
+  done
+}
+
+stop_engine() {
+  local pid
+  if pid="$(our_pid)"; then
+    log "stopping the bench engine (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" 45; then
+      log "pid $pid ignored SIGTERM for 45 s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      wait_gone "$pid" 10 || die "bench engine (pid $pid) did not exit"
+    fi
+  fi
+  stop_stale_containerd
+  unmount_under
+  rm -f "$PIDFILE" "$SOCK"
+}
+
+wipe() {
+  rm -rf "$DIR/root" "$DIR/exec"
+}
+
+netns_up() {
+  if ! { [ -e "$NETNS_PATH" ] && nsenter --net="$NETNS_PATH" true 2>/dev/null; }; then
+    [ -e "$NETNS_PATH" ] && { ip netns delete "$NETNS" 2>/dev/null || rm -f "$NETNS_PATH"; }
+    ip netns add "$NETNS"
+    log "created network namespace $NETNS"
+  fi
+  nsenter --net="$NETNS_PATH" ip link set lo up
+}
+
+start_engine() {
+  local i pid
+  command -v dockerd >/dev/null || die "dockerd not installed (run scripts/setup.sh)"
+  mkdir -p "$DIR/root" "$DIR/exec"
+  # Its own (empty) config file: /etc/docker/daemon.json is meant for the system engine.
+  echo '{}' >"$DIR/daemon.json"
+  netns_up
+  : >"$LOGFILE"
+  # nsenter --net only (`ip netns exec` remounts /sys and hides the cgroups); setsid so that a
+  # Ctrl-C of the bench does not reach the engine before `down` stops it properly.
+  setsid nsenter --net="$NETNS_PATH" dockerd \
+    --config-file "$DIR/daemon.json" \
+    --data-root "$DIR/root" \
+    --exec-root "$DIR/exec" \
+    --pidfile "$PIDFILE" \
+    -H "unix://$SOCK" \
+    --containerd-namespace ferry-bench \
+    --containerd-plugins-namespace ferry-bench-plugins \
+    >>"$LOGFILE" 2>&1 </dev/null &
+  for ((i = 0; i < START_TIMEOUT * 2; i++)); do
+    if answers; then
+      log "bench engine answers on unix://$SOCK ($((i / 2)) s)"
+      return 0
+    fi
+    pid="$(pid_from "$PIDFILE")"
+    if [ "$i" -gt 4 ] && [ -n "$pid" ] && ! [ -d "/proc/$pid" ]; then break; fi
+    sleep 0.5
+  done
+  log "bench engine did not answer within ${START_TIMEOUT}s; last lines of $LOGFILE:"
+  tail -n 30 "$LOGFILE" >&2 || true
+  exit 1
+}
+
+mkdir -p "$DIR"
+exec 9>"$DIR/.lock"
+flock -w 120 9 || die "another bench-engine.sh holds $DIR/.lock"
+
+case "${1:-}" in
+  up)
+    if our_pid >/dev/null && answers; then
+      log "bench engine already up"
+    else
+      stop_engine
+      wipe
+      start_engine 9>&-
+    fi
+    echo "DOCKER_HOST=unix://$SOCK"
+    ;;
+  reset)
+    stop_engine
+    wipe
+    start_engine 9>&-
+    echo "DOCKER_HOST=unix://$SOCK"
+    ;;
+  down)
+    stop_engine
+    wipe
+    rm -f "$DIR/daemon.json" "$LOGFILE"
+    if [ -e "$NETNS_PATH" ]; then ip netns delete "$NETNS" 2>/dev/null || true; log "deleted network namespace $NETNS"; fi
+    ;;
+  host)
+    echo "unix://$SOCK"
+    ;;
+  *)
+    echo "usage: $0 up|reset|down|host" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Builds the stack of the `delta` bench: six service images in two releases, FROM scratch, out of
+# real files already on this machine (no registry is reachable), layered the way real images are:
+#
+#   base (busybox + the shared libraries)                       shared by all six
+#   └ runtime (python3.11 + stdlib | node | perl)                shared by the services of a language
+#     └ dependencies (site-packages | node_modules | perl5 | …)  one per service
+#       └ application code (.py | .js | .pl | html)              one per service
+#
+#   service  runtime  dependency layer                           application layer
+#   api      python   requests, urllib3, yaml, jwt, …             docker-compose's python package
+#   worker   python   cryptography, attrs, jsonschema, …          docker-py's python package
+#   web      node     npm's node_modules                          npm's lib/*.js
+#   jobs     node     corepack, /usr/share/javascript             npm's bin/, index.js
+#   report   perl     /usr/share/perl5                            the perl scripts of /usr/bin
+#   static   -        /usr/share/mime, /usr/share/javascript      python's html docs, man3 pages
+#
+# Release 2 (`:r2`) changes what a typical release changes:
+#   api, web  application code: three source files edited (a line appended to each);
+#   worker    its dependency layer gains one package (pygments), so the application layer above it
+#             is rebuilt too, as `docker build` would;
+#   jobs, report, static  unchanged: their r2 tag names the r1 image.
+#
+#   bench/build-delta-images.sh   build what is missing or stale, then print key=value lines:
+#                                   def_r1=DIR def_r2=DIR       definitions (ferry.yaml + compose.yaml)
+#                                   images_r1=REF… images_r2=REF…
+#                                   changed=SERVICE…            the services whose r2 image differs
+#
+# Every step is its own image (ferry-delta/<name>:<tag>) carrying a fingerprint label of its recipe,
+# its sources (paths, sizes, mtimes) and its parent's ID: a step whose label matches is not rebuilt,
+# so r1 and r2 share exactly the layers they should. Application files are copied (never
+# hardlinked), so the edits of release 2 never touch the machine's own files. Logs go to stderr.
+set -euo pipefail
+
+WORK="${FERRY_BENCH_DIR:-/tmp/ferry-bench}/delta"
+REPO=ferry-delta
+LABEL=ferry-bench.fingerprint
+# Bump when the recipe below changes in a way the source fingerprint cannot see.
+RECIPE=1
+LIBDIR=/usr/lib/x86_64-linux-gnu
+DIST=/usr/lib/python3/dist-packages
+NPM=/usr/lib/node_modules/npm
+
+log() { echo "build-delta-images: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+command -v docker >/dev/null || die "docker CLI not found"
+for _ in $(seq "${FERRY_BENCH_ENGINE_WAIT:-30}"); do
+  docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && break
+  sleep 1
+done
+docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
+  || die "no Docker engine answers at ${DOCKER_HOST:-the default socket} (start one, e.g. scripts/engines.sh up build)"
+[ -x /bin/busybox ] || die "/bin/busybox missing (apt-get install busybox-static)"
+for p in /usr/bin/python3.11 /usr/lib/python3.11 /usr/bin/node "$NPM" /usr/bin/perl "$DIST/compose" "$DIST/docker" "$DIST/pygments"; do
+  [ -e "$p" ] || die "$p missing: the delta stack is built from it (see scripts/setup.sh)"
+done
+
+mkdir -p "$WORK"
+exec 9>"$WORK/.build.lock"
+flock 9
+
+existing() { for p in "$@"; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done; return 0; }
+current_label() { docker image inspect --format "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
+image_id() { docker image inspect --format '{{.Id}}' "$1"; }
+
+# Images this script built before and has just replaced, removed at the end once nothing tags them.
+STALE=()
+remember_stale() {
+  local id
+  id=$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null) || return 0
+  [ -n "$(current_label "$1")" ] && STALE=("$id" "${STALE[@]}")
+  return 0
+}
+remove_stale() {
+  local id
+  for id in "${STALE[@]}"; do
+    [ -n "$(docker image inspect --format "{{if not .RepoTags}}{{index .Config.Labels \"$LABEL\"}}{{end}}" "$id" 2>/dev/null)" ] || continue
+    docker rmi "$id" >/dev/null 2>&1 && log "removed the superseded ${id:7:12}"
+  done
+  return 0
+}
+
+build() { # ref fingerprint context
+  log "building $1 ($(du -sh "$3" | cut -f1) of content)"
+  if ! DOCKER_BUILDKIT=0 docker build -q --label "$LABEL=$2" -t "$1" "$3" >/dev/null 2>"$WORK/build.err"; then
+    cat "$WORK/build.err" >&2
+    die "docker build of $1 failed"
+  fi
+  rm -f "$WORK/build.err"
+}
+
+# SRC or SRC=DEST: put SRC at DEST (default: the same path) under a rootfs. link: hardlinks where
+# possible (a big context for free); copy: real copies, which the release-2 edits may change.
+place() { # rootfs mode spec
+  local root="$1" mode="$2" spec="$3" src dest
+  src="${spec%%=*}"
+  dest="${spec#*=}"
+  mkdir -p "$root$(dirname "$dest")"
+  if [ "$mode" = link ]; then
+    cp -al "$src" "$root$dest" 2>/dev/null || { rm -rf "${root:?}$dest"; cp -a "$src" "$root$dest"; }
+  else
+    cp -a "$src" "$root$dest"
+  fi
+}
+
+# Release 2's code change: one line appended to each of the first N source files (sorted by path).
+edit_sources() { # rootfs pattern comment-prefix count
+  local root="$1" pattern="$2" prefix="$3" count="$4" f n=0
+  while IFS= read -r f; do
+    # A hardlinked file would carry the edit back into the machine's own copy: refuse.
+    [ "$(stat -c %h "$f")" = 1 ] || die "refusing to edit $f: it is hardlinked"
+    printf '\n%s release 2: ferry-delta bench change (%s)\n' "$prefix" "${f#"$root"}" >>"$f"
+    n=$((n + 1))
+  done < <(find "$root" -type f -name "$pattern" -size +1k | LC_ALL=C sort | head -n "$count")
+  [ "$n" = "$count" ] || die "found only $n files matching $pattern to edit"
+}
+
+# One image = one COPY of a rootfs onto a parent (or scratch). Rebuilt only when its fingerprint —
+# recipe, parent ID, specs, edit and every source file's path, size and mtime — changed.
+step() { # ref parent mode edit specs...
+  local ref="$1" parent="$2" mode="$3" edit="$4" parent_id=scratch ctx fp s
+  shift 4
+  [ "$parent" = scratch ] || parent_id=$(image_id "$parent")
+  local srcs=()
+  for s in "$@"; do srcs+=("${s%%=*}"); done
+  fp=$({ echo "recipe=$RECIPE ref=$ref parent=$parent_id mode=$mode edit=$edit"; printf '%s\n' "$@"; find "${srcs[@]}" -printf '%p %s %T@ %y\n' 2>/dev/null | sort; } | sha256sum | cut -c1-16)
+  if [ "$(current_label "$ref")" = "$fp" ]; then
+    log "$ref is up to date"
+    return 0
+  fi
+  ctx="$WORK/ctx/${ref//[\/:]/-}"
+  rm -rf "$ctx"
+  mkdir -p "$ctx/rootfs"
+  for s in "$@"; do place "$ctx/rootfs" "$mode" "$s"; done
+  case "$edit" in
+    none) ;;
+    py) edit_sources "$ctx/rootfs" '*.py' '#' 3 ;;
+    js) edit_sources "$ctx/rootfs" '*.js' '//' 3 ;;
+    *) die "unknown edit $edit" ;;
+  esac
+  if [ "$parent" = scratch ]; then echo 'FROM scratch'; else echo "FROM $parent"; fi >"$ctx/Dockerfile"
+  echo 'COPY rootfs/ /' >>"$ctx/Dockerfile"
+  remember_stale "$ref"
+  build "$ref" "$fp" "$ctx"
+  rm -rf "$ctx"
+}
+
+# --- base: busybox, the merged-/usr layout, and the libraries the runtimes link against ----------
+RUNTIME_BINARIES="/usr/bin/node /usr/bin/python3.11 /usr/lib/python3.11/lib-dynload/*.so /usr/bin/perl $LIBDIR/perl/5.36.0/auto/*/*.so"
+base_libs() {
+  for b in $RUNTIME_BINARIES; do
+    [ -e "$b" ] && ldd "$b" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
+  done | while read -r f; do
+    case "$f" in /lib/*|/lib64/*) f="/usr$f" ;; esac
+    [ -e "$f" ] || continue
+    echo "$f"
+    [ -L "$f" ] && readlink -f "$f"
+  done | sort -u
+}
+BASE="$REPO/base:1"
+mapfile -t LIBS < <(base_libs)
+base_fp=$({ echo "recipe=$RECIPE base"; find /bin/busybox "${LIBS[@]}" -printf '%p %s %T@ %y\n' | sort; } | sha256sum | cut -c1-16)
+if [ "$(current_label "$BASE")" = "$base_fp" ]; then
+  log "$BASE is up to date"
+else
+  ctx="$WORK/ctx/base"
+  rm -rf "$ctx"
+  root="$ctx/rootfs"
+  for l in "${LIBS[@]}"; do place "$root" link "$l"; done
+  mkdir -p "$root/usr/bin" "$root/usr/sbin" "$root/usr/lib64" "$root/etc" "$root/tmp" "$root/app"
+  chmod 1777 "$root/tmp"
+  cp /bin/busybox "$root/usr/bin/busybox"
+  for applet in $(/bin/busybox --list); do [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"; done
+  ln -sfn usr/bin "$root/bin"; ln -sfn usr/lib "$root/lib"; ln -sfn usr/lib64 "$root/lib64"; ln -sfn usr/sbin "$root/sbin"
+  ln -sfn ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/usr/lib64/ld-linux-x86-64.so.2"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/bin:/usr/bin:/bin\nWORKDIR /app\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
+  remember_stale "$BASE"
+  build "$BASE" "$base_fp" "$ctx"
+  rm -rf "$ctx"
+fi
+
+# --- runtimes ------------------------------------------------------------------------------------
+step "$REPO/python:1" "$BASE" link none /usr/bin/python3.11 /usr/lib/python3.11
+step "$REPO/node:1" "$BASE" link none /usr/bin/node
+# shellcheck disable=SC2046 # existing prints one path a line, none with spaces
+step "$REPO/perl:1" "$BASE" link none $(existing /usr/bin/perl /usr/share/perl "$LIBDIR/perl" "$LIBDIR/perl-base" "$LIBDIR/perl5")
+
+# --- dependency layers ---------------------------------------------------------------------------
+dist() { for p in "$@"; do [ -e "$DIST/$p" ] && echo "$DIST/$p"; done; return 0; }
+mapfile -t API_DEPS < <(dist requests urllib3 idna certifi charset_normalizer chardet yaml _yaml jwt websocket six.py)
+mapfile -t WORKER_DEPS < <(dist cryptography attr attrs jsonschema pyrsistent pyparsing oauthlib OpenSSL httplib2 toml)
+# Release 2 adds one package to the worker's dependencies.
+ADDED_PACKAGE="$DIST/pygments"
+step "$REPO/api-deps:r1" "$REPO/python:1" link none "${API_DEPS[@]}"
+step "$REPO/worker-deps:r1" "$REPO/python:1" link none "${WORKER_DEPS[@]}"
+step "$REPO/worker-deps:r2" "$REPO/python:1" link none "${WORKER_DEPS[@]}" "$ADDED_PACKAGE"
+step "$REPO/web-deps:r1" "$REPO/node:1" link none "$NPM/node_modules=/app/node_modules"
+# shellcheck disable=SC2046
+step "$REPO/jobs-deps:r1" "$REPO/node:1" link none /usr/lib/node_modules/corepack=/app/node_modules/corepack $(existing /usr/share/javascript | sed 's|$|=/app/vendor|')
+step "$REPO/report-deps:r1" "$REPO/perl:1" link none /usr/share/perl5
+# shellcheck disable=SC2046
+step "$REPO/static-deps:r1" "$BASE" link none /usr/share/mime=/srv/mime $(existing /usr/share/javascript | sed 's|$|=/srv/javascript|')
+
+# --- application layers --------------------------------------------------------------------------
+mapfile -t PERL_SCRIPTS < <(for f in /usr/bin/*; do [ -f "$f" ] && [ ! -L "$f" ] && head -c 64 "$f" 2>/dev/null | head -n 1 | grep -q '^#!.*perl' && echo "$f=/app/bin/$(basename "$f")"; done; true)
+[ "${#PERL_SCRIPTS[@]}" -gt 0 ] || die "no perl scripts found in /usr/bin"
+step "$REPO/api:r1" "$REPO/api-deps:r1" copy none "$DIST/compose=/app/compose"
+step "$REPO/api:r2" "$REPO/api-deps:r1" copy py "$DIST/compose=/app/compose"
+step "$REPO/worker:r1" "$REPO/worker-deps:r1" copy none "$DIST/docker=/app/docker"
+step "$REPO/worker:r2" "$REPO/worker-deps:r2" copy none "$DIST/docker=/app/docker"
+step "$REPO/web:r1" "$REPO/web-deps:r1" copy none "$NPM/lib=/app/lib" "$NPM/package.json=/app/package.json"
+step "$REPO/web:r2" "$REPO/web-deps:r1" copy js "$NPM/lib=/app/lib" "$NPM/package.json=/app/package.json"
+step "$REPO/jobs:r1" "$REPO/jobs-deps:r1" copy none "$NPM/bin=/app/bin" "$NPM/index.js=/app/index.js" "$NPM/package.json=/app/package.json"
+step "$REPO/report:r1" "$REPO/report-deps:r1" copy none "${PERL_SCRIPTS[@]}"
+step "$REPO/static:r1" "$REPO/static-deps:r1" copy none /usr/share/doc/python3.11=/srv/www/python /usr/share/man/man3=/srv/www/man3
+# Unchanged services: release 2 ships the very same image.
+for svc in jobs report static; do docker tag "$REPO/$svc:r1" "$REPO/$svc:r2"; done
+rmdir "$WORK/ctx" 2>/dev/null || true
+remove_stale
+
+SERVICES=(api worker web jobs report static)
+CHANGED=(api worker web)
+
+# Release 2 must share with release 1 exactly what the recipe says: every layer below the changed
+# one. A cache or recipe slip would quietly change what the bench measures, so check it here.
+layers() { docker image inspect --format '{{range .RootFS.Layers}}{{.}} {{end}}' "$1"; }
+for svc in "${SERVICES[@]}"; do
+  read -r -a l1 <<<"$(layers "$REPO/$svc:r1")"
+  read -r -a l2 <<<"$(layers "$REPO/$svc:r2")"
+  same=0
+  while [ "$same" -lt "${#l1[@]}" ] && [ "$same" -lt "${#l2[@]}" ] && [ "${l1[$same]}" = "${l2[$same]}" ]; do same=$((same + 1)); done
+  case "$svc" in
+    api | web) want=$((${#l1[@]} - 1)) ;;   # only the application layer differs
+    worker) want=$((${#l1[@]} - 2)) ;;      # dependencies and the application layer above them
+    *) want=${#l1[@]} ;;                    # identical
+  esac
+  if [ "$same" != "$want" ] || [ "${#l1[@]}" != "${#l2[@]}" ]; then
+    die "$svc: r1 and r2 share $same of ${#l1[@]}/${#l2[@]} layers, the recipe says $want"
+  fi
+done
+
+# --- definitions ---------------------------------------------------------------------------------
+write_def() { # dir release version
+  local dir="$1" rel="$2" version="$3" svc
+  mkdir -p "$dir"
+  printf 'name: delta\nversion: %s\ncompose: compose.yaml\n' "$version" >"$dir/ferry.yaml"
+  {
+    echo "services:"
+    for svc in "${SERVICES[@]}"; do
+      cat <<EOF
+  $svc:
+    image: $REPO/$svc:$rel
+    restart: unless-stopped
+    healthcheck:
+      test: ["CMD", "true"]
+    user: "65534"
+EOF
+    done
+  } >"$dir/compose.yaml"
+}
+write_def "$WORK/def-r1" r1 1.0.0
+write_def "$WORK/def-r2" r2 2.0.0
+
+echo "def_r1=$WORK/def-r1"
+echo "def_r2=$WORK/def-r2"
+echo "images_r1=$(printf "$REPO/%s:r1 " "${SERVICES[@]}" | sed 's/ $//')"
+echo "images_r2=$(printf "$REPO/%s:r2 " "${SERVICES[@]}" | sed 's/ $//')"
+echo "changed=${CHANGED[*]}"
