@@ -1,88 +1,199 @@
 /**
  * Filesystem access for bundles and definitions. Bundle files are untrusted: they are opened with
- * O_NOFOLLOW, checked to be regular files, and never read beyond the size the manifest declares.
+ * O_NOFOLLOW, checked to be regular files with a single name, and never read beyond the size the
+ * manifest declares.
  */
 import { createHash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join, relative, sep } from 'node:path';
+import { constants } from 'node:fs';
+import { lstat, mkdir, open, opendir, readFile, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { HostPreconditionError } from '../errors.js';
 
 export interface ListedFile {
-  /** Bundle-relative, with "/" separators. */
+  /** Bundle-relative, with "/" separators. Names that are not UTF-8 are shown with \xNN escapes. */
   path: string;
-  kind: 'file' | 'directory' | 'symlink' | 'other';
+  kind: 'file' | 'directory' | 'symlink' | 'other' | 'unreadable';
   size: number;
+  /** Hard links to the inode; more than one means the content has another name elsewhere. */
+  links?: number;
 }
 
-/** Every entry below `root`, without following links. */
-export async function listTree(root: string): Promise<ListedFile[]> {
+export interface ListLimits {
+  /** Entries listed before giving up; a stick full of junk must not exhaust memory. */
+  maxEntries: number;
+  /** Directories deeper than this are reported, not entered. */
+  maxDepth: number;
+}
+
+/** The manifest allows 200 000 files; anything far beyond that is junk to be reported, not walked. */
+export const DEFAULT_LIST_LIMITS: ListLimits = { maxEntries: 250_000, maxDepth: 32 };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A name as text. Names that are not UTF-8, or hold control characters or backslashes (which
+ * could forge lines or escapes in a report), are shown byte by byte with \xNN escapes, so two
+ * names never print the same; no listed bundle path contains any of them.
+ */
+function displayName(name: Buffer): { text: string; exact: boolean } {
+  let text: string | undefined;
+  try {
+    text = utf8.decode(name);
+  } catch {
+    text = undefined;
+  }
+  if (text !== undefined && !/[\u0000-\u001f\u007f\\]/.test(text)) return { text, exact: true };
+  let escaped = '';
+  for (const b of name) escaped += b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`;
+  return { text: escaped, exact: false };
+}
+
+/**
+ * Every entry below `root`, without following links. Names are read as bytes: a name that is not
+ * UTF-8 cannot be a listed file, so it is reported (escaped) and never entered. An entry that
+ * cannot be examined is reported as unreadable rather than failing the whole listing.
+ */
+export async function listTree(root: string, limits: ListLimits = DEFAULT_LIST_LIMITS): Promise<ListedFile[]> {
   const out: ListedFile[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    const names = await readdir(dir);
-    for (const name of names.sort()) {
-      const full = join(dir, name);
-      const st = await lstat(full);
-      const path = relative(root, full).split(sep).join('/');
+  let stopped = false;
+  const walk = async (dir: Buffer, rel: string, depth: number): Promise<void> => {
+    const names: Buffer[] = [];
+    try {
+      const handle = await opendir(dir as unknown as string, { encoding: 'buffer' as BufferEncoding });
+      for await (const entry of handle) {
+        if (out.length + names.length >= limits.maxEntries) {
+          stopped = true;
+          break;
+        }
+        names.push(entry.name as unknown as Buffer);
+      }
+    } catch (e) {
+      if (rel !== '') out.push({ path: rel, kind: 'unreadable', size: 0 });
+      else throw e;
+      return;
+    }
+    names.sort(Buffer.compare);
+    for (const name of names) {
+      const { text, exact } = displayName(name);
+      const path = rel === '' ? text : `${rel}/${text}`;
+      const full = Buffer.concat([dir, Buffer.from('/'), name]);
+      let st;
+      try {
+        st = await lstat(full);
+      } catch {
+        out.push({ path, kind: 'unreadable', size: 0 });
+        continue;
+      }
       if (st.isDirectory()) {
         out.push({ path, kind: 'directory', size: 0 });
-        await walk(full);
+        if (exact && depth < limits.maxDepth && !stopped) await walk(full, path, depth + 1);
       } else {
-        out.push({ path, kind: st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other', size: st.size });
+        out.push({ path, kind: st.isFile() ? 'file' : st.isSymbolicLink() ? 'symlink' : 'other', size: st.size, links: st.nlink });
       }
     }
   };
-  await walk(root);
+  await walk(Buffer.from(root), '', 1);
+  if (stopped) out.push({ path: `(more than ${limits.maxEntries} entries: listing stopped)`, kind: 'unreadable', size: 0 });
   return out;
 }
 
-/** Reads a file that must be a regular file of at most `max` bytes; null when it does not exist. */
-export async function readBounded(path: string, max: number): Promise<Buffer | null> {
-  let fh;
+/**
+ * O_NONBLOCK: a FIFO planted where a bundle file should be must fail the regular-file check at
+ * once instead of blocking the open until some writer appears; on regular files it changes
+ * nothing. O_NOCTTY: a terminal device must not become our controlling terminal.
+ */
+const UNTRUSTED_READ = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY;
+
+export interface UntrustedOpenOptions {
+  /** Refuse a file with more than one name (a hard link): its content can change under another name. */
+  singleLink?: boolean;
+}
+
+/** Opens a file that must be a regular file, never through a symlink in its last component. */
+async function openUntrusted(path: string, options: UntrustedOpenOptions = {}): Promise<{ fh: FileHandle; size: number }> {
+  let fh: FileHandle;
   try {
-    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    fh = await open(path, UNTRUSTED_READ);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('it is a symbolic link (links are never followed)');
     throw e;
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile()) throw new Error(`${path} is not a regular file`);
-    if (st.size > max) throw new Error(`${path} is ${st.size} bytes, more than the ${max} allowed`);
-    const buf = Buffer.alloc(st.size);
-    const { bytesRead } = await fh.read(buf, 0, st.size, 0);
-    return buf.subarray(0, bytesRead);
+    if (!st.isFile()) throw new Error(st.isDirectory() ? 'it is a directory, not a regular file' : 'it is not a regular file (a device, FIFO or socket)');
+    if (options.singleLink && st.nlink > 1) throw new Error(`it is a hard link (${st.nlink} names); bundle files must be plain files`);
+    return { fh, size: st.size };
+  } catch (e) {
+    await fh.close();
+    throw e;
+  }
+}
+
+/** Reads a file that must be a regular file of at most `max` bytes; null when it does not exist. */
+export async function readBounded(path: string, max: number, options: UntrustedOpenOptions = {}): Promise<Buffer | null> {
+  let opened;
+  try {
+    opened = await openUntrusted(path, options);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw e;
+  }
+  const { fh, size } = opened;
+  try {
+    if (size > max) throw new Error(`${path} is ${size} bytes, more than the ${max} allowed`);
+    // Allocated from the size just checked, and read until full: a file that grows meanwhile is
+    // cut at that size, one that shrinks comes back short and fails the caller's size check.
+    const buf = Buffer.alloc(size);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await fh.read(buf, got, size - got, got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
   } finally {
     await fh.close();
   }
 }
 
 /**
- * sha256 of at most `limit` bytes of a regular file, streamed; reports how many bytes were there, so
- * a file longer than declared is caught without reading more than one byte past the limit.
+ * Reads at most `limit` bytes plus one (to notice a file longer than declared) in 1 MiB chunks,
+ * handing each to `use`. A plain read loop on the handle rather than a stream on its descriptor:
+ * a stream destroyed by an error in `use` closes the descriptor under the handle, and the
+ * handle's own close then fails with EBADF, hiding the real error (a full disk, say).
+ */
+async function readChunks(fh: FileHandle, limit: number, use: (chunk: Buffer) => Promise<void> | void): Promise<{ bytes: number; longer: boolean }> {
+  const buf = Buffer.allocUnsafe(Math.min(1 << 20, limit + 1));
+  let bytes = 0;
+  for (;;) {
+    const want = Math.min(buf.length, limit + 1 - bytes);
+    const { bytesRead } = await fh.read(buf, 0, want, bytes);
+    if (bytesRead === 0) return { bytes, longer: false };
+    if (bytes + bytesRead > limit) {
+      await use(buf.subarray(0, limit - bytes));
+      return { bytes: limit, longer: true };
+    }
+    await use(buf.subarray(0, bytesRead));
+    bytes += bytesRead;
+  }
+}
+
+/**
+ * sha256 of at most `limit` bytes of a regular file; reports how many bytes were there, so a file
+ * longer than declared is caught without reading more than one byte past the limit.
  */
 export async function hashFile(
   path: string,
   limit: number,
   onBytes?: (delta: number) => void,
 ): Promise<{ sha256: string; bytes: number; longer: boolean }> {
-  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+  const { fh } = await openUntrusted(path, { singleLink: true });
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new Error('not a regular file');
     const hash = createHash('sha256');
-    let bytes = 0;
-    let longer = false;
-    const stream = createReadStream('', { fd: fh.fd, autoClose: false, start: 0, end: limit, highWaterMark: 1 << 20 });
-    for await (const chunk of stream) {
-      let c = chunk as Buffer;
-      if (bytes + c.length > limit) {
-        longer = true;
-        c = c.subarray(0, limit - bytes);
-      }
+    const { bytes, longer } = await readChunks(fh, limit, (c) => {
       hash.update(c);
-      bytes += c.length;
       onBytes?.(c.length);
-    }
+    });
     return { sha256: hash.digest('hex'), bytes, longer };
   } finally {
     await fh.close();
@@ -99,32 +210,52 @@ export async function copyHashed(
   limit: number,
   onBytes?: (delta: number) => void,
 ): Promise<{ sha256: string; bytes: number; longer: boolean }> {
-  await mkdir(dirname(dst), { recursive: true });
-  const fh = await open(src, constants.O_RDONLY | constants.O_NOFOLLOW);
-  const out = await open(dst, 'w', 0o640);
+  const { fh } = await openUntrusted(src, { singleLink: true });
+  let out: FileHandle | undefined;
   try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new Error('not a regular file');
+    await mkdir(dirname(dst), { recursive: true });
+    out = await open(dst, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o640);
+    const sink = out;
     const hash = createHash('sha256');
-    let bytes = 0;
-    let longer = false;
-    for await (const chunk of createReadStream('', { fd: fh.fd, autoClose: false, start: 0, end: limit, highWaterMark: 1 << 20 })) {
-      let c = chunk as Buffer;
-      if (bytes + c.length > limit) {
-        longer = true;
-        c = c.subarray(0, limit - bytes);
-      }
+    const { bytes, longer } = await readChunks(fh, limit, async (c) => {
       hash.update(c);
-      await out.write(c);
-      bytes += c.length;
+      for (let off = 0; off < c.length; ) off += (await sink.write(c, off, c.length - off)).bytesWritten;
       onBytes?.(c.length);
-    }
-    await out.sync();
+    });
+    await sink.sync();
     return { sha256: hash.digest('hex'), bytes, longer };
+  } catch (e) {
+    throw (await noSpace(e, dst)) ?? e;
   } finally {
     await fh.close();
-    await out.close();
+    await out?.close().catch(() => undefined);
   }
+}
+
+/**
+ * A full disk is a host precondition (exit 6) with the place named, not an unexpected error.
+ * Recursive mkdir on a full ext4 reports ENOENT rather than ENOSPC, so an ENOENT on the way to
+ * the destination counts as a full disk when its filesystem has no room left.
+ */
+export async function noSpace(e: unknown, path: string): Promise<HostPreconditionError | undefined> {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  let full = code === 'ENOSPC' || code === 'EDQUOT';
+  if (!full && code === 'ENOENT') {
+    for (let dir = dirname(path); ; dir = dirname(dir)) {
+      const fs = await statfs(dir).catch(() => null);
+      if (fs) {
+        full = fs.bavail * fs.bsize < 1024 * 1024 || fs.ffree === 0;
+        break;
+      }
+      if (dirname(dir) === dir) break;
+    }
+  }
+  if (!full) return undefined;
+  return new HostPreconditionError('NO_SPACE', `no space left while writing ${path} (${code})`, {
+    hint: 'Free space on that filesystem, or pass --state-dir on a larger one, then run the command again.',
+    details: { path, code },
+    cause: e,
+  });
 }
 
 export async function exists(path: string): Promise<boolean> {

@@ -6,15 +6,20 @@
  */
 import { createHash, createPrivateKey, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { lstat, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import {
   type AllowedSigner,
+  type PathOwnership,
+  type RevokedKey,
+  findRevoked,
   formatAllowedSignersLine,
   isValidAt,
   matchesKey,
   parseAllowedSigners,
+  parseRevokedKeys,
   permitsNamespace,
+  trustPathExposure,
 } from '../core/allowed-signers.js';
 import {
   ED25519_KEY_TYPE,
@@ -32,7 +37,7 @@ import {
 } from '../core/ssh-wire.js';
 import { BugError, BuildInputError, TrustError } from '../errors.js';
 
-export type { AllowedSigner } from '../core/allowed-signers.js';
+export type { AllowedSigner, RevokedKey } from '../core/allowed-signers.js';
 
 export const BUNDLE_NAMESPACE = 'ferry-bundle';
 
@@ -180,6 +185,7 @@ export function verifySignature(
   namespace: string,
   signers: AllowedSigner[],
   now: Date = new Date(),
+  revoked: readonly RevokedKey[] = [],
 ): VerifiedSignature {
   const sig = decodeSignature(armored);
   const info = infoOf(sig);
@@ -193,6 +199,15 @@ export function verifySignature(
         details: { expected: namespace, actual: sig.namespace, fingerprint: info.fingerprint },
       },
     );
+  }
+
+  // Before trust: a revoked key stays refused whatever the trust file still says about it.
+  const revokedEntry = findRevoked(revoked, sig.publicKeyBlob);
+  if (revokedEntry) {
+    throw new TrustError('TRUST_KEY_REVOKED', `the signing key ${info.fingerprint} is revoked (line ${revokedEntry.line} of the revoked-keys file)`, {
+      hint: 'Bundles signed with a revoked key are never accepted. Ask for the bundle to be signed again with a current key, and remove the revoked key\'s line from the trust file.',
+      details: { fingerprint: info.fingerprint, revokedLine: revokedEntry.line },
+    });
   }
 
   const sameKey = signers.filter((s) => matchesKey(s, sig.publicKeyBlob));
@@ -271,6 +286,58 @@ export async function readAllowedSigners(path: string): Promise<AllowedSigner[]>
     });
   }
   return parseAllowedSigners(text, path);
+}
+
+/** Far above any real revocation list of public keys; stops us reading a wrong file whole. */
+const MAX_REVOKED_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A revoked-keys file named on purpose must be read: if it is missing or unreadable, verification
+ * fails (closed) rather than going on as if nothing were revoked.
+ */
+export async function readRevokedKeys(path: string): Promise<RevokedKey[]> {
+  let text: string;
+  try {
+    const info = await stat(path);
+    if (info.isFile() && info.size > MAX_REVOKED_BYTES) throw Object.assign(new Error(`it is ${info.size} bytes, far too large`), { code: 'EFBIG' });
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw new TrustError('TRUST_REVOKED_UNREADABLE', `cannot read the revoked-keys file ${path}: ${describeFsError(error)}`, {
+      hint: 'Fix --revoked (env FERRY_REVOKED), or make the file readable. Verification does not go on without it: a key it names could otherwise be accepted.',
+      details: { file: path },
+      cause: error,
+    });
+  }
+  return parseRevokedKeys(text, path);
+}
+
+/**
+ * Who besides root could change a trust file: reasons from the file itself and every directory up
+ * to /, for the path as given (a symlink there can be re-pointed) and for its real location.
+ * An empty list when the file does not exist: reading it reports that.
+ */
+export async function trustFileExposure(path: string): Promise<string[]> {
+  const chain = new Map<string, PathOwnership>();
+  const add = async (p: string, kind: PathOwnership['kind']) => {
+    if (chain.has(p)) return;
+    const st = await stat(p);
+    chain.set(p, { path: p, kind, uid: st.uid, mode: st.mode });
+  };
+  const ancestors = async (dir: string) => {
+    for (let d = dir; ; d = dirname(d)) {
+      await add(d, 'directory');
+      if (dirname(d) === d) break;
+    }
+  };
+  try {
+    const real = await realpath(path);
+    await add(real, 'file');
+    await ancestors(dirname(real));
+    await ancestors(await realpath(dirname(resolve(path))));
+  } catch {
+    return [];
+  }
+  return trustPathExposure([...chain.values()]);
 }
 
 function describeFsError(error: unknown): string {

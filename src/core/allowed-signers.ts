@@ -384,3 +384,86 @@ export function formatAllowedSignersLine(
   fields.push(publicKeyLine.trim());
   return fields.join(' ');
 }
+
+// ---------------------------------------------------------------------------------------------
+// Revoked keys
+
+export interface RevokedKey {
+  /** 1-based line in the file, for messages. */
+  line: number;
+  keyType: string;
+  keyBlob: Buffer;
+  fingerprint: string;
+}
+
+const KEY_TYPE_RE = /^(?:ssh-ed25519|ssh-rsa|ssh-dss|ecdsa-sha2-nistp(?:256|384|521)|sk-[a-z0-9-]+@openssh\.com|[a-z0-9-]+-cert-v01@openssh\.com)$/;
+
+/**
+ * A revoked-keys file: public keys one a line, as `ssh-keygen -Y verify -r FILE` also reads it
+ * (the .pub line, an authorized_keys line or an allowed_signers line all work: the key is the
+ * first "keytype base64" pair that decodes). Binary KRLs are refused rather than misread.
+ * Like the trust file, a line that cannot be read is an error: skipping it could un-revoke a key.
+ */
+export function parseRevokedKeys(text: string, source?: string): RevokedKey[] {
+  const fail = (message: string, line: number | null) =>
+    new TrustError('TRUST_REVOKED_INVALID', `${source ?? 'the revoked-keys file'}${line ? ` line ${line}` : ''}: ${message}`, {
+      hint: 'List one public key a line ("ssh-ed25519 AAAA… comment", as in the key\'s .pub file); lines starting with # are comments.',
+      details: { file: source ?? null, line },
+    });
+  if (text.startsWith('SSHKRL\n')) throw fail('is a binary OpenSSH KRL, which ferry does not read; list the revoked public keys one a line instead', null);
+  const revoked: RevokedKey[] = [];
+  text
+    .replace(/^\uFEFF/, '')
+    .split('\n')
+    .forEach((raw, index) => {
+      const line = raw.replace(/\r$/, '').trim();
+      if (line === '' || line.startsWith('#')) return;
+      const tokens = line.split(/[ \t]+/);
+      for (let i = 0; i + 1 < tokens.length; i++) {
+        const keyType = tokens[i] as string;
+        if (!KEY_TYPE_RE.test(keyType)) continue;
+        try {
+          const keyBlob = decodeKey(keyType, tokens[i + 1] as string);
+          revoked.push({ line: index + 1, keyType, keyBlob, fingerprint: sha256Fingerprint(keyBlob) });
+          return;
+        } catch (error) {
+          if (!(error instanceof LineError)) throw error;
+        }
+      }
+      throw fail('holds no public key ("keytype base64")', index + 1);
+    });
+  return revoked;
+}
+
+/** The revoked-keys entry for this key blob, if any (any key type: revocation is by key, not by use). */
+export function findRevoked(revoked: readonly RevokedKey[], keyBlob: Uint8Array): RevokedKey | undefined {
+  return revoked.find((r) => r.keyBlob.equals(keyBlob));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Who can change the trust files
+
+export interface PathOwnership {
+  path: string;
+  kind: 'file' | 'directory';
+  uid: number;
+  /** st_mode, including the type and sticky bits. */
+  mode: number;
+}
+
+/**
+ * Why someone other than root could change a trust file: the file, or a directory on the way to
+ * it, owned by another user or writable by group or others. A sticky directory (/tmp) that
+ * others may write is fine as long as its owner is root: they cannot rename or replace entries
+ * they do not own, and the file and its own directory are checked by the rules above.
+ */
+export function trustPathExposure(chain: readonly PathOwnership[]): string[] {
+  const reasons: string[] = [];
+  for (const e of chain) {
+    if (e.uid !== 0) reasons.push(`${e.path} is owned by uid ${e.uid}, not root`);
+    const sticky = e.kind === 'directory' && (e.mode & 0o1000) !== 0;
+    const who = [(e.mode & 0o020) !== 0 && 'group', (e.mode & 0o002) !== 0 && 'others'].filter(Boolean);
+    if (who.length > 0 && !sticky) reasons.push(`${e.path} is writable by ${who.join(' and ')} (mode ${(e.mode & 0o7777).toString(8).padStart(4, '0')})`);
+  }
+  return reasons;
+}

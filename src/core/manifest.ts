@@ -15,6 +15,8 @@ export const MAX_MANIFEST_BYTES = 32 * 1024 * 1024;
 export const FAT32_MAX_FILE = 4 * 1024 ** 3 - 1;
 export const DEFAULT_MAX_PART_SIZE = 4 * 1024 ** 3 - 64 * 1024 ** 2;
 export const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar+zstd';
+/** Image configs, OCI manifests and compose-side files are read whole into memory on hosts. */
+export const MAX_SMALL_FILE = 16 * 1024 * 1024;
 
 export interface FileEntry {
   path: string;
@@ -93,31 +95,90 @@ export function serializeManifest(manifest: FerryManifest): Buffer {
   return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
 }
 
-/** A manifest that fails validation; `problems` lists every field at fault. */
+/** Problems kept in an error: a hostile manifest can have millions, and they end up in --json. */
+const MAX_PROBLEMS = 100;
+
+/** A manifest that fails validation; `problems` lists the fields at fault (the first 100). */
 export class ManifestInvalid extends Error {
-  constructor(readonly problems: string[]) {
-    super(`the bundle manifest is invalid: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? ` (+${problems.length - 5} more)` : ''}`);
+  readonly problems: string[];
+
+  constructor(all: string[]) {
+    const problems = all.length > MAX_PROBLEMS ? [...all.slice(0, MAX_PROBLEMS), `… and ${all.length - MAX_PROBLEMS} more problems`] : all;
+    super(`the bundle manifest is invalid: ${problems.slice(0, 5).join('; ')}${all.length > 5 ? ` (+${all.length - 5} more)` : ''}`);
+    this.problems = problems;
   }
+}
+
+/** A short, safe description of an untrusted value for a message: never recursive, never long. */
+function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value);
+  if (value === null || typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  return typeof value === 'object' ? 'an object' : typeof value;
 }
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,3})?Z$/;
+
+/** Far deeper than any manifest (about 7 levels); what walks a parsed document may recurse. */
+export const MAX_JSON_DEPTH = 64;
+/** Objects and arrays in one manifest: 200 000 files need about as many; more is junk. */
+export const MAX_JSON_CONTAINERS = 1_000_000;
+
+/**
+ * Nesting depth and the number of objects and arrays in JSON text, counted without building it.
+ * JSON.parse copes with any depth, but code that walks the result (JSON.stringify, String())
+ * recurses and overflows the stack, and millions of empty objects cost far more memory than the
+ * bytes that describe them. Brackets inside strings are skipped; the text need not be valid JSON.
+ */
+export function jsonShapeProblem(text: string): string | undefined {
+  let depth = 0;
+  let containers = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) {
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > MAX_JSON_DEPTH) return `nests deeper than ${MAX_JSON_DEPTH} levels`;
+      if (++containers > MAX_JSON_CONTAINERS) return `holds more than ${MAX_JSON_CONTAINERS} objects and arrays`;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return undefined;
+}
+
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** Validates untrusted JSON into a manifest, collecting all problems before failing. */
 export function parseManifest(bytes: Buffer): FerryManifest {
   if (bytes.length > MAX_MANIFEST_BYTES) throw new ManifestInvalid([`larger than ${MAX_MANIFEST_BYTES} bytes`]);
+  let text: string;
+  try {
+    // Lenient decoding would turn different byte strings into the same text.
+    text = STRICT_UTF8.decode(bytes);
+  } catch {
+    throw new ManifestInvalid(['not valid UTF-8']);
+  }
+  const shape = jsonShapeProblem(text);
+  if (shape) throw new ManifestInvalid([`the document ${shape}`]);
   let doc: unknown;
   try {
-    doc = JSON.parse(bytes.toString('utf8'));
+    doc = JSON.parse(text);
   } catch (e) {
-    throw new ManifestInvalid([`not JSON: ${(e as Error).message}`]);
+    throw new ManifestInvalid([`not JSON: ${(e as Error).message.slice(0, 200)}`]);
   }
   const problems: string[] = [];
   const v = new Checker(problems);
   const m = v.object(doc, '');
   if (!m) throw new ManifestInvalid(problems);
-  if (m.format !== MANIFEST_FORMAT) problems.push(`format is ${JSON.stringify(m.format)}, this ferry reads ${MANIFEST_FORMAT}`);
+  if (m.format !== MANIFEST_FORMAT) problems.push(`format is ${describeValue(m.format)}, this ferry reads ${MANIFEST_FORMAT}`);
   v.match(m.name, 'name', NAME);
   v.match(m.version, 'version', VERSION);
   v.integer(m.sequence, 'sequence');
@@ -134,13 +195,15 @@ export function parseManifest(bytes: Buffer): FerryManifest {
   files.forEach((f, i) => {
     const e = v.object(f, `files[${i}]`);
     if (!e) return;
-    v.path(e.path, `files[${i}].path`);
+    const safe = v.path(e.path, `files[${i}].path`);
     v.size(e.size, `files[${i}].size`);
     v.hex(e.sha256, `files[${i}].sha256`);
     if (typeof e.path === 'string') {
-      if (seen.has(e.path)) problems.push(`files[${i}].path ${e.path} is listed twice`);
+      if (seen.has(e.path)) problems.push(`files[${i}].path ${describeValue(e.path)} is listed twice`);
       seen.add(e.path);
       if (e.path === MANIFEST_FILE || e.path === SIGNATURE_FILE) problems.push(`files[${i}].path may not name ${e.path}`);
+      // Read whole into memory on the host (compose files, env files): bounded here, before anything is read.
+      if (safe && e.path.startsWith('compose/') && typeof e.size === 'number' && e.size > MAX_SMALL_FILE) problems.push(`files[${i}] ${e.path} is ${e.size} bytes, more than ${MAX_SMALL_FILE} for a compose-side file`);
     }
   });
   const listed = (p: unknown, where: string) => {
@@ -160,9 +223,14 @@ export function parseManifest(bytes: Buffer): FerryManifest {
     });
   }
   const hosts = v.object(m.hosts, 'hosts');
-  if (hosts) {
+  const hostCount = hosts ? Object.keys(hosts).length : 0;
+  if (hostCount > 1000) problems.push(`hosts has ${hostCount} entries, more than 1000`);
+  else if (hosts) {
     for (const [host, entry] of Object.entries(hosts)) {
-      if (!HOST.test(host)) problems.push(`hosts: ${JSON.stringify(host)} is not a valid host name`);
+      if (!HOST.test(host)) {
+        problems.push(`hosts: ${describeValue(host)} is not a valid host name`);
+        continue;
+      }
       const h = v.object(entry, `hosts.${host}`);
       if (h) (v.array(h.files, `hosts.${host}.files`, 100) ?? []).forEach((p, i) => listed(p, `hosts.${host}.files[${i}]`));
     }
@@ -179,12 +247,13 @@ export function parseManifest(bytes: Buffer): FerryManifest {
     const config = v.object(im.config, `${at}.config`);
     if (config) {
       listed(config.path, `${at}.config.path`);
-      v.size(config.size, `${at}.config.size`);
+      // Install reads the config whole into memory: bound it before any allocation.
+      if (v.size(config.size, `${at}.config.size`) && (config.size as number) > MAX_SMALL_FILE) problems.push(`${at}.config.size ${String(config.size)} is more than ${MAX_SMALL_FILE}`);
     }
     const om = v.object(im.ociManifest, `${at}.ociManifest`);
     if (om) {
       v.digest(om.digest, `${at}.ociManifest.digest`);
-      v.size(om.size, `${at}.ociManifest.size`);
+      if (v.size(om.size, `${at}.ociManifest.size`) && (om.size as number) > MAX_SMALL_FILE) problems.push(`${at}.ociManifest.size ${String(om.size)} is more than ${MAX_SMALL_FILE}`);
       listed(om.path, `${at}.ociManifest.path`);
     }
     (v.array(im.layers, `${at}.layers`, 1000) ?? []).forEach((l, j) => {
@@ -244,7 +313,8 @@ class Checker {
   constructor(private readonly problems: string[]) {}
 
   private fail(where: string, what: string): false {
-    this.problems.push(`${where || 'the document'} ${what}`);
+    // Beyond this, a hostile manifest could make millions of messages out of millions of values.
+    if (this.problems.length < MAX_PROBLEMS * 10) this.problems.push(`${where || 'the document'} ${what}`);
     return false;
   }
 
@@ -276,8 +346,12 @@ class Checker {
     return this.integer(value, where);
   }
 
+  /**
+   * UTC in the one form create writes (toISOString), so that dates compare correctly as strings
+   * and no reader's lenient date parsing can see another instant than ours.
+   */
   date(value: unknown, where: string): boolean {
-    return (typeof value === 'string' && value.length < 64 && !Number.isNaN(Date.parse(value))) || this.fail(where, 'must be an ISO date');
+    return (typeof value === 'string' && ISO_UTC.test(value) && !Number.isNaN(Date.parse(value))) || this.fail(where, 'must be a UTC date like 2026-01-31T12:00:00.000Z');
   }
 
   digest(value: unknown, where: string): boolean {

@@ -2,17 +2,21 @@
  * Opening a bundle the safe way, shared by verify, inspect and install: the signed manifest is
  * read (bounded) and its signature checked before a single byte of it is parsed.
  */
+import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { hashFile, isDirectory, listTree, readBounded } from '../adapters/fs.js';
 import {
   BUNDLE_NAMESPACE,
   parseSignature,
   readAllowedSigners,
+  readRevokedKeys,
+  trustFileExposure,
   verifySignature,
+  type RevokedKey,
   type SignatureInfo,
   type VerifiedSignature,
 } from '../adapters/signing.js';
-import { MANIFEST_FILE, ManifestInvalid, MAX_MANIFEST_BYTES, parseManifest, SIGNATURE_FILE, type FerryManifest } from '../core/manifest.js';
+import { MANIFEST_FILE, ManifestInvalid, MAX_MANIFEST_BYTES, parseManifest, SIGNATURE_FILE, type FerryManifest, type FileEntry } from '../core/manifest.js';
 import { compareListing } from '../core/verify.js';
 import { IntegrityError, TrustError, UsageError, type Problem } from '../errors.js';
 import type { Reporter } from './reporter.js';
@@ -25,12 +29,16 @@ export interface TrustOptions {
   /** allowed_signers file. */
   trust: string;
   allowUnsigned: boolean;
+  /** A file of revoked public keys, one a line; a key listed there is refused whatever `trust` says. */
+  revoked?: string;
 }
 
 export interface OpenedBundle {
   dir: string;
   manifestBytes: Buffer;
   manifest: FerryManifest;
+  /** The signature bytes that were verified: keep these, never re-read the medium for them. */
+  signatureBytes: Buffer | null;
   /** null only for an unsigned bundle accepted with --allow-unsigned. */
   signer: VerifiedSignature | null;
 }
@@ -48,7 +56,7 @@ export async function requireBundleDir(path: string): Promise<string> {
 async function readManifestBytes(dir: string): Promise<Buffer> {
   let bytes: Buffer | null;
   try {
-    bytes = await readBounded(join(dir, MANIFEST_FILE), MAX_MANIFEST_BYTES);
+    bytes = await readBounded(join(dir, MANIFEST_FILE), MAX_MANIFEST_BYTES, { singleLink: true });
   } catch (e) {
     throw new IntegrityError('MANIFEST_UNREADABLE', `${MANIFEST_FILE}: ${(e as Error).message}`, { details: { file: MANIFEST_FILE } });
   }
@@ -63,7 +71,7 @@ async function readManifestBytes(dir: string): Promise<Buffer> {
 
 async function readSignatureBytes(dir: string): Promise<Buffer | null> {
   try {
-    return await readBounded(join(dir, SIGNATURE_FILE), MAX_SIGNATURE_BYTES);
+    return await readBounded(join(dir, SIGNATURE_FILE), MAX_SIGNATURE_BYTES, { singleLink: true });
   } catch (e) {
     throw new TrustError('TRUST_SIGNATURE_MALFORMED', `${SIGNATURE_FILE}: ${(e as Error).message}`, { details: { file: SIGNATURE_FILE } });
   }
@@ -80,7 +88,11 @@ function parseOrRefuse(bytes: Buffer): FerryManifest {
   }
 }
 
-/** Signature first (trusted key, our namespace), then parse. */
+/**
+ * Signature first (trusted key, our namespace, not revoked), then parse. Warns when someone other
+ * than root could change the trust file or the revoked-keys file: whoever can write those decides
+ * what this host installs.
+ */
 export async function openBundle(path: string, trust: TrustOptions, reporter: Reporter): Promise<OpenedBundle> {
   const dir = await requireBundleDir(path);
   const manifestBytes = await readManifestBytes(dir);
@@ -95,15 +107,37 @@ export async function openBundle(path: string, trust: TrustOptions, reporter: Re
     }
     reporter.warn({ code: 'UNSIGNED_ACCEPTED', message: 'ACCEPTING AN UNSIGNED BUNDLE (--allow-unsigned): nothing proves who made it' });
   } else {
+    await warnIfExposed(trust.trust, 'trust file', reporter);
     const signers = await readAllowedSigners(trust.trust);
+    let revoked: RevokedKey[] = [];
+    if (trust.revoked !== undefined) {
+      await warnIfExposed(trust.revoked, 'revoked-keys file', reporter);
+      revoked = await readRevokedKeys(trust.revoked);
+    }
     try {
-      signer = verifySignature(manifestBytes, sig, BUNDLE_NAMESPACE, signers);
+      signer = verifySignature(manifestBytes, sig, BUNDLE_NAMESPACE, signers, new Date(), revoked);
     } catch (e) {
-      if (e instanceof TrustError) throw withFile(e, SIGNATURE_FILE);
+      if (e instanceof TrustError) throw withFile(e);
       throw e;
     }
   }
-  return { dir, manifestBytes, manifest: parseOrRefuse(manifestBytes), signer };
+  return {
+    dir,
+    manifestBytes,
+    manifest: parseOrRefuse(manifestBytes),
+    signatureBytes: sig,
+    signer,
+  };
+}
+
+async function warnIfExposed(file: string, what: string, reporter: Reporter): Promise<void> {
+  const reasons = await trustFileExposure(file);
+  if (reasons.length === 0) return;
+  reporter.warn({
+    code: 'TRUST_FILE_WRITABLE',
+    subject: file,
+    message: `the ${what} ${file} can be changed by others than root, who could then decide what this host accepts: ${reasons.join('; ')}`,
+  });
 }
 
 /** For inspect: the manifest without requiring trust; the signature is described, not required. */
@@ -119,10 +153,13 @@ export async function readBundleUnverified(path: string): Promise<{ dir: string;
   }
 }
 
-function withFile(e: TrustError, file: string): TrustError {
+/** Names the files a trust failure is about; a signature that does not match names the manifest too. */
+function withFile(e: TrustError): TrustError {
   const details = typeof e.details === 'object' && e.details !== null ? e.details : {};
-  return new TrustError(e.code, e.message.includes(file) ? e.message : `${file}: ${e.message}`, {
-    details: { ...details, file },
+  const files = e.code === 'TRUST_SIGNATURE_INVALID' ? [SIGNATURE_FILE, MANIFEST_FILE] : [SIGNATURE_FILE];
+  const message = e.code === 'TRUST_SIGNATURE_INVALID' ? `${SIGNATURE_FILE}: ${e.message} (${MANIFEST_FILE} was changed, or the signature belongs to another manifest)` : e.message.includes(SIGNATURE_FILE) ? e.message : `${SIGNATURE_FILE}: ${e.message}`;
+  return new TrustError(e.code, message, {
+    details: { ...details, file: SIGNATURE_FILE, files },
     hint: e.hint,
     cause: e.cause,
   });
@@ -156,6 +193,25 @@ export async function checkFiles(opened: OpenedBundle, reporter: Reporter): Prom
     progress.stop();
   }
   return { problems, files: opened.manifest.files.length, bytes: total };
+}
+
+/**
+ * A listed file's bytes, checked against the manifest as they are read. For every read after the
+ * verification pass (config, compose files): a medium may answer a second read differently than
+ * the first (a failing stick, or one built to do so), and only signed bytes may reach the host.
+ */
+export async function readVerified(root: string, entry: FileEntry): Promise<Buffer> {
+  let data: Buffer | null;
+  try {
+    data = await readBounded(join(root, entry.path), entry.size, { singleLink: true });
+  } catch (e) {
+    throw integrityFailure([{ file: entry.path, kind: 'unreadable', message: `${entry.path} cannot be read: ${(e as Error).message}` }]);
+  }
+  if (!data) throw integrityFailure([{ file: entry.path, kind: 'missing', message: `${entry.path} is missing` }]);
+  if (data.length !== entry.size) throw integrityFailure([{ file: entry.path, kind: 'size', message: `${entry.path} has ${data.length} bytes, the manifest says ${entry.size}` }]);
+  const sha256 = createHash('sha256').update(data).digest('hex');
+  if (sha256 !== entry.sha256) throw integrityFailure([{ file: entry.path, kind: 'digest', message: `${entry.path} has sha256 ${sha256}, the manifest says ${entry.sha256}` }]);
+  return data;
 }
 
 export function integrityFailure(problems: Problem[]): IntegrityError {

@@ -13,3 +13,14 @@ export const trustFlags = {
     default: false,
   }),
 };
+
+/**
+ * Separate from trustFlags until every command that spreads those also passes this one on: a
+ * revocation flag that a command accepted and then ignored would be worse than none.
+ */
+export const revokedFlag = {
+  revoked: Flags.string({
+    description: 'file of revoked public keys, one a line (as `ssh-keygen -Y verify -r` reads; not a binary KRL): a bundle signed by any of them is refused, whatever --trust says',
+    env: 'FERRY_REVOKED',
+  }),
+};

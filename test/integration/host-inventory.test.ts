@@ -209,6 +209,8 @@ describe('ferry host status', () => {
       sequence: 2,
       installedAt: '2026-11-02T12:00:00.000Z',
       signer: { fingerprint: 'SHA256:itfingerprint', principals: ['release@example.com'] },
+      // A hand-written record from before install kept evidence: none to show.
+      verification: null,
     });
     expect(s.releases.map((x: { id: string; current: boolean }) => [x.id, x.current])).toEqual([
       ['1-1.0.0', false],

@@ -2,7 +2,7 @@ import { Args } from '@oclif/core';
 import { verifyBundle, type VerifyResult } from '../../services/verify.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { renderVerify } from '../../ui/render/bundle.js';
-import { trustFlags } from '../../ui/trust-flags.js';
+import { revokedFlag, trustFlags } from '../../ui/trust-flags.js';
 
 export default class BundleVerify extends FerryCommand {
   static override summary = 'Check a bundle\'s signature and every file before it travels or is installed.';
@@ -12,8 +12,12 @@ present, a regular file, the exact size and sha256, each byte read once; and no 
 manifest does not list. All problems are reported, each naming its file, not just the first.
 
 The same checks can be made without ferry:
-  ssh-keygen -Y verify -f allowed_signers -I <principal> -n ferry-bundle -s ferry.json.sig < ferry.json
-  then sha256sum each file listed in ferry.json.`);
+  ssh-keygen -Y verify -f allowed_signers -I <principal> -n ferry-bundle -s ferry.json.sig [-r revoked_keys] < ferry.json
+  then sha256sum each file listed in ferry.json.
+
+--revoked FILE (env FERRY_REVOKED) lists public keys, one a line, whose signatures are refused
+even when the trust file still lists them. A warning (TRUST_FILE_WRITABLE) says when either file,
+or a directory above it, can be changed by someone other than root.`);
 
   static override examples = [
     '<%= config.bin %> bundle verify /media/usb/shop-1.4.2.ferry --trust allowed_signers',
@@ -24,11 +28,11 @@ The same checks can be made without ferry:
     bundle: Args.string({ description: 'bundle directory', required: true }),
   };
 
-  static override flags = { ...trustFlags };
+  static override flags = { ...trustFlags, ...revokedFlag };
 
   async run(): Promise<VerifyResult> {
     const { args, flags } = await this.parse(BundleVerify);
-    const result = await verifyBundle(args.bundle, { trust: flags.trust, allowUnsigned: flags['allow-unsigned'] }, this.out);
+    const result = await verifyBundle(args.bundle, { trust: flags.trust, allowUnsigned: flags['allow-unsigned'], ...(flags.revoked === undefined ? {} : { revoked: flags.revoked }) }, this.out);
     this.out.result(renderVerify(result));
     return result;
   }
