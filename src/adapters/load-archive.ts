@@ -109,6 +109,9 @@ export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: num
     pack.destroy(e);
     out.destroy(e);
   });
+  // Without this, an error inside the archive (a bad layer, a pulled stick) would crash the process
+  // instead of failing the load.
+  pack.on('error', (e) => out.destroy(e));
   pack.pipe(out);
   return out;
 }

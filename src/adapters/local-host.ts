@@ -4,6 +4,7 @@ import { mkdir, open, readdir, readFile, rm, statfs } from 'node:fs/promises';
 import { detectCompose, runCompose } from './compose.js';
 import { Engine } from './engine.js';
 import type { HostFs, HostTarget } from './host.js';
+import { noSpace } from './fs.js';
 import { writeFileAtomic } from './state-store.js';
 
 export const localFs: HostFs = {
@@ -17,7 +18,11 @@ export const localFs: HostFs = {
   },
   writeFileAtomic,
   async mkdirp(path) {
-    await mkdir(path, { recursive: true, mode: 0o750 });
+    try {
+      await mkdir(path, { recursive: true, mode: 0o750 });
+    } catch (e) {
+      throw (await noSpace(e, path)) ?? e;
+    }
   },
   async rmrf(path) {
     await rm(path, { recursive: true, force: true });
@@ -41,7 +46,7 @@ export const localFs: HostFs = {
       return true;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw e;
+      throw (await noSpace(e, path)) ?? e;
     }
   },
   async processAlive(pid) {

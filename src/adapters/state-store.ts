@@ -8,7 +8,8 @@
  *   <root>/lock                             one install at a time per host
  */
 import { constants } from 'node:fs';
-import { mkdir, open, rename } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { noSpace } from './fs.js';
 import { dirname, posix } from 'node:path';
 import { emptyStackState, validateStackState, type StackState } from '../core/state.js';
 import { HostPreconditionError } from '../errors.js';
@@ -89,16 +90,22 @@ export class StateStore {
 }
 
 export async function writeFileAtomic(path: string, data: Buffer): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w', 0o640);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    await mkdir(dirname(path), { recursive: true });
+    const fh = await open(tmp, 'w', 0o640);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    // A full disk leaves no temp file behind and is a host precondition (exit 6), named.
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw (await noSpace(e, path)) ?? e;
   }
-  await rename(tmp, path);
   const dir = await open(dirname(path), constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await dir.sync();

@@ -38,7 +38,7 @@ import {
 } from '../errors.js';
 import { formatBytes, shortDigest } from '../ui/format.js';
 import type { ProgressReporter } from '../ui/progress.js';
-import { checkFiles, integrityFailure, openBundle, type OpenedBundle, type TrustOptions } from './bundle.js';
+import { checkFiles, integrityFailure, openBundle, readVerified, type OpenedBundle, type TrustOptions } from './bundle.js';
 import { deploy, DeployFailure, isHealthy, type DeployContext } from './deploy.js';
 import type { Reporter } from './reporter.js';
 
@@ -175,6 +175,8 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
     reporter.log(`${m.name} ${m.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
     return result('installed', images, pruned.map((r) => r.id));
   } finally {
+    // Whatever failed after staging, the staged copy (possibly gigabytes) does not stay behind.
+    await store.fs.rmrf(store.stagingDir(m.name, id)).catch(() => undefined);
     await unlock();
   }
 }
@@ -198,7 +200,9 @@ function checkPolicy(m: FerryManifest, state: StackState, options: InstallOption
         hint: 'To go back to an installed release use `ferry host rollback`. To force an older bundle, --allow-downgrade.',
       });
     }
-    if (state.newestCreated && m.created < state.newestCreated && m.sequence <= state.highestSequence) {
+    // The creation-time ratchet holds whatever the sequence says: an old bundle re-signed with a
+    // high sequence is still old.
+    if (state.newestCreated && m.created < state.newestCreated) {
       throw new PolicyError('DOWNGRADE', `${m.name} ${m.version} was created ${m.created}, before ${state.newestCreated} which this host already accepted`, {
         details: { created: m.created, newestCreated: state.newestCreated },
         hint: 'To force an older bundle, --allow-downgrade.',
@@ -358,7 +362,7 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
   if (toLoad.length > 0) {
     const loadImagesList: LoadImage[] = [];
     for (const im of toLoad) {
-      const config = await readConfig(root, im.config.path, im.config.size);
+      const config = await readConfig(root, m, im.config.path);
       loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null })) });
     }
     const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
@@ -396,28 +400,25 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
   return result;
 }
 
-async function readConfig(root: string, path: string, size: number): Promise<Buffer> {
-  const buf = await readBounded(join(root, path), size);
-  if (!buf || buf.length !== size) throw new IntegrityError('BUNDLE_INTEGRITY', `${path} is missing or has the wrong size`);
-  return buf;
+/** Configs are read again after verification: re-checked, since --no-stage reads the medium twice. */
+async function readConfig(root: string, m: FerryManifest, path: string): Promise<Buffer> {
+  const entry = m.files.find((f) => f.path === path);
+  if (!entry) throw new IntegrityError('BUNDLE_INTEGRITY', `${path} is not listed in the manifest`);
+  return readVerified(root, entry);
 }
 
 /** Writes the release directory: manifest, signature, compose files, and ferry's pinning override. */
 async function writeRelease(store: StateStore, m: FerryManifest, release: ReleaseRecord, root: string, opened: OpenedBundle, host: string): Promise<string[]> {
+  // Files are replaced one by one, atomically, never by deleting the directory first: a kept
+  // release killed mid-rewrite must still have every file its state record promises.
   const dir = store.releaseDir(m.name, release.id);
-  await store.fs.rmrf(dir);
   const hostFiles = m.hosts[host]?.files ?? [];
   // Every compose-side file (all hosts' env files too): relative references keep working.
   for (const entry of m.files.filter((x) => x.path.startsWith('compose/'))) {
-    const data = await readBounded(join(root, entry.path), entry.size);
-    if (!data || data.length !== entry.size) throw new IntegrityError('BUNDLE_INTEGRITY', `${entry.path} is missing or has the wrong size`);
-    await store.fs.writeFileAtomic(posix.join(dir, entry.path), data);
+    await store.fs.writeFileAtomic(posix.join(dir, entry.path), await readVerified(root, entry));
   }
   await store.fs.writeFileAtomic(posix.join(dir, MANIFEST_FILE), opened.manifestBytes);
-  if (opened.signer) {
-    const sig = await readBounded(join(opened.dir, SIGNATURE_FILE), 64 * 1024);
-    if (sig) await store.fs.writeFileAtomic(posix.join(dir, SIGNATURE_FILE), sig);
-  }
+  if (opened.signatureBytes) await store.fs.writeFileAtomic(posix.join(dir, SIGNATURE_FILE), opened.signatureBytes);
   const override = renderImageOverride(m.compose.services.map((s) => ({ name: s.name, tag: ferryTag(m.name, s.imageId) })));
   await store.fs.writeFileAtomic(posix.join(dir, 'ferry.override.yaml'), Buffer.from(override));
   const composeYaml = (p: string) => /\.ya?ml$/.test(p);
