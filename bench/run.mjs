@@ -19,6 +19,9 @@ import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { benchSsh } from './sections/ssh.mjs';
+import { benchInstall } from './sections/install.mjs';
+import { benchDelta } from './sections/delta.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS_DIR = join(ROOT, '.bench');
@@ -276,6 +279,9 @@ async function benchCreate(ctx) {
 
 const SECTIONS = {
   create: benchCreate,
+  ssh: benchSsh,
+  install: benchInstall,
+  delta: benchDelta,
 };
 
 async function main() {

@@ -1,12 +1,15 @@
-import { hostname } from 'node:os';
 import { Args, Flags } from '@oclif/core';
-import { localHost } from '../../adapters/local-host.js';
+import { openHost, withHost } from '../../adapters/host-factory.js';
 import { DEFAULT_KEEP } from '../../core/state.js';
+import { FleetFailedError, installFleet, type FleetResult } from '../../services/fleet.js';
 import { installBundle, type InstallResult } from '../../services/install.js';
 import { FerryCommand } from '../../ui/base-command.js';
+import { FleetDisplay } from '../../ui/fleet-output.js';
 import { composeFlags, stateDirFlag } from '../../ui/host-flags.js';
+import { renderFleet } from '../../ui/render/fleet.js';
 import { renderInstall } from '../../ui/render/install.js';
-import { trustFlags } from '../../ui/trust-flags.js';
+import { hostOverrides, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
+import { revokedFlag, trustFlags } from '../../ui/trust-flags.js';
 
 export default class BundleInstall extends FerryCommand {
   static override summary = 'Verify a bundle, load its images and switch the stack to it, rolling back if it fails.';
@@ -19,11 +22,17 @@ e. switching: compose up with the bundle's compose file, the host's override and
 f. confirming: services with a health check healthy, the others running, then the smoke test (x-ferry: {smoke: SERVICE}) must exit 0;
 g. on failure in e or f the previous release is brought back (exit 7), or exit 8 if that fails too. On success the release is recorded and releases beyond --keep are pruned, with images no kept release uses.
 
-Installing the release that is already current and healthy is a no-op. Re-running an interrupted install converges.`);
+Installing the release that is already current and healthy is a no-op. Re-running an interrupted install converges.
+
+Over SSH (--ssh [user@]host): the same steps on that host. The bundle is verified here, then its layers stream over the SSH connection into the remote engine (nothing is staged there); compose runs on the host, and the state directory (--state-dir, a path on that host) is written over SFTP. Host keys are checked against known_hosts: an unknown host is refused (exit 6) unless --accept-new-host-key, a changed key always (exit 3).
+
+A fleet (--ssh a,b,c): every host gets the same install, up to --parallel at a time, one progress line per host, then a table (host, result, exit code, time); --json gives one entry per host. One host's failure never stops the others (--fail-fast: start no new host after a failure). Each host uses the override named by --host TARGET=NAME, else its own hostname. Exit code: 0 when every host succeeded, else the code of the first failed host in the order given.`);
 
   static override examples = [
     '<%= config.bin %> bundle install /media/usb/shop-1.4.2.ferry --trust /etc/ferry/allowed_signers --host edge-1',
     '<%= config.bin %> bundle install shop.ferry --host edge-1 --wait-timeout 300 --json',
+    { description: 'On a host reached over SSH', command: '<%= config.bin %> bundle install shop-1.4.3.ferry --ssh deploy@edge-1 --host edge-1' },
+    { description: 'Three hosts at once', command: '<%= config.bin %> bundle install shop-1.4.3.ferry --ssh deploy@edge-1,deploy@edge-2,deploy@edge-3 --parallel 3' },
   ];
 
   static override args = {
@@ -32,10 +41,14 @@ Installing the release that is already current and healthy is a no-op. Re-runnin
 
   static override flags = {
     ...trustFlags,
-    host: Flags.string({ description: 'which host override to use (default: this machine\'s hostname)' }),
+    ...revokedFlag,
+    host: Flags.string({
+      description: 'which host override to use (default: the host\'s own hostname); for several --ssh hosts, TARGET=NAME per host (repeatable)',
+      multiple: true,
+    }),
     'state-dir': stateDirFlag,
     'allow-downgrade': Flags.boolean({ description: 'accept a bundle older than the newest this host installed', default: false }),
-    stage: Flags.boolean({ description: 'copy the bundle off the medium before using it (--no-stage to read it in place)', default: true, allowNo: true }),
+    stage: Flags.boolean({ description: 'copy the bundle off the medium before using it (--no-stage to read it in place; never over SSH)', default: true, allowNo: true }),
     up: Flags.boolean({ description: 'switch the stack after loading (--no-up only loads and tags images)', default: true, allowNo: true }),
     splice: Flags.string({
       description: 'how layers the bundle assumes reach the engine: auto (splice from the host\'s own images where a partial load is unsafe: containerd store, Podman), always, never',
@@ -44,28 +57,48 @@ Installing the release that is already current and healthy is a no-op. Re-runnin
     }),
     keep: Flags.integer({ description: 'releases to keep per stack for rollback', default: DEFAULT_KEEP, min: 1 }),
     ...composeFlags,
+    ...sshFlags,
+    parallel: Flags.integer({ description: 'with several --ssh hosts: how many to install at the same time', default: 1, min: 1, helpGroup: 'SSH' }),
+    'fail-fast': Flags.boolean({ description: 'with several --ssh hosts: start no further host after one failed', default: false, helpGroup: 'SSH' }),
   };
 
-  async run(): Promise<InstallResult> {
+  async run(): Promise<InstallResult | FleetResult> {
     const { args, flags } = await this.parse(BundleInstall);
-    const result = await installBundle(
-      {
-        bundle: args.bundle,
-        trust: { trust: flags.trust, allowUnsigned: flags['allow-unsigned'] },
-        host: flags.host ?? hostname(),
-        stateDir: flags['state-dir'],
-        stage: flags.stage,
-        allowDowngrade: flags['allow-downgrade'],
-        composeCmd: flags['compose-cmd'],
-        waitTimeoutMs: flags['wait-timeout'] * 1000,
-        keep: flags.keep,
-        up: flags.up,
-        splice: flags.splice as 'auto' | 'always' | 'never',
-      },
-      localHost(),
-      this.out,
-    );
-    this.out.result(renderInstall(result));
+    const targets = flags.ssh ?? [];
+    const ssh = sshOptionsFrom(flags, (w) => this.out.warn(w));
+    const overrides = hostOverrides(targets, flags.host ?? []);
+    const install = {
+      bundle: args.bundle,
+      trust: { trust: flags.trust, allowUnsigned: flags['allow-unsigned'] },
+      stateDir: flags['state-dir'],
+      stage: flags.stage,
+      allowDowngrade: flags['allow-downgrade'],
+      composeCmd: flags['compose-cmd'],
+      waitTimeoutMs: flags['wait-timeout'] * 1000,
+      keep: flags.keep,
+      up: flags.up,
+      splice: flags.splice as 'auto' | 'always' | 'never',
+    };
+
+    if (targets.length <= 1) {
+      const target = targets[0];
+      const result = await withHost(target, ssh, async (host) => installBundle({ ...install, host: overrides.get(target) ?? (await host.hostname()) }, host, this.out));
+      this.out.result(renderInstall(result));
+      return result;
+    }
+
+    const display = new FleetDisplay(this.out, targets);
+    let result: FleetResult;
+    try {
+      result = await installFleet(
+        { install, hosts: targets.map((t) => ({ target: t, ...(overrides.has(t) ? { hostName: overrides.get(t)! } : {}) })), parallel: flags.parallel, failFast: flags['fail-fast'] },
+        { open: (t) => openHost(t, { ...ssh, warn: (w) => display.reporterFor(t).warn(w) }), reporterFor: (t) => display.reporterFor(t) },
+      );
+    } finally {
+      display.stop();
+    }
+    this.out.result(renderFleet(result));
+    if (!result.ok) throw new FleetFailedError(result);
     return result;
   }
 }

@@ -1,10 +1,11 @@
 import { Flags } from '@oclif/core';
-import { localHost } from '../../adapters/local-host.js';
+import { withHost } from '../../adapters/host-factory.js';
 import type { Inventory } from '../../core/inventory.js';
 import { hostInventory } from '../../services/inventory.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { stateDirFlag } from '../../ui/host-flags.js';
 import { renderInventory } from '../../ui/render/host.js';
+import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
 export default class HostInventory extends FerryCommand {
   static override summary = 'Describe what this host holds, for the next bundle to leave out.';
@@ -15,22 +16,29 @@ machine: \`ferry bundle create --base FILE\` leaves out every layer it lists.
 
 Without --out the document goes to stdout, so \`ferry host inventory > host.json\` works; with
 --out it is written atomically (never half a file) and a summary is printed. Under --json the
-result is the document itself. A missing state directory means no releases, not an error.`);
+result is the document itself. A missing state directory means no releases, not an error.
+
+With --ssh [user@]host it describes that host (its engine through the SSH connection, its
+state directory over SFTP, its hostname) and writes the document here.`);
 
   static override examples = [
     { description: 'Write the inventory to a stick', command: '<%= config.bin %> host inventory --out /media/usb/edge-1.inventory.json' },
     { description: 'The same on stdout', command: '<%= config.bin %> host inventory > edge-1.inventory.json' },
-    { description: 'Over ssh from the build machine', command: 'ssh edge-1 ferry host inventory > edge-1.inventory.json' },
+    { description: 'Over SSH from the build machine', command: '<%= config.bin %> host inventory --ssh deploy@edge-1 --out edge-1.json' },
   ];
 
   static override flags = {
     out: Flags.string({ char: 'o', description: 'file to write the inventory to (replaced atomically); default: stdout' }),
     'state-dir': stateDirFlag,
+    ...sshFlags,
   };
 
   async run(): Promise<Inventory> {
     const { flags } = await this.parse(HostInventory);
-    const result = await hostInventory({ stateDir: flags['state-dir'], out: flags.out }, localHost(), this.out);
+    const target = singleTarget(flags);
+    const result = await withHost(target, sshOptionsFrom(flags, (w) => this.out.warn(w)), async (host) =>
+      hostInventory({ stateDir: flags['state-dir'], out: flags.out, ...(target !== undefined ? { host: await host.hostname() } : {}) }, host, this.out),
+    );
     this.out.result(renderInventory(result));
     return result.inventory;
   }

@@ -1,16 +1,19 @@
 import { Args, Flags } from '@oclif/core';
-import { localHost } from '../../adapters/local-host.js';
+import { withHost } from '../../adapters/host-factory.js';
 import { rollbackStack, type RollbackResult } from '../../services/rollback.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { composeFlags, stateDirFlag } from '../../ui/host-flags.js';
+import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
 export default class HostRollback extends FerryCommand {
   static override summary = 'Switch a stack back to a release this host kept.';
   static override description = FerryCommand.describe(`Brings up a kept release (default: the newest one older than the current) with its own rendered compose files and images, and waits for it as install does: health checks, then the smoke test. If it fails, the release that was current is restored (exit 7), or exit 8 when that fails too.
 
-The downgrade protection does not move: a later install still needs a bundle at least as new as the newest one installed.`);
+The downgrade protection does not move: a later install still needs a bundle at least as new as the newest one installed.
 
-  static override examples = ['<%= config.bin %> host rollback shop', '<%= config.bin %> host rollback shop --to 1.4.1'];
+With --ssh [user@]host the same on that host: compose runs there, its state directory is read and written over SFTP.`);
+
+  static override examples = ['<%= config.bin %> host rollback shop', '<%= config.bin %> host rollback shop --to 1.4.1', '<%= config.bin %> host rollback shop --ssh deploy@edge-2'];
 
   static override args = {
     stack: Args.string({ description: 'stack name (the bundle name)', required: true }),
@@ -20,14 +23,13 @@ The downgrade protection does not move: a later install still needs a bundle at 
     to: Flags.string({ description: 'version (or release id) to switch to' }),
     'state-dir': stateDirFlag,
     ...composeFlags,
+    ...sshFlags,
   };
 
   async run(): Promise<RollbackResult> {
     const { args, flags } = await this.parse(HostRollback);
-    const result = await rollbackStack(
-      { stack: args.stack, to: flags.to, stateDir: flags['state-dir'], composeCmd: flags['compose-cmd'], waitTimeoutMs: flags['wait-timeout'] * 1000 },
-      localHost(),
-      this.out,
+    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) =>
+      rollbackStack({ stack: args.stack, to: flags.to, stateDir: flags['state-dir'], composeCmd: flags['compose-cmd'], waitTimeoutMs: flags['wait-timeout'] * 1000 }, host, this.out),
     );
     this.out.result(`${result.stack} rolled back to ${result.version}${result.from ? ` (from ${result.from})` : ''} in ${(result.durationMs / 1000).toFixed(1)} s`);
     return result;

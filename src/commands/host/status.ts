@@ -1,9 +1,10 @@
 import { Args } from '@oclif/core';
-import { localHost } from '../../adapters/local-host.js';
+import { withHost } from '../../adapters/host-factory.js';
 import { hostStatus, type StatusResult } from '../../services/status.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { stateDirFlag } from '../../ui/host-flags.js';
 import { renderStatus } from '../../ui/render/host.js';
+import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
 export default class HostStatus extends FerryCommand {
   static override summary = 'Show installed releases and how each service of a stack runs.';
@@ -14,12 +15,15 @@ current release pinned. A service the release expects but that has no container 
 "missing" (except its smoke test, which runs once at install and is removed); one-off
 \`compose run\` containers are marked "(run)".
 
-An unknown STACK is a usage error (exit 2) listing the stacks that are installed.`);
+An unknown STACK is a usage error (exit 2) listing the stacks that are installed.
+
+With --ssh [user@]host the same for that host: its engine through the SSH connection, its state directory over SFTP.`);
 
   static override examples = [
     '<%= config.bin %> host status',
     '<%= config.bin %> host status shop',
     { description: 'Services not on their pinned image', command: '<%= config.bin %> host status shop --json | jq \'.result.stacks[].services[] | select(.imageMatches == false)\'' },
+    { description: 'On a host reached over SSH', command: '<%= config.bin %> host status shop --ssh deploy@edge-2' },
   ];
 
   static override args = {
@@ -28,11 +32,12 @@ An unknown STACK is a usage error (exit 2) listing the stacks that are installed
 
   static override flags = {
     'state-dir': stateDirFlag,
+    ...sshFlags,
   };
 
   async run(): Promise<StatusResult> {
     const { args, flags } = await this.parse(HostStatus);
-    const result = await hostStatus({ stateDir: flags['state-dir'], stack: args.stack }, localHost());
+    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) => hostStatus({ stateDir: flags['state-dir'], stack: args.stack }, host));
     this.out.result(renderStatus(result));
     return result;
   }

@@ -1,0 +1,388 @@
+#!/usr/bin/env bash
+# Hosts reachable over SSH, for tests and benches of `ferry … --ssh`: each one a small machine of
+# its own on this one, as far as ferry can tell:
+#   - a network namespace ferry-sshN joined to this machine by a veth pair (a /30 of its own from
+#     198.18.0.0/15, the range set aside for network tests; this end 198.18.N.1, the host 198.18.N.2);
+#   - a mount and UTS namespace: hostname edge-N, its own /run (so /var/run/docker.sock is ITS
+#     engine) and its own /var/lib/ferry (a directory under the state dir, bind-mounted);
+#   - its own dockerd (own data root, exec root, pid file, containerd namespace) and its own sshd
+#     (generated host key, key-only root login, no passwords), both inside those namespaces.
+# So `docker compose` run over SSH, ferry's default paths and the forwarded Docker socket all hit
+# that host's engine and state, and relative bind mounts in compose files resolve where its
+# engine looks, as on a real host.
+#
+#   ssh-hosts.sh up [N]            start (or reuse) hosts 1..N (default 3); prints `export …` lines (see env)
+#   ssh-hosts.sh down              stop every host this script started, delete its namespaces and files
+#   ssh-hosts.sh env               FERRY_SSH_HOSTS="root@198.18.1.2 …", FERRY_SSH_IDENTITY, FERRY_SSH_KNOWN_HOSTS, …
+#   ssh-hosts.sh sshd stop|start I stop or start host I's sshd (its engine keeps running): an unreachable host
+#   ssh-hosts.sh reset-engine I    host I's engine empty again (stopped, data root wiped, started), its state dir emptied
+#   ssh-hosts.sh kill-sessions I   SIGKILL every connection host I's sshd is serving (the listener stays):
+#                                  a link that dies mid-transfer
+#   ssh-hosts.sh status            what runs; exit 0 only when every started host answers
+#
+# Ownership as in engines.sh: only processes whose pid files and command lines are ours are ever
+# signalled, never anything by name; only namespaces, links and mounts this script made are removed.
+set -euo pipefail
+
+STATE="${FERRY_ENGINES_DIR:-/tmp/ferry-engines}/ssh"
+NET_PREFIX="${FERRY_SSH_NET_PREFIX:-198.18}"
+START_TIMEOUT="${FERRY_ENGINE_START_TIMEOUT:-60}"
+SSHD=/usr/sbin/sshd
+SFTP_SERVER=/usr/lib/openssh/sftp-server
+
+log() { echo "ssh-hosts: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 && exec sudo -E bash "$0" "$@"
+  die "must run as root (no sudo available)"
+fi
+
+hdir() { echo "$STATE/h$1"; }
+netns() { echo "ferry-ssh$1"; }
+addr() { echo "$NET_PREFIX.$1.2"; }
+peer() { echo "$NET_PREFIX.$1.1"; }
+pid_from() { if [ -s "$1" ]; then tr -dc '0-9' <"$1"; fi; }
+
+# A pid is ours only when it runs $2 (comm) and its command line names $3.
+is_ours() {
+  local pid="$1" comm="$2" marker="$3"
+  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker"
+}
+
+engine_answers() { timeout 10 docker -H "unix://$1" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+stop_pid() {
+  local pid="$1" what="$2" i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 90; i++)); do
+    [ -d "/proc/$pid" ] || return 0
+    [ "$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)" = Z ] && return 0
+    sleep 0.5
+  done
+  log "$what (pid $pid) ignored SIGTERM; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+descendants() {
+  local pid="$1" c
+  for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+
+# --- keys ---------------------------------------------------------------------------------------
+
+client_key() {
+  mkdir -p "$STATE"
+  chmod 700 "$STATE"
+  [ -s "$STATE/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C ferry-test-client -f "$STATE/id_ed25519"
+  cp "$STATE/id_ed25519.pub" "$STATE/authorized_keys"
+  chmod 600 "$STATE/authorized_keys"
+}
+
+write_known_hosts() {
+  local n="$1" i tmp="$STATE/known_hosts.new"
+  : >"$tmp"
+  for ((i = 1; i <= n; i++)); do
+    echo "$(addr "$i") $(cut -d' ' -f1,2 "$(hdir "$i")/ssh_host_ed25519_key.pub")" >>"$tmp"
+  done
+  mv -f "$tmp" "$STATE/known_hosts"
+}
+
+# --- one host -----------------------------------------------------------------------------------
+
+net_up() {
+  local i="$1" ns link
+  ns="$(netns "$i")"
+  link="ferry-ssh$i"
+  if ! { [ -e "/var/run/netns/$ns" ] && nsenter --net="/var/run/netns/$ns" true 2>/dev/null; }; then
+    [ -e "/var/run/netns/$ns" ] && { ip netns delete "$ns" 2>/dev/null || rm -f "/var/run/netns/$ns"; }
+    # A direct or local route to our address means the range is someone else's here.
+    local route
+    route="$(ip route get "$(addr "$i")" 2>/dev/null | head -n 1 || true)"
+    case "$route" in
+      "" | *" via "* | *"dev $link "*) ;;
+      *) die "$(addr "$i") is already in use on this machine ($route); set FERRY_SSH_NET_PREFIX to a free a.b prefix" ;;
+    esac
+    ip netns add "$ns"
+    touch "$(hdir "$i")/netns-owned"
+  fi
+  nsenter --net="/var/run/netns/$ns" ip link set lo up
+  if ! ip link show "$link" >/dev/null 2>&1; then
+    ip link add "$link" type veth peer name eth0 netns "$ns"
+    ip addr add "$(peer "$i")/30" dev "$link"
+    ip link set "$link" up
+    nsenter --net="/var/run/netns/$ns" ip addr add "$(addr "$i")/30" dev eth0
+    nsenter --net="/var/run/netns/$ns" ip link set eth0 up
+  fi
+}
+
+# The host's own mount + UTS namespaces, kept alive by bind mounts on files (like `ip netns`), so
+# that dockerd and sshd, started separately, share them.
+fs_up() {
+  local i="$1" d
+  d="$(hdir "$i")"
+  if [ -e "$d/ns/ready" ] && grep -qF " $d/ns/mnt " /proc/self/mountinfo; then return 0; fi
+  mkdir -p "$d/ns" "$d/state"
+  if ! grep -qF " $d/ns " /proc/self/mountinfo; then
+    # Binding a namespace file needs a mount that does not propagate (else it would contain itself).
+    mount --bind "$d/ns" "$d/ns"
+    mount --make-private "$d/ns"
+  fi
+  touch "$d/ns/mnt" "$d/ns/uts"
+  # The mount point must exist on the shared filesystem; an empty /var/lib/ferry is harmless and
+  # removed at `down` when this script made it and it is still empty.
+  if [ ! -d /var/lib/ferry ]; then
+    mkdir -p /var/lib/ferry
+    touch "$STATE/made-var-lib-ferry"
+  fi
+  # root's home on a fresh host: only the test client's key. This machine's /root (shell start-up
+  # files, tools on PATH) is not the host's business, and slow start-up files would be timed too.
+  mkdir -p "$d/root-home/.ssh"
+  chmod 700 "$d/root-home" "$d/root-home/.ssh"
+  cp "$STATE/authorized_keys" "$d/root-home/.ssh/authorized_keys"
+  chmod 600 "$d/root-home/.ssh/authorized_keys"
+  unshare --mount="$d/ns/mnt" --uts="$d/ns/uts" --propagation private sh -ec "
+    mount -t tmpfs -o mode=755 ferry-run /run
+    mkdir -p /run/sshd /run/lock
+    ln -s '$d/docker.sock' /run/docker.sock
+    mount --bind '$d/state' /var/lib/ferry
+    mount --bind '$d/root-home' /root
+    hostname 'edge-$i'
+  "
+  touch "$d/ns/ready"
+}
+
+in_host() {
+  local i="$1" d
+  shift
+  d="$(hdir "$i")"
+  nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" "$@"
+}
+
+dockerd_up() {
+  local i="$1" d pid k
+  d="$(hdir "$i")"
+  pid="$(pid_from "$d/dockerd.pid")"
+  if is_ours "$pid" dockerd "$d/docker.sock" && engine_answers "$d/docker.sock"; then return 0; fi
+  [ -n "$pid" ] && is_ours "$pid" dockerd "$d/docker.sock" && stop_pid "$pid" "host $i engine"
+  rm -rf "$d/root" "$d/exec"
+  rm -f "$d/docker.sock" "$d/dockerd.pid"
+  mkdir -p "$d/root" "$d/exec"
+  echo '{}' >"$d/daemon.json"
+  : >"$d/dockerd.log"
+  setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" dockerd \
+    --config-file "$d/daemon.json" --data-root "$d/root" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
+    -H "unix://$d/docker.sock" --containerd-namespace "ferry-ssh$i" --containerd-plugins-namespace "ferry-ssh$i-plugins" \
+    >>"$d/dockerd.log" 2>&1 </dev/null 9>&- &
+  for ((k = 0; k < START_TIMEOUT * 2; k++)); do
+    engine_answers "$d/docker.sock" && return 0
+    sleep 0.5
+  done
+  tail -n 20 "$d/dockerd.log" >&2
+  die "host $i engine did not answer within ${START_TIMEOUT}s"
+}
+
+sshd_up() {
+  local i="$1" d pid k
+  d="$(hdir "$i")"
+  pid="$(pid_from "$d/sshd.pid")"
+  if is_ours "$pid" sshd "$d/sshd_config"; then return 0; fi
+  [ -s "$d/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "edge-$i" -f "$d/ssh_host_ed25519_key"
+  # Debian's defaults where they matter (sftp-server, stream-local forwarding allowed, keys in
+  # ~/.ssh/authorized_keys with StrictModes) and what a locked-down host has: keys only. UsePAM no:
+  # PAM sessions would touch this machine's login records.
+  cat >"$d/sshd_config" <<EOF
+ListenAddress $(addr "$i"):22
+HostKey $d/ssh_host_ed25519_key
+PidFile $d/sshd.pid
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+AllowStreamLocalForwarding yes
+MaxSessions 20
+Subsystem sftp $SFTP_SERVER
+EOF
+  rm -f "$d/sshd.pid"
+  : >"$d/sshd.log"
+  setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" "$SSHD" -D -e -f "$d/sshd_config" \
+    >>"$d/sshd.log" 2>&1 </dev/null 9>&- &
+  for ((k = 0; k < 40; k++)); do
+    grep -q "Server listening" "$d/sshd.log" 2>/dev/null && [ -s "$d/sshd.pid" ] && return 0
+    sleep 0.25
+  done
+  cat "$d/sshd.log" >&2
+  die "host $i sshd did not start"
+}
+
+sshd_down() {
+  local i="$1" d pid
+  d="$(hdir "$i")"
+  pid="$(pid_from "$d/sshd.pid")"
+  if is_ours "$pid" sshd "$d/sshd_config"; then
+    kill_sessions "$i"
+    stop_pid "$pid" "host $i sshd"
+  fi
+  rm -f "$d/sshd.pid"
+}
+
+kill_sessions() {
+  local i="$1" d pid c
+  d="$(hdir "$i")"
+  pid="$(pid_from "$d/sshd.pid")"
+  is_ours "$pid" sshd "$d/sshd_config" || die "host $i sshd is not running"
+  # The whole tree: the per-connection monitor, its unprivileged child holding the socket, and
+  # the commands it runs. Collected first, then killed, so none is re-parented away in between.
+  local victims
+  victims="$(descendants "$pid")"
+  for c in $victims; do kill -KILL "$c" 2>/dev/null || true; done
+  [ -z "$victims" ] || log "host $i: killed sessions $(echo "$victims" | tr '\n' ' ')"
+}
+
+# What a stopped or killed engine of host $1 leaves: its containerd and shims, found by our exec
+# root in their command line.
+kill_stale_engine_children() {
+  local d proc c
+  d="$(hdir "$1")"
+  for proc in /proc/[0-9]*; do
+    case "$(cat "$proc/comm" 2>/dev/null)" in containerd | containerd-shim*) ;; *) continue ;; esac
+    tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -qF -- "$d/exec" || continue
+    for c in $(descendants "${proc#/proc/}"); do kill -KILL "$c" 2>/dev/null || true; done
+    kill -KILL "${proc#/proc/}" 2>/dev/null || true
+  done
+}
+
+engine_down() {
+  local i="$1" d pid
+  d="$(hdir "$i")"
+  pid="$(pid_from "$d/dockerd.pid")"
+  if is_ours "$pid" dockerd "$d/docker.sock"; then
+    log "stopping host $i engine (pid $pid)"
+    stop_pid "$pid" "host $i engine"
+  fi
+  kill_stale_engine_children "$i"
+}
+
+host_down() {
+  local i="$1" d pid proc
+  d="$(hdir "$i")"
+  [ -d "$d" ] || return 0
+  sshd_down "$i"
+  engine_down "$i"
+  # The namespaces end with their last process once these bindings are gone.
+  umount "$d/ns/mnt" 2>/dev/null || true
+  umount "$d/ns/uts" 2>/dev/null || true
+  umount "$d/ns" 2>/dev/null || true
+  awk '{print $5}' /proc/self/mountinfo | { grep -F -- "$d/" || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  if [ -e "$d/netns-owned" ]; then
+    ip netns delete "$(netns "$i")" 2>/dev/null || true
+  fi
+  # The root end of the veth goes with the namespace, but only once its last process has exited.
+  ip link delete "ferry-ssh$i" 2>/dev/null || true
+  rm -rf "$d"
+}
+
+hosts_recorded() { cat "$STATE/hosts" 2>/dev/null || echo 0; }
+
+print_env() {
+  local n i list=""
+  n="$(hosts_recorded)"
+  for ((i = 1; i <= n; i++)); do list="$list${list:+ }root@$(addr "$i")"; done
+  echo "export FERRY_SSH_HOSTS=\"$list\""
+  echo "export FERRY_SSH_IDENTITY=$STATE/id_ed25519"
+  echo "export FERRY_SSH_KNOWN_HOSTS=$STATE/known_hosts"
+  echo "export FERRY_SSH_DIR=$STATE"
+}
+
+with_lock() {
+  mkdir -p "$STATE"
+  exec 9>"$STATE/.lock"
+  flock -w 180 9 || die "another ssh-hosts.sh holds $STATE/.lock"
+}
+
+cmd="${1:-}"
+[ "$#" -gt 0 ] && shift
+case "$cmd" in
+  up)
+    n="${1:-3}"
+    [[ "$n" =~ ^[1-9]$ ]] || die "up takes a number of hosts, 1 to 9"
+    for tool in "$SSHD" "$SFTP_SERVER"; do [ -x "$tool" ] || die "$tool missing (apt-get install openssh-server; scripts/setup.sh does)"; done
+    command -v dockerd >/dev/null || die "dockerd not installed (run scripts/setup.sh)"
+    with_lock
+    client_key
+    [ "$(hosts_recorded)" -ge "$n" ] || echo "$n" >"$STATE/hosts"
+    n="$(hosts_recorded)"
+    for ((i = 1; i <= n; i++)); do
+      mkdir -p "$(hdir "$i")"
+      net_up "$i"
+      fs_up "$i"
+    done
+    # Engines start in parallel: each takes a few seconds, mostly waiting.
+    pids=()
+    for ((i = 1; i <= n; i++)); do dockerd_up "$i" & pids+=("$!"); done
+    for p in "${pids[@]}"; do wait "$p" || die "an engine failed to start"; done
+    for ((i = 1; i <= n; i++)); do sshd_up "$i"; done
+    write_known_hosts "$n"
+    log "$n hosts up: $(for ((i = 1; i <= n; i++)); do printf 'edge-%s=%s ' "$i" "$(addr "$i")"; done)"
+    print_env
+    ;;
+  down)
+    with_lock
+    for d in "$STATE"/h[0-9]*; do [ -d "$d" ] && host_down "${d##*/h}"; done
+    if [ -e "$STATE/made-var-lib-ferry" ]; then
+      rmdir /var/lib/ferry 2>/dev/null || true
+    fi
+    rm -rf "$STATE"
+    log "down"
+    ;;
+  env)
+    print_env
+    ;;
+  sshd)
+    action="${1:-}" i="${2:-}"
+    [[ "$i" =~ ^[1-9]$ ]] && [ -d "$(hdir "$i")" ] || die "no host '$i'"
+    case "$action" in
+      stop) sshd_down "$i" ;;
+      start) sshd_up "$i" ;;
+      *) die "sshd stop|start I" ;;
+    esac
+    ;;
+  reset-engine)
+    # An empty engine again (what a fresh host has), its state directory emptied too; sshd stays.
+    i="${1:-}"
+    [[ "$i" =~ ^[1-9]$ ]] && [ -d "$(hdir "$i")" ] || die "no host '$i'"
+    with_lock
+    engine_down "$i"
+    find "$(hdir "$i")/state" -mindepth 1 -delete
+    dockerd_up "$i"
+    ;;
+  kill-sessions)
+    i="${1:-}"
+    [[ "$i" =~ ^[1-9]$ ]] && [ -d "$(hdir "$i")" ] || die "no host '$i'"
+    kill_sessions "$i"
+    ;;
+  status)
+    rc=0
+    n="$(hosts_recorded)"
+    [ "$n" -gt 0 ] || { echo "no ssh hosts"; exit 1; }
+    for ((i = 1; i <= n; i++)); do
+      d="$(hdir "$i")"
+      e=down; s=down
+      engine_answers "$d/docker.sock" && e=up
+      is_ours "$(pid_from "$d/sshd.pid")" sshd "$d/sshd_config" && s=up
+      echo "edge-$i: root@$(addr "$i") engine $e, sshd $s"
+      [ "$e" = up ] && [ "$s" = up ] || rc=1
+    done
+    exit "$rc"
+    ;;
+  *)
+    echo "usage: $0 up [N] | down | env | sshd stop|start I | reset-engine I | kill-sessions I | status" >&2
+    exit 2
+    ;;
+esac

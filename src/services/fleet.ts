@@ -1,0 +1,149 @@
+/**
+ * `ferry bundle install --ssh a,b,c`: the one install service, run on several hosts at once.
+ * Each host has its own connection, its own reporter and its own outcome; one host's failure never
+ * stops or changes another's install (with --fail-fast, hosts not yet started are not started).
+ *
+ * Exit code: 0 when every host succeeded; otherwise the exit code of the first failed host in the
+ * order the targets were given, so a script sees the same code for the same failure whether it
+ * ran one host or many. The per-host codes are all in the result (and in --json).
+ */
+import type { NamedHost } from '../adapters/host-factory.js';
+import { ExitCode, FerryError, type ExitCodeValue } from '../errors.js';
+import { installBundle, type InstallOptions, type InstallResult } from './install.js';
+import type { Reporter } from './reporter.js';
+
+export interface FleetHost {
+  /** The --ssh target as given. */
+  target: string;
+  /** Host override to use; default: the host's own name. */
+  hostName?: string;
+}
+
+export interface FleetOptions {
+  install: Omit<InstallOptions, 'host'>;
+  hosts: FleetHost[];
+  /** Hosts worked on at the same time. */
+  parallel: number;
+  /** Start no further host once one has failed (those already running finish). */
+  failFast: boolean;
+}
+
+export interface FleetReporter extends Reporter {
+  /** The host's final line: its outcome. */
+  finish(outcome: FleetHostResult): void;
+}
+
+export interface FleetDeps {
+  open(target: string): Promise<NamedHost>;
+  reporterFor(target: string): FleetReporter;
+  install?: typeof installBundle;
+}
+
+export interface FleetHostError {
+  code: string;
+  message: string;
+  hint?: string;
+  details?: unknown;
+}
+
+export interface FleetHostResult {
+  target: string;
+  /** The host override used; null when the host was never reached. */
+  host: string | null;
+  ok: boolean;
+  outcome: InstallResult['outcome'] | 'failed' | 'skipped';
+  /** The exit code this host alone would have given; null when it was skipped. */
+  exitCode: number | null;
+  error?: FleetHostError;
+  result?: InstallResult;
+  durationMs: number;
+}
+
+export interface FleetResult {
+  ok: boolean;
+  exitCode: number;
+  parallel: number;
+  hosts: FleetHostResult[];
+  durationMs: number;
+}
+
+export async function installFleet(options: FleetOptions, deps: FleetDeps): Promise<FleetResult> {
+  const started = Date.now();
+  const install = deps.install ?? installBundle;
+  const results: (FleetHostResult | undefined)[] = options.hosts.map(() => undefined);
+  let next = 0;
+  let failed = false;
+
+  const one = async (spec: FleetHost, reporter: FleetReporter): Promise<FleetHostResult> => {
+    const t0 = Date.now();
+    let hostName: string | null = spec.hostName ?? null;
+    let host: NamedHost | undefined;
+    try {
+      reporter.log('connecting');
+      host = await deps.open(spec.target);
+      hostName ??= await host.hostname();
+      reporter.log(`connected; host override ${hostName}`);
+      const result = await install({ ...options.install, host: hostName }, host, reporter);
+      return { target: spec.target, host: hostName, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
+    } catch (e) {
+      const err = describe(e);
+      return { target: spec.target, host: hostName, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
+    } finally {
+      await host?.close().catch(() => undefined);
+    }
+  };
+
+  const worker = async (): Promise<void> => {
+    for (;;) {
+      const i = next++;
+      const spec = options.hosts[i];
+      if (!spec) return;
+      const reporter = deps.reporterFor(spec.target);
+      let r: FleetHostResult;
+      if (failed && options.failFast) {
+        r = { target: spec.target, host: spec.hostName ?? null, ok: false, outcome: 'skipped', exitCode: null, durationMs: 0 };
+      } else {
+        r = await one(spec, reporter);
+        if (!r.ok) failed = true;
+      }
+      results[i] = r;
+      try {
+        reporter.finish(r);
+      } catch {
+        // A display problem must not turn a host's outcome into something else.
+      }
+    }
+  };
+
+  const n = Math.max(1, Math.min(options.parallel, options.hosts.length));
+  await Promise.all(Array.from({ length: n }, () => worker()));
+  const hosts = results.map((r) => r!);
+  const firstFailed = hosts.find((h) => !h.ok && h.exitCode !== null);
+  return { ok: !firstFailed, exitCode: firstFailed?.exitCode ?? 0, parallel: n, hosts, durationMs: Date.now() - started };
+}
+
+function describe(e: unknown): { exitCode: number; error: FleetHostError } {
+  if (e instanceof FerryError) {
+    return { exitCode: e.exitCode, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.details !== undefined ? { details: e.details } : {}) } };
+  }
+  return { exitCode: ExitCode.bug, error: { code: 'UNEXPECTED', message: `unexpected error: ${e instanceof Error ? e.message : String(e)}` } };
+}
+
+/** Raised after the summary is shown when any host failed; its details are the whole result. */
+export class FleetFailedError extends FerryError {
+  readonly exitCode: ExitCodeValue;
+
+  constructor(readonly result: FleetResult) {
+    const bad = result.hosts.filter((h) => !h.ok && h.exitCode !== null);
+    const skipped = result.hosts.filter((h) => h.outcome === 'skipped').length;
+    super(
+      'FLEET_FAILED',
+      `${bad.length} of ${result.hosts.length} hosts failed: ${bad.map((h) => `${h.target} (${h.error?.code ?? '?'}, exit ${h.exitCode})`).join(', ')}${skipped ? `; ${skipped} not started (--fail-fast)` : ''}`,
+      {
+        details: result,
+        hint: 'The hosts that succeeded keep their new release. Fix the failed ones and run the same command again: hosts already current are a no-op.',
+      },
+    );
+    this.exitCode = result.exitCode as ExitCodeValue;
+  }
+}
