@@ -11,6 +11,7 @@
  */
 import { BugError, BuildInputError } from '../errors.js';
 import { chainIds, isDigest } from './digest.js';
+import { JsonChecker, MAX_STRING, type Obj } from './json-checker.js';
 import type { StackState } from './state.js';
 
 export const INVENTORY_FORMAT = 'ferry.inventory/v1';
@@ -24,7 +25,6 @@ const MAX_LAYERS = 1_000_000;
 const MAX_TAGS_PER_IMAGE = 1000;
 const MAX_STACKS = 10_000;
 const MAX_RELEASES_PER_STACK = 10_000;
-const MAX_STRING = 4096;
 
 export interface InventoryEngine {
   serverVersion: string;
@@ -331,32 +331,8 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-type Obj = Record<string, unknown>;
-
-class Checker {
-  constructor(private readonly problems: string[]) {}
-
-  private fail(where: string, what: string): false {
-    this.problems.push(`${where || 'the document'} ${what}`);
-    return false;
-  }
-
-  object(value: unknown, where: string): Obj | undefined {
-    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Obj;
-    this.fail(where, 'must be an object');
-    return undefined;
-  }
-
-  array(value: unknown, where: string, max: number): unknown[] | undefined {
-    if (!Array.isArray(value)) return void this.fail(where, 'must be an array');
-    if (value.length > max) return void this.fail(where, `has ${value.length} entries, more than ${max}`);
-    return value;
-  }
-
-  string(value: unknown, where: string): boolean {
-    return (typeof value === 'string' && value.length > 0 && value.length <= MAX_STRING) || this.fail(where, 'must be a non-empty string');
-  }
-
+/** The inventory's own rules on top of the shared checks: engine strings may be empty. */
+class Checker extends JsonChecker {
   /** A string the engine may leave empty. */
   text(value: unknown, where: string): boolean {
     return (typeof value === 'string' && value.length <= MAX_STRING) || this.fail(where, 'must be a string');
@@ -366,15 +342,7 @@ class Checker {
     return typeof value === 'boolean' || this.fail(where, 'must be true or false');
   }
 
-  integer(value: unknown, where: string): boolean {
-    return (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) || this.fail(where, 'must be a whole number ≥ 0');
-  }
-
   date(value: unknown, where: string): boolean {
     return (typeof value === 'string' && value.length < 64 && !Number.isNaN(Date.parse(value))) || this.fail(where, 'must be an ISO date');
-  }
-
-  digest(value: unknown, where: string): boolean {
-    return isDigest(value) || this.fail(where, 'must be a sha256:<64 hex> digest');
   }
 }

@@ -3,7 +3,7 @@
  * the bundle with its size and sha256, so checking the signature and then each file authenticates
  * the whole bundle. It is parsed defensively: it arrives on a stick anyone may have touched.
  */
-import { isDigest } from './digest.js';
+import { JsonChecker } from './json-checker.js';
 import { safeRelativePathProblem } from './paths.js';
 
 export const MANIFEST_FORMAT = 'ferry.bundle/v1';
@@ -307,39 +307,14 @@ export function parseManifest(bytes: Buffer): FerryManifest {
   return doc as FerryManifest;
 }
 
-type Obj = Record<string, unknown>;
-
-class Checker {
-  constructor(private readonly problems: string[]) {}
-
-  private fail(where: string, what: string): false {
-    // Beyond this, a hostile manifest could make millions of messages out of millions of values.
-    if (this.problems.length < MAX_PROBLEMS * 10) this.problems.push(`${where || 'the document'} ${what}`);
-    return false;
-  }
-
-  object(value: unknown, where: string): Obj | undefined {
-    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Obj;
-    this.fail(where, 'must be an object');
-    return undefined;
-  }
-
-  array(value: unknown, where: string, max: number): unknown[] | undefined {
-    if (!Array.isArray(value)) return void this.fail(where, 'must be an array');
-    if (value.length > max) return void this.fail(where, `has ${value.length} entries, more than ${max}`);
-    return value;
-  }
-
-  string(value: unknown, where: string): boolean {
-    return (typeof value === 'string' && value.length > 0 && value.length <= 4096) || this.fail(where, 'must be a non-empty string');
+/** The manifest's own rules on top of the shared checks: strict dates, hex, safe paths. */
+class Checker extends JsonChecker {
+  constructor(problems: string[]) {
+    super(problems, MAX_PROBLEMS * 10);
   }
 
   match(value: unknown, where: string, re: RegExp): boolean {
     return (typeof value === 'string' && re.test(value)) || this.fail(where, `must match ${re}`);
-  }
-
-  integer(value: unknown, where: string): boolean {
-    return (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) || this.fail(where, 'must be a whole number ≥ 0');
   }
 
   size(value: unknown, where: string): boolean {
@@ -352,10 +327,6 @@ class Checker {
    */
   date(value: unknown, where: string): boolean {
     return (typeof value === 'string' && ISO_UTC.test(value) && !Number.isNaN(Date.parse(value))) || this.fail(where, 'must be a UTC date like 2026-01-31T12:00:00.000Z');
-  }
-
-  digest(value: unknown, where: string): boolean {
-    return isDigest(value) || this.fail(where, 'must be a sha256:<64 hex> digest');
   }
 
   hex(value: unknown, where: string): boolean {
