@@ -12,99 +12,30 @@
 //
 // Only node: modules, so the bench runs before (and independently of) the project's own build
 // tooling, and measures the built CLI exactly as a user would run it: `node bin/ferry …`.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { dirBytes, fixed, GNU_TIME, MB, run, runMeasured, runToDevNull, SectionError, sh } from './sections/common.mjs';
 import { benchSsh } from './sections/ssh.mjs';
 import { benchInstall } from './sections/install.mjs';
 import { benchDelta } from './sections/delta.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS_DIR = join(ROOT, '.bench');
-const GNU_TIME = '/usr/bin/time';
-const MB = 1e6;
-
-class BenchError extends Error {}
 
 // ---------------------------------------------------------------------------------------------
-// Helpers shared by sections
-
-/**
- * Runs a command to completion. stdout is captured unless redirected (`stdout: fd|'ignore'`),
- * because a benchmarked command's output must never pass through this process: that would add
- * a copy the tool itself does not pay for.
- */
-function run(cmd, args, { stdout = 'pipe', env, cwd = ROOT, onStdout } = {}) {
-  return new Promise((resolvePromise, reject) => {
-    const started = performance.now();
-    const child = spawn(cmd, args, { cwd, env: env ? { ...process.env, ...env } : process.env, stdio: ['ignore', stdout, 'pipe'] });
-    const out = [];
-    const err = [];
-    child.stdout?.on('data', (b) => (onStdout ? onStdout(b) : out.push(b)));
-    child.stderr.on('data', (b) => err.push(b));
-    child.on('error', (e) => reject(new BenchError(`${cmd}: ${e.message}`)));
-    child.on('close', (code, signal) => {
-      const ms = performance.now() - started;
-      const result = { code, ms, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8') };
-      if (code === 0) resolvePromise(result);
-      // ferry --json reports its errors on stdout; show whichever stream has something to say.
-      else reject(new BenchError(`${[cmd, ...args].join(' ').slice(0, 300)} failed (${signal ?? `exit ${code}`}):\n${(result.stderr.trim() || result.stdout.trim()).slice(-2000)}`));
-    });
-  });
-}
-
-/** A measured bash pipeline; pipefail so a failing `docker save` is not hidden by a succeeding gzip. */
-function sh(script, args = [], opts = {}) {
-  return runMeasured('bash', ['-o', 'pipefail', '-c', script, 'bench', ...args], opts);
-}
-
-/**
- * Wall time, CPU time (user + system, the command and the children it waited for) and peak RSS
- * (GNU time's %M, in kB) of one command. CPU time is the steadier number when other work shares
- * the machine: wall time then depends on what the scheduler leaves over.
- */
-async function runMeasured(cmd, args, opts = {}) {
-  const statsFile = join(tmpdir(), `ferry-bench-time-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  try {
-    const r = await run(GNU_TIME, ['-f', '%M %U %S', '-o', statsFile, cmd, ...args], opts);
-    const [kb, user, sys] = readFileSync(statsFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
-    return { ...r, rssMB: (kb * 1024) / MB, cpuS: user + sys };
-  } finally {
-    rmSync(statsFile, { force: true });
-  }
-}
-
-/** stdout straight to /dev/null by file descriptor, with no pipe to drain. */
-async function runToDevNull(cmd, args) {
-  const fd = openSync('/dev/null', 'w');
-  try {
-    return await runMeasured(cmd, args, { stdout: fd });
-  } finally {
-    closeSync(fd);
-  }
-}
-
-async function dirBytes(dir) {
-  let total = 0;
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, entry.name);
-    if (entry.isDirectory()) total += await dirBytes(p);
-    else if (entry.isFile()) total += (await stat(p)).size;
-  }
-  return total;
-}
+// Runner helpers (the command runners themselves live in sections/common.mjs, shared by all sections)
 
 function requireTool(path, hint) {
-  if (!existsSync(path)) throw new BenchError(`${path} not found: ${hint}`);
+  if (!existsSync(path)) throw new SectionError(`${path} not found: ${hint}`);
 }
 
 async function requireOnPath(name, hint) {
   await run('bash', ['-c', `command -v ${name}`]).catch(() => {
-    throw new BenchError(`${name} not found on PATH: ${hint}`);
+    throw new SectionError(`${name} not found on PATH: ${hint}`);
   });
 }
 
@@ -127,8 +58,6 @@ async function machineFacts() {
 
 // ---------------------------------------------------------------------------------------------
 // Table output
-
-const fixed = (digits) => (v) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '-');
 
 function renderTable(columns, rows) {
   const cells = rows.map((row) => columns.map((c) => (row[c.key] === undefined || row[c.key] === null ? '-' : c.format ? c.format(row[c.key]) : String(row[c.key]))));
@@ -155,7 +84,7 @@ async function benchCreate(ctx) {
   const built = await run('bash', [join(ROOT, 'bench', 'build-images.sh')]);
   process.stderr.write(built.stderr);
   const facts = Object.fromEntries(built.stdout.trim().split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
-  if (!facts.def || !facts.def_small || !facts.images) throw new BenchError(`build-images.sh printed no definitions:\n${built.stdout}`);
+  if (!facts.def || !facts.def_small || !facts.images) throw new SectionError(`build-images.sh printed no definitions:\n${built.stdout}`);
   const refs = facts.images.split(' ');
   // Asked again now that build-images.sh has waited for the engine (it may have been restarting).
   ctx.machine.docker = (await run('docker', ['version', '--format', '{{.Server.Version}}'])).stdout.trim();
@@ -292,7 +221,7 @@ async function main() {
   const names = dashdash >= 0 ? argv.slice(0, dashdash) : argv;
   const ferryArgs = dashdash >= 0 ? argv.slice(dashdash + 1) : [];
   const unknown = names.filter((n) => !(n in SECTIONS));
-  if (unknown.length > 0) throw new BenchError(`unknown section ${unknown.join(', ')}; known: ${Object.keys(SECTIONS).join(', ')}`);
+  if (unknown.length > 0) throw new SectionError(`unknown section ${unknown.join(', ')}; known: ${Object.keys(SECTIONS).join(', ')}`);
   const selected = names.length > 0 ? names : Object.keys(SECTIONS);
 
   const machine = await machineFacts();
@@ -345,6 +274,6 @@ async function main() {
 }
 
 main().catch((e) => {
-  process.stderr.write(`bench: ERROR: ${e instanceof BenchError ? e.message : (e?.stack ?? e)}\n`);
+  process.stderr.write(`bench: ERROR: ${e instanceof SectionError ? e.message : (e?.stack ?? e)}\n`);
   process.exit(1);
 });

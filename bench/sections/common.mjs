@@ -29,14 +29,17 @@ export class SectionError extends Error {
 
 export const fixed = (digits) => (v) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(digits) : '-');
 
-/** Runs a command to completion; stdout captured unless redirected (`stdout: fd|'ignore'`). */
-export function run(cmd, args, { stdout = 'pipe', env, cwd = ROOT } = {}) {
+/**
+ * Runs a command to completion; stdout captured unless redirected (`stdout: fd|'ignore'`) or
+ * consumed by `onStdout` (to count bytes without holding them).
+ */
+export function run(cmd, args, { stdout = 'pipe', env, cwd = ROOT, onStdout } = {}) {
   return new Promise((resolvePromise, reject) => {
     const started = performance.now();
     const child = spawn(cmd, args, { cwd, env: env ? { ...process.env, ...env } : process.env, stdio: ['ignore', stdout, 'pipe'] });
     const out = [];
     const err = [];
-    child.stdout?.on('data', (b) => out.push(b));
+    child.stdout?.on('data', (b) => (onStdout ? onStdout(b) : out.push(b)));
     child.stderr.on('data', (b) => err.push(b));
     child.on('error', (e) => reject(new SectionError(`${cmd}: ${e.message}`)));
     child.on('close', (code, signal) => {
