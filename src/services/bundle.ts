@@ -141,15 +141,25 @@ async function warnIfExposed(file: string, what: string, reporter: Reporter): Pr
 }
 
 /** For inspect: the manifest without requiring trust; the signature is described, not required. */
-export async function readBundleUnverified(path: string): Promise<{ dir: string; manifest: FerryManifest; signature: SignatureInfo | null; signatureError: string | null }> {
+export async function readBundleUnverified(path: string): Promise<{
+  dir: string;
+  manifest: FerryManifest;
+  manifestBytes: Buffer;
+  signatureBytes: Buffer | null;
+  signature: SignatureInfo | null;
+  signatureError: string | null;
+}> {
   const dir = await requireBundleDir(path);
-  const manifest = parseOrRefuse(await readManifestBytes(dir));
-  const sig = await readSignatureBytes(dir);
-  if (!sig) return { dir, manifest, signature: null, signatureError: null };
+  const manifestBytes = await readManifestBytes(dir);
+  const manifest = parseOrRefuse(manifestBytes);
+  // Read once: inspect checks the signer from these same bytes.
+  const signatureBytes = await readSignatureBytes(dir);
+  const base = { dir, manifest, manifestBytes, signatureBytes };
+  if (!signatureBytes) return { ...base, signature: null, signatureError: null };
   try {
-    return { dir, manifest, signature: parseSignature(sig), signatureError: null };
+    return { ...base, signature: parseSignature(signatureBytes), signatureError: null };
   } catch (e) {
-    return { dir, manifest, signature: null, signatureError: (e as Error).message };
+    return { ...base, signature: null, signatureError: (e as Error).message };
   }
 }
 

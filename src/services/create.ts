@@ -34,7 +34,7 @@ import { parseYaml } from '../core/yaml.js';
 import { BuildInputError, IntegrityError, UsageError } from '../errors.js';
 import { formatBytes, shortDigest } from '../ui/format.js';
 import type { Reporter } from './reporter.js';
-import { TOOL_VERSION } from './version.js';
+import { TOOL_VERSION } from '../adapters/tool-version.js';
 
 export interface CreateOptions {
   /** The definition directory, or its ferry.yaml. */

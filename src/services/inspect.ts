@@ -3,10 +3,8 @@
  * blob). The signature is described and, when a trust file is at hand, checked; inspect never
  * replaces verify.
  */
-import { exists, readBounded } from '../adapters/fs.js';
+import { exists } from '../adapters/fs.js';
 import { BUNDLE_NAMESPACE, readAllowedSigners, verifySignature } from '../adapters/signing.js';
-import { join } from 'node:path';
-import { MANIFEST_FILE, SIGNATURE_FILE } from '../core/manifest.js';
 import { readBundleUnverified } from './bundle.js';
 
 export interface InspectResult {
@@ -43,13 +41,13 @@ export interface InspectResult {
 }
 
 export async function inspectBundle(path: string, trustFile: string | undefined): Promise<InspectResult> {
-  const { dir, manifest: m, signature, signatureError } = await readBundleUnverified(path);
+  const { dir, manifest: m, manifestBytes, signatureBytes, signature, signatureError } = await readBundleUnverified(path);
   let trusted: boolean | null = null;
   let principals: string[] = [];
   let problem = signatureError;
   if (signature && trustFile && (await exists(trustFile))) {
     try {
-      const v = verifySignature((await readBounded(join(dir, MANIFEST_FILE), 64 * 1024 * 1024))!, (await readBounded(join(dir, SIGNATURE_FILE), 64 * 1024))!, BUNDLE_NAMESPACE, await readAllowedSigners(trustFile));
+      const v = verifySignature(manifestBytes, signatureBytes!, BUNDLE_NAMESPACE, await readAllowedSigners(trustFile));
       trusted = true;
       principals = v.principals;
     } catch (e) {
@@ -73,8 +71,8 @@ export async function inspectBundle(path: string, trustFile: string | undefined)
       layers,
     };
   });
-  const manifestSize = (await readBounded(join(dir, MANIFEST_FILE), 64 * 1024 * 1024))?.length ?? 0;
-  const sigSize = (await readBounded(join(dir, SIGNATURE_FILE), 64 * 1024).catch(() => null))?.length ?? 0;
+  const manifestSize = manifestBytes.length;
+  const sigSize = signatureBytes?.length ?? 0;
   return {
     bundle: dir,
     name: m.name,

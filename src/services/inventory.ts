@@ -13,7 +13,7 @@ import type { StackState } from '../core/state.js';
 import { HostPreconditionError } from '../errors.js';
 import { shortDigest } from '../ui/format.js';
 import type { Reporter } from './reporter.js';
-import { TOOL_VERSION } from './version.js';
+import { TOOL_VERSION } from '../adapters/tool-version.js';
 
 export interface InventoryOptions {
   stateDir: string;
