@@ -20,6 +20,9 @@
 #                                  a link that dies mid-transfer
 #   ssh-hosts.sh status            what runs; exit 0 only when every started host answers
 #
+# FERRY_SSH_ENGINE_TMPFS=1 (for benches): each engine keeps its data root in memory (a tmpfs inside
+# the host's mount namespace), so the shared disk's stalls do not drown what a bench compares.
+#
 # Ownership as in engines.sh: only processes whose pid files and command lines are ours are ever
 # signalled, never anything by name; only namespaces, links and mounts this script made are removed.
 set -euo pipefail
@@ -170,9 +173,14 @@ dockerd_up() {
   pid="$(pid_from "$d/dockerd.pid")"
   if is_ours "$pid" dockerd "$d/docker.sock" && engine_answers "$d/docker.sock"; then return 0; fi
   [ -n "$pid" ] && is_ours "$pid" dockerd "$d/docker.sock" && stop_pid "$pid" "host $i engine"
+  # A tmpfs data root lives in the host's mount namespace; unmounting it there frees its memory.
+  in_host "$i" umount "$d/root" 2>/dev/null || true
   rm -rf "$d/root" "$d/exec"
   rm -f "$d/docker.sock" "$d/dockerd.pid"
   mkdir -p "$d/root" "$d/exec"
+  if [ "${FERRY_SSH_ENGINE_TMPFS:-}" = 1 ]; then
+    in_host "$i" mount -t tmpfs -o mode=711 "ferry-ssh$i-root" "$d/root"
+  fi
   echo '{}' >"$d/daemon.json"
   : >"$d/dockerd.log"
   setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" dockerd \

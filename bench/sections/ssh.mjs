@@ -50,7 +50,8 @@ export async function benchSsh(ctx) {
 
   const wasUp = spawnSync('bash', [SCRIPT, 'status'], { stdio: 'ignore' }).status === 0;
   ctx.log('ssh hosts: scripts/ssh-hosts.sh up 3 …');
-  const up = await run('bash', [SCRIPT, 'up', '3']);
+  const tmpfs = { env: { FERRY_SSH_ENGINE_TMPFS: '1' } };
+  const up = await run('bash', [SCRIPT, 'up', '3'], tmpfs);
   const env = Object.fromEntries([...up.stdout.matchAll(/^export (\w+)="?([^"\n]*)"?$/gm)].map((m) => [m[1], m[2]]));
   const targets = env.FERRY_SSH_HOSTS.split(' ');
   const dir = env.FERRY_SSH_DIR;
@@ -63,7 +64,7 @@ export async function benchSsh(ctx) {
   const small = join(work, 'small.ferry');
 
   const reset = async (hosts) => {
-    await Promise.all(hosts.map((n) => run('bash', [SCRIPT, 'reset-engine', String(n)])));
+    await Promise.all(hosts.map((n) => run('bash', [SCRIPT, 'reset-engine', String(n)], tmpfs)));
     await sync();
   };
   /** Host-side CPU (engines and sshds of the given hosts) over one measured command. */
@@ -160,7 +161,8 @@ export async function benchSsh(ctx) {
       notes: [
         '× local is against the --no-stage local install: both verify every file of the bundle in place, then stream it decompressed into the engine; the only difference is the transport',
         'hosts cpu s: the hosts\' dockerd (with the helpers that unpack layers) and sshd (with its per-connection processes) over the same span',
-        `all hosts share this machine's ${ctx.machine.cores} cores and one disk: three "hosts" loading at once compete for them, as three real hosts would not. Their CPU alone (${(mid.par3.cpuS + mid.par3.hostCpuS).toFixed(1)} s over ${ctx.machine.cores} cores) puts a floor of ${floorS.toFixed(1)} s = ${(floorS / (mid.smallSsh1.ms / 1000)).toFixed(2)}× one host under the --parallel 3 row`,
+        'the hosts\' engines keep their data roots in memory (tmpfs), so the shared disk\'s stalls do not drown the transport being compared',
+        `all hosts share this machine's ${ctx.machine.cores} cores: three "hosts" loading at once compete for them, as three real hosts would not. Their CPU alone (${(mid.par3.cpuS + mid.par3.hostCpuS).toFixed(1)} s over ${ctx.machine.cores} cores) puts a floor of ${floorS.toFixed(1)} s = ${(floorS / (mid.smallSsh1.ms / 1000)).toFixed(2)}× one host under the --parallel 3 row`,
         'FERRY_BENCH_SSH_REPEAT=N runs every row N times (interleaved) and reports the median (the lower one of two); on a shared machine use 3 or more',
       ],
       results: { targets, full, small: smallSizes, repeat: REPEAT, runs },
