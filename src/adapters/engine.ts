@@ -80,7 +80,9 @@ export class Engine {
 
   private unreachable(e: unknown): HostPreconditionError {
     return new HostPreconditionError('ENGINE_UNREACHABLE', `cannot reach the Docker engine at ${this.host}: ${(e as Error).message}`, {
-      hint: 'Start the engine, or point DOCKER_HOST at it (e.g. DOCKER_HOST=unix:///var/run/docker.sock).',
+      hint: this.host.startsWith('ssh://')
+        ? 'Check that the engine runs on that host and listens on that socket (--remote-docker-socket names another one), and that the SSH user may use it.'
+        : 'Start the engine, or point DOCKER_HOST at it (e.g. DOCKER_HOST=unix:///var/run/docker.sock).',
       details: { host: this.host },
       cause: e,
     });

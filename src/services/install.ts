@@ -96,89 +96,89 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
   const id = releaseId(m.sequence, m.version);
   const store = new StateStore(options.stateDir, host.fs);
   await store.ensure();
-  const unlock = await store.lock(`install ${m.name} ${id}`);
-  try {
-    const state = await store.load(m.name);
-    checkPolicy(m, state, options);
-    const previous = currentRelease(state) ?? null;
-    const result = (outcome: InstallResult['outcome'], images: InstallResult['images'], pruned: string[] = []): InstallResult => ({
-      stack: m.name,
-      release: id,
-      version: m.version,
-      sequence: m.sequence,
-      host: options.host,
-      outcome,
-      previous: previous?.id ?? null,
-      images,
-      pruned,
-      durationMs: Date.now() - started,
-      timings,
-    });
-
-    if (previous?.id === id && options.up && (await isHealthy(engine, m.name, previous))) {
-      reporter.log(`${m.name} ${m.version} is already the current release and healthy: nothing to do`);
-      return result('already-current', previous.images.map((i) => ({ ...i, loaded: false })));
-    }
-
-    // b. stage: from here on only the staged, verified copy is read (the stick can change).
-    // Staging copies onto the host's own disk; a remote host is fed from the local, checked copy.
-    const stage = options.stage && host.local;
-    const staging = store.stagingDir(m.name, id);
-    const root = stage ? await step('stage', () => stageBundle(opened, staging, store, reporter)) : opened.dir;
-    if (!stage) {
-      const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
-      if (problems.length > 0) throw integrityFailure(problems);
-    }
-
-    // c. preflight
-    const plan = await step('preflight', () => preflight(m, host, options.splice, reporter));
-
-    // d. load what the engine lacks; tag every image with its ferry-owned tag.
-    const images = await step('load', () => loadImages(m, root, plan, engine, reporter));
-
-    const release: ReleaseRecord = {
-      id,
-      version: m.version,
-      sequence: m.sequence,
-      created: m.created,
-      installedAt: (options.now ?? new Date()).toISOString(),
-      host: options.host,
-      images: images.map(({ id: imageId, tag }) => ({ id: imageId, tag })),
-      services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
-      composeFiles: [],
-      smoke: m.compose.smoke,
-      signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
-      result: 'installed',
-    };
-    release.composeFiles = await writeRelease(store, m, release, root, opened, options.host);
-    release.verification = await writeVerificationReport(store, m, release, opened, options, stage);
-
-    if (!options.up) {
-      await store.fs.rmrf(staging);
-      return result('loaded', images);
-    }
-
-    // e + f. switch and confirm; g. restore on failure.
-    const ctx: DeployContext = { engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter };
+  return store.withLock(`install ${m.name} ${id}`, async () => {
     try {
-      await step('deploy', () => deploy(ctx, release, store.releaseDir(m.name, id)));
-    } catch (e) {
-      if (!(e instanceof DeployFailure)) throw e;
-      throw await restore(ctx, store, previous, release, `${m.name} ${m.version} failed: ${e.message}`);
-    }
+      const state = await store.load(m.name);
+      checkPolicy(m, state, options);
+      const previous = currentRelease(state) ?? null;
+      const result = (outcome: InstallResult['outcome'], images: InstallResult['images'], pruned: string[] = []): InstallResult => ({
+        stack: m.name,
+        release: id,
+        version: m.version,
+        sequence: m.sequence,
+        host: options.host,
+        outcome,
+        previous: previous?.id ?? null,
+        images,
+        pruned,
+        durationMs: Date.now() - started,
+        timings,
+      });
 
-    const { state: next, pruned } = recordInstalled(state, release, options.keep);
-    await store.save(next);
-    await store.fs.rmrf(staging);
-    for (const img of imagesToRemove(next, pruned)) await engine.removeImage(img.tag);
-    for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
-    reporter.log(`${m.name} ${m.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
-    return result('installed', images, pruned.map((r) => r.id));
-  } finally {
-    // Whatever failed after staging, the staged copy (possibly gigabytes) does not stay behind.
-    await store.fs.rmrf(store.stagingDir(m.name, id)).catch(() => undefined);
-    await unlock();
-  }
+      if (previous?.id === id && options.up && (await isHealthy(engine, m.name, previous))) {
+        reporter.log(`${m.name} ${m.version} is already the current release and healthy: nothing to do`);
+        return result('already-current', previous.images.map((i) => ({ ...i, loaded: false })));
+      }
+
+      // b. stage: from here on only the staged, verified copy is read (the stick can change).
+      // Staging copies onto the host's own disk; a remote host is fed from the local, checked copy.
+      const stage = options.stage && host.local;
+      const staging = store.stagingDir(m.name, id);
+      const root = stage ? await step('stage', () => stageBundle(opened, staging, store, reporter)) : opened.dir;
+      if (!stage) {
+        const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
+        if (problems.length > 0) throw integrityFailure(problems);
+      }
+
+      // c. preflight
+      const plan = await step('preflight', () => preflight(m, host, options.splice, reporter));
+
+      // d. load what the engine lacks; tag every image with its ferry-owned tag.
+      const images = await step('load', () => loadImages(m, root, plan, engine, reporter));
+
+      const release: ReleaseRecord = {
+        id,
+        version: m.version,
+        sequence: m.sequence,
+        created: m.created,
+        installedAt: (options.now ?? new Date()).toISOString(),
+        host: options.host,
+        images: images.map(({ id: imageId, tag }) => ({ id: imageId, tag })),
+        services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
+        composeFiles: [],
+        smoke: m.compose.smoke,
+        signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
+        result: 'installed',
+      };
+      release.composeFiles = await writeRelease(store, m, release, root, opened, options.host);
+      release.verification = await writeVerificationReport(store, m, release, opened, options, stage);
+
+      if (!options.up) {
+        await store.fs.rmrf(staging);
+        return result('loaded', images);
+      }
+
+      // e + f. switch and confirm; g. restore on failure.
+      const ctx: DeployContext = { engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter };
+      try {
+        await step('deploy', () => deploy(ctx, release, store.releaseDir(m.name, id)));
+      } catch (e) {
+        if (!(e instanceof DeployFailure)) throw e;
+        throw await restore(ctx, store, previous, release, `${m.name} ${m.version} failed: ${e.message}`);
+      }
+
+      const { state: next, pruned } = recordInstalled(state, release, options.keep);
+      await store.save(next);
+      await store.fs.rmrf(staging);
+      for (const img of imagesToRemove(next, pruned)) await engine.removeImage(img.tag);
+      for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
+      reporter.log(`${m.name} ${m.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
+      return result('installed', images, pruned.map((r) => r.id));
+    } finally {
+      // Whatever failed after staging, the staged copy (possibly gigabytes) does not stay behind.
+      await store.fs.rmrf(store.stagingDir(m.name, id)).catch(() => undefined);
+    }
+  });
 }
 
 function checkPolicy(m: FerryManifest, state: StackState, options: InstallOptions): void {
@@ -190,7 +190,7 @@ function checkPolicy(m: FerryManifest, state: StackState, options: InstallOption
   if (hosts.length > 0 && !hosts.includes(options.host)) {
     throw new PolicyError('WRONG_HOST', `the bundle has no configuration for host "${options.host}"; it defines: ${hosts.join(', ')}`, {
       details: { host: options.host, hosts },
-      hint: 'Pass --host with one of those names (the default is this machine\'s hostname).',
+      hint: 'Pass --host with one of those names (without it, ferry uses the target host\'s own hostname).',
     });
   }
   if (!options.allowDowngrade) {

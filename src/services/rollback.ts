@@ -31,8 +31,7 @@ export async function rollbackStack(options: RollbackOptions, host: HostTarget, 
   const started = Date.now();
   const store = new StateStore(options.stateDir, host.fs);
   await store.ensure();
-  const unlock = await store.lock(`rollback ${options.stack}`);
-  try {
+  return store.withLock(`rollback ${options.stack}`, async () => {
     const state = await store.load(options.stack);
     if (state.releases.length === 0) {
       const known = await store.stacks();
@@ -53,9 +52,7 @@ export async function rollbackStack(options: RollbackOptions, host: HostTarget, 
     await store.save({ ...state, current: target.id });
     reporter.log(`${options.stack} rolled back to ${target.version}`);
     return { stack: options.stack, from: current?.id ?? null, to: target.id, version: target.version, durationMs: Date.now() - started };
-  } finally {
-    await unlock();
-  }
+  });
 }
 
 function pickTarget(releases: ReleaseRecord[], current: ReleaseRecord | null, to: string | undefined): ReleaseRecord {
