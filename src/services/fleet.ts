@@ -9,8 +9,10 @@
  */
 import type { NamedHost } from '../adapters/host-factory.js';
 import { ExitCode, FerryError, type ExitCodeValue } from '../errors.js';
+import { sha256Digest } from '../core/digest.js';
+import { checkFiles, integrityFailure, openBundle } from './bundle.js';
 import { installBundle, type InstallOptions, type InstallResult } from './install.js';
-import type { Reporter } from './reporter.js';
+import { silentReporter, type Reporter } from './reporter.js';
 
 export interface FleetHost {
   /** The --ssh target as given. */
@@ -36,7 +38,24 @@ export interface FleetReporter extends Reporter {
 export interface FleetDeps {
   open(target: string): Promise<NamedHost>;
   reporterFor(target: string): FleetReporter;
+  /** For what concerns every host: the bundle's check before any host is contacted. */
+  overall?: Reporter;
   install?: typeof installBundle;
+  /** Checks the bundle once for all hosts; returns what each host's install may then skip. */
+  checkOnce?: (install: FleetOptions['install'], reporter: Reporter) => Promise<Pick<InstallOptions, 'filesChecked'>>;
+}
+
+/**
+ * Every host would read and hash the whole bundle before its load; the files are the same for
+ * all of them, so they are checked once here. A bundle that fails fails the run before any host
+ * is contacted, with its own exit code (3 trust, 4 integrity). Each host still checks the
+ * signature and its own policy, and re-checks every layer as it streams.
+ */
+export async function checkBundleOnce(install: FleetOptions['install'], reporter: Reporter): Promise<Pick<InstallOptions, 'filesChecked'>> {
+  const opened = await openBundle(install.bundle, install.trust, reporter);
+  const { problems } = await checkFiles(opened, reporter);
+  if (problems.length > 0) throw integrityFailure(problems);
+  return { filesChecked: { manifestSha256: sha256Digest(opened.manifestBytes) } };
 }
 
 export interface FleetHostError {
@@ -70,6 +89,8 @@ export interface FleetResult {
 export async function installFleet(options: FleetOptions, deps: FleetDeps): Promise<FleetResult> {
   const started = Date.now();
   const install = deps.install ?? installBundle;
+  // Hosts over SSH read the bundle in place, so one check serves them all.
+  const checked = options.hosts.length > 1 && deps.checkOnce ? await deps.checkOnce(options.install, deps.overall ?? silentReporter) : {};
   const results: (FleetHostResult | undefined)[] = options.hosts.map(() => undefined);
   let next = 0;
   let failed = false;
@@ -83,7 +104,7 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
       host = await deps.open(spec.target);
       hostName ??= await host.hostname();
       reporter.log(`connected; host override ${hostName}`);
-      const result = await install({ ...options.install, host: hostName }, host, reporter);
+      const result = await install({ ...options.install, ...checked, host: hostName }, host, reporter);
       return { target: spec.target, host: hostName, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
     } catch (e) {
       const err = describe(e);

@@ -60,6 +60,12 @@ export interface InstallOptions {
    * stream, `auto` splices where a partial load is not safe (containerd store, Podman).
    */
   splice: 'auto' | 'always' | 'never';
+  /**
+   * The bundle's files were checked already (a fleet checks them once for all its hosts) against
+   * the manifest with this sha256: a host opening the same manifest skips its own pass. Reading
+   * in place still re-checks every layer's digest as it streams into the engine.
+   */
+  filesChecked?: { manifestSha256: string };
   now?: Date;
 }
 
@@ -126,8 +132,12 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
       const staging = store.stagingDir(m.name, id);
       const root = stage ? await step('stage', () => stageBundle(opened, staging, store, reporter)) : opened.dir;
       if (!stage) {
-        const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
-        if (problems.length > 0) throw integrityFailure(problems);
+        if (options.filesChecked?.manifestSha256 === sha256Digest(opened.manifestBytes)) {
+          reporter.log('bundle files: checked once for every host of this run');
+        } else {
+          const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
+          if (problems.length > 0) throw integrityFailure(problems);
+        }
       }
 
       // c. preflight

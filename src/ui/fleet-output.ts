@@ -12,22 +12,26 @@ import { createProgress, type ProgressReporter, type ProgressTask } from './prog
 
 export class FleetDisplay {
   private readonly mode: 'bars' | 'lines' | 'silent';
-  private readonly multi: cliProgress.MultiBar | undefined;
+  private multi: cliProgress.MultiBar | undefined;
   private readonly reporters = new Map<string, FleetReporter>();
   private readonly bars = new Map<string, cliProgress.SingleBar>();
   private readonly width: number;
 
   constructor(
     private readonly out: Output,
-    targets: string[],
+    private readonly targets: string[],
     private readonly stream: NodeJS.WriteStream = process.stderr,
   ) {
     this.mode = out.json ? 'silent' : stream.isTTY ? 'bars' : 'lines';
     this.width = Math.min(32, Math.max(...targets.map((t) => t.length)));
-    if (this.mode === 'bars') {
+  }
+
+  /** The bars appear with the first host, so that what runs before (the bundle's check) shows alone. */
+  private startBars(): void {
+    if (this.mode === 'bars' && !this.multi) {
       this.multi = new cliProgress.MultiBar(
         {
-          stream,
+          stream: this.stream,
           hideCursor: true,
           clearOnComplete: false,
           fps: 5,
@@ -38,7 +42,7 @@ export class FleetDisplay {
         cliProgress.Presets.shades_classic,
       );
       // Created up front, in argument order, so each host keeps its line.
-      for (const t of targets) this.bars.set(t, this.multi.create(1, 0, { target: this.pad(t), status: 'waiting' }));
+      for (const t of this.targets) this.bars.set(t, this.multi.create(1, 0, { target: this.pad(t), status: 'waiting' }));
     }
   }
 
@@ -49,6 +53,7 @@ export class FleetDisplay {
   reporterFor(target: string): FleetReporter {
     let r = this.reporters.get(target);
     if (!r) {
+      this.startBars();
       r = this.mode === 'bars' ? this.barReporter(target) : this.lineReporter(target);
       this.reporters.set(target, r);
     }

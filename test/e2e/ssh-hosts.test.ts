@@ -229,6 +229,8 @@ describe('a fleet', () => {
       expect(r.stdout).toMatch(/2 of 3 hosts ok/);
       // One progress line per host step, prefixed with the host.
       expect(r.stderr).toContain(`[${target(2)}] ${stack} 1.1.0 installed and healthy`);
+      // The bundle's files were read and hashed once for the run, not once per host.
+      for (const n of [1, 2]) expect(r.stderr).toContain(`[${target(n)}] bundle files: checked once for every host of this run`);
       for (const n of [1, 2]) expect(await page(n)).toContain(`<span id="host">edge-${n}</span>`);
       for (const n of [1, 2]) expect(await page(n)).toContain('<span id="version">1.1.0</span>');
 
@@ -249,6 +251,23 @@ describe('a fleet', () => {
     } finally {
       await sshd(3, 'start');
     }
+  });
+});
+
+describe('a fleet and a damaged bundle', () => {
+  it('refuses the bundle once, exit 4 with the file named, before any host is contacted', async () => {
+    const bad = join(work, 'r2-damaged.ferry');
+    await cp(bundles.r2, bad, { recursive: true });
+    const blobs = join(bad, 'blobs', 'sha256');
+    const [blob] = (await readdir(blobs)).sort();
+    const data = await readFile(join(blobs, blob!));
+    data[Math.floor(data.length / 2)]! ^= 0xff;
+    await writeFile(join(blobs, blob!), data);
+    const r = await cli(['bundle', 'install', bad, '--trust', trust, '--ssh', hosts.targets.join(','), ...sshArgs(), '--parallel', '3']);
+    expect(r.code, r.stdout + r.stderr).toBe(4);
+    expect(r.stderr).toContain(`blobs/sha256/${blob}`);
+    // Without the bundle's failure, every host's line would start with "connecting".
+    expect(r.stderr).not.toMatch(/\] connecting/);
   });
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { NamedHost } from '../../src/adapters/host-factory.js';
-import { HostPreconditionError, PolicyError } from '../../src/errors.js';
+import { HostPreconditionError, IntegrityError, PolicyError } from '../../src/errors.js';
 import { FleetFailedError, installFleet, type FleetHostResult, type FleetOptions, type FleetReporter } from '../../src/services/fleet.js';
 import type { InstallOptions, InstallResult } from '../../src/services/install.js';
 import { silentReporter } from '../../src/services/reporter.js';
@@ -110,5 +110,26 @@ describe('fleet install', () => {
     const r = await installFleet({ install: base, hosts: hosts('a', 'b'), parallel: 1, failFast: false }, h.deps);
     expect(r.hosts.map((x) => x.exitCode)).toEqual([0, 1]);
     expect(r.hosts[1]!.error).toMatchObject({ code: 'UNEXPECTED' });
+  });
+
+  it('checks the bundle once for all hosts, and every host gets the result', async () => {
+    const h = harness({});
+    const checks: string[] = [];
+    const checkOnce = async (install: FleetOptions['install']) => {
+      checks.push(install.bundle);
+      return { filesChecked: { manifestSha256: 'sha256:abc' } };
+    };
+    const r = await installFleet({ install: base, hosts: hosts('a', 'b', 'c'), parallel: 3, failFast: false }, { ...h.deps, checkOnce });
+    expect(r.ok).toBe(true);
+    expect(checks).toEqual(['/b.ferry']);
+    expect(h.installedWith.map((o) => o.filesChecked)).toEqual([{ manifestSha256: 'sha256:abc' }, { manifestSha256: 'sha256:abc' }, { manifestSha256: 'sha256:abc' }]);
+  });
+
+  it('a bundle that fails its check fails the run before any host is contacted', async () => {
+    const h = harness({});
+    let opened = 0;
+    const deps = { ...h.deps, open: async (t: string) => (opened++, h.deps.open(t)), checkOnce: async () => Promise.reject(new IntegrityError('BUNDLE_INTEGRITY', 'blobs/sha256/x has the wrong digest')) };
+    await expect(installFleet({ install: base, hosts: hosts('a', 'b'), parallel: 2, failFast: false }, deps)).rejects.toMatchObject({ code: 'BUNDLE_INTEGRITY', exitCode: 4 });
+    expect(opened).toBe(0);
   });
 });

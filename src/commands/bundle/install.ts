@@ -1,7 +1,7 @@
 import { Args, Flags } from '@oclif/core';
 import { openHost, withHost } from '../../adapters/host-factory.js';
 import { DEFAULT_KEEP } from '../../core/state.js';
-import { FleetFailedError, installFleet, type FleetResult } from '../../services/fleet.js';
+import { checkBundleOnce, FleetFailedError, installFleet, type FleetResult } from '../../services/fleet.js';
 import { installBundle, type InstallResult } from '../../services/install.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { FleetDisplay } from '../../ui/fleet-output.js';
@@ -92,7 +92,7 @@ A fleet (--ssh a,b,c): every host gets the same install, up to --parallel at a t
     try {
       result = await installFleet(
         { install, hosts: targets.map((t) => ({ target: t, ...(overrides.has(t) ? { hostName: overrides.get(t)! } : {}) })), parallel: flags.parallel, failFast: flags['fail-fast'] },
-        { open: (t) => openHost(t, { ...ssh, warn: (w) => display.reporterFor(t).warn(w) }), reporterFor: (t) => display.reporterFor(t) },
+        { open: (t) => openHost(t, { ...ssh, warn: (w) => display.reporterFor(t).warn(w) }), reporterFor: (t) => display.reporterFor(t), overall: this.out, checkOnce: checkBundleOnce },
       );
     } finally {
       display.stop();
