@@ -116,6 +116,16 @@ async function benchCreate(ctx) {
   const save = await runToDevNull('docker', ['save', ...ids]);
   rows.push({ what: 'docker save > /dev/null', wall: save.ms / 1000, cpu: save.cpuS });
 
+  // When the first byte leaves the engine: nothing downstream of a save can start before it. An
+  // engine with the classic image store writes the whole export into a temporary directory first
+  // and only then streams it, so most of `docker save`'s wall time passes with no byte to work on.
+  step('docker save: time to the first byte');
+  const t0 = performance.now();
+  let firstByte = 0;
+  await run('docker', ['save', ...ids], { onStdout: () => (firstByte ||= performance.now()) });
+  const firstByteS = (firstByte - t0) / 1000;
+  rows.push({ what: 'docker save: first byte', wall: firstByteS });
+
   step('docker save | gzip -6');
   const gzFile = join(work, 'save.tar.gz');
   const gz = await sh('docker save "$@" | gzip -6 > "$OUT"', ids, { env: { OUT: gzFile } });
@@ -129,6 +139,10 @@ async function benchCreate(ctx) {
   const zstBytes = (await stat(zstFile)).size;
   rmSync(zstFile);
   rows.push({ what: 'docker save | zstd -3 -T0', wall: zst.ms / 1000, cpu: zst.cpuS, sizeMB: zstBytes / MB });
+  // The least wall time of anything that compresses the save at zstd -3 here: the first byte,
+  // then zstd's CPU for the archive (the pipeline's CPU less the docker CLI's) on every core.
+  const floorS = firstByteS + Math.max(0, zst.cpuS - save.cpuS) / ctx.machine.cores;
+  rows.push({ what: `floor: first byte + zstd -3 CPU / ${ctx.machine.cores} cores`, wall: floorS });
 
   const ferryCreate = async (def, name) => {
     const out = join(work, name);
@@ -162,7 +176,7 @@ async function benchCreate(ctx) {
   const rssLimit = 200;
   const flat = full.rssMB <= small.rssMB * 1.25;
   const targets = [
-    { name: 'create ≤ 1.2× save', pass: wallRatio <= 1.2, detail: `${wallRatio.toFixed(2)}×` },
+    { name: 'create ≤ 1.2× save', pass: wallRatio <= 1.2, detail: `${wallRatio.toFixed(2)}×; the floor for zstd -3 on this engine and machine is ${(floorS / (save.ms / 1000)).toFixed(2)}×` },
     { name: 'size ≤ zstd-3', pass: full.bytes <= zstBytes, detail: `${(full.bytes / zstBytes).toFixed(3)}×` },
     { name: `RSS ≤ ${rssLimit} MB`, pass: full.rssMB <= rssLimit && small.rssMB <= rssLimit, detail: `${full.rssMB.toFixed(0)} MB` },
     { name: 'RSS flat (full ≤ 1.25× small)', pass: flat, detail: `${small.rssMB.toFixed(0)} → ${full.rssMB.toFixed(0)} MB for ${(smallArchiveBytes / MB).toFixed(0)} → ${(archiveBytes / MB).toFixed(0)} MB` },
@@ -184,6 +198,7 @@ async function benchCreate(ctx) {
     notes: [
       'the (small) rows: base + one app; × save is against the save of that same small set',
       'cpu s: user + system time of the client side (docker CLI, gzip/zstd, ferry); the engine\'s own work for the save is not in it',
+      `first byte: the engine sends nothing for the first ${((firstByteS / (save.ms / 1000)) * 100).toFixed(0)}% of its save (it writes the export to a temporary directory first), so no consumer of the stream can start before ${firstByteS.toFixed(1)} s`,
     ],
     results: {
       images: refs,
@@ -194,6 +209,8 @@ async function benchCreate(ctx) {
       layers: full.layers,
       ferryArgs: ctx.ferryArgs,
       saveMs: save.ms,
+      firstByteMs: firstByteS * 1000,
+      floorMs: floorS * 1000,
       saveCpuS: save.cpuS,
       gzip: { ms: gz.ms, cpuS: gz.cpuS, bytes: gzBytes },
       zstd: { ms: zst.ms, cpuS: zst.cpuS, bytes: zstBytes },

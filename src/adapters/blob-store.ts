@@ -42,10 +42,15 @@ export class HashingPassThrough extends Transform {
   }
 }
 
-/** A sink that rotates to a new file every `maxPartSize` bytes, hashing the whole and each part. */
+/**
+ * A sink that rotates to a new file every `maxPartSize` bytes, hashing the whole and each part.
+ * Almost every blob is one part, whose digest is the whole's: the first part has no hash of its
+ * own (its digest is taken from a copy of the whole's state when the second part begins), so the
+ * common case hashes each compressed byte once, not twice.
+ */
 class PartSink extends Writable {
   readonly whole: Hash = createHash('sha256');
-  readonly parts: { file: string; size: number; hash: Hash }[] = [];
+  readonly parts: { file: string; size: number; hash: Hash | null; sha256?: string }[] = [];
   size = 0;
   private fh: FileHandle | undefined;
 
@@ -61,10 +66,17 @@ class PartSink extends Writable {
       await this.fh.sync();
       await this.fh.close();
     }
+    const first = this.parts[0];
+    if (this.parts.length === 1 && first) first.sha256 = this.whole.copy().digest('hex');
     const file = `${this.tmpBase}.${this.parts.length}`;
     this.fh = await open(file, 'wx');
-    this.parts.push({ file, size: 0, hash: createHash('sha256') });
+    this.parts.push({ file, size: 0, hash: this.parts.length === 0 ? null : createHash('sha256') });
     return this.fh;
+  }
+
+  /** Each part's sha256, once the stream has ended. */
+  partDigests(): string[] {
+    return this.parts.map((p, i) => p.sha256 ?? (i === 0 ? this.whole.copy().digest('hex') : p.hash!.digest('hex')));
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
@@ -72,7 +84,6 @@ class PartSink extends Writable {
   }
 
   private async writeChunk(chunk: Buffer): Promise<void> {
-    this.whole.update(chunk);
     this.size += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
@@ -83,7 +94,10 @@ class PartSink extends Writable {
       }
       const n = Math.min(chunk.length - offset, this.maxPartSize - part.size);
       const slice = chunk.subarray(offset, offset + n);
-      part.hash.update(slice);
+      // Whole and part are fed slice by slice, so that at a part boundary the whole's state is
+      // exactly the bytes before it.
+      this.whole.update(slice);
+      part.hash?.update(slice);
       await this.fh!.write(slice);
       part.size += n;
       offset += n;
@@ -162,6 +176,7 @@ export class BlobStoreWriter {
       await Promise.all(sink.parts.map((p) => rm(p.file, { force: true })));
       return { diffId, size: hasher.bytes, blob: null };
     }
+    const partDigests = sink.partDigests();
     const hex = sink.whole.digest('hex');
     const digest = `sha256:${hex}`;
     const blob: LayerBlob = { digest, size: sink.size, mediaType: LAYER_MEDIA_TYPE };
@@ -174,7 +189,7 @@ export class BlobStoreWriter {
       const parts: BlobPart[] = [];
       for (const [i, p] of sink.parts.entries()) {
         const path = `${base}.part-${String(i + 1).padStart(4, '0')}`;
-        const sha256 = p.hash.digest('hex');
+        const sha256 = partDigests[i]!;
         await this.place(p.file, path, p.size, sha256);
         parts.push({ path, size: p.size, sha256 });
       }
