@@ -163,6 +163,7 @@ export async function benchSsh(ctx) {
         'hosts cpu s: the hosts\' dockerd (with the helpers that unpack layers) and sshd (with its per-connection processes) over the same span',
         'the hosts\' engines keep their data roots in memory (tmpfs), so the shared disk\'s stalls do not drown the transport being compared',
         `all hosts share this machine's ${ctx.machine.cores} cores: three "hosts" loading at once compete for them, as three real hosts would not. Their CPU alone (${(mid.par3.cpuS + mid.par3.hostCpuS).toFixed(1)} s over ${ctx.machine.cores} cores) puts a floor of ${floorS.toFixed(1)} s = ${(floorS / (mid.smallSsh1.ms / 1000)).toFixed(2)}× one host under the --parallel 3 row`,
+        `ferry's own share of the --parallel 3 row: ${mid.par3.cpuS.toFixed(1)} s of CPU, ${(mid.par3.cpuS / ctx.machine.cores).toFixed(1)} s over ${ctx.machine.cores} cores = ${(mid.par3.cpuS / ctx.machine.cores / (mid.smallSsh1.ms / 1000)).toFixed(2)}× one host's wall time: with the hosts on machines of their own, ferry would not be what limits the fleet`,
         'FERRY_BENCH_SSH_REPEAT=N runs every row N times (interleaved) and reports the median (the lower one of two); on a shared machine use 3 or more',
       ],
       results: { targets, full, small: smallSizes, repeat: REPEAT, runs },
