@@ -385,7 +385,11 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
         bar.update((done += n));
         perImage.advance(diffId, n);
       };
-      await engine.load(loadArchive(root, loadImagesList, onBytes, plan.splice));
+      const archive = loadArchive(root, loadImagesList, onBytes, plan.splice);
+      // The engine unpacks and registers the layers only once it has them all: on a big stack that
+      // is a long wait after the bytes reach 100%, which should not look like a hang.
+      archive.once('end', () => reporter.log(`all ${formatBytes(done)} sent; the engine is unpacking and registering the layers`));
+      await engine.load(archive);
     } catch (e) {
       throw new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
         hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',

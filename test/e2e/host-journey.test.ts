@@ -131,6 +131,8 @@ describe('install on an air-gapped host', () => {
     const r = await install(bundles.r2);
     expect(r.code, r.stderr).toBe(0);
     expect(await page()).toContain('<span id="version">1.1.0</span>');
+    // The wait after the upload, while the engine registers the layers, is announced.
+    expect(r.stderr).toMatch(/all [\d.]+ [kMG]?B sent; the engine is unpacking and registering the layers/);
   });
 
   it('restores release 2 when release 3 fails its health check (exit 7)', async () => {
