@@ -68,24 +68,6 @@ export class StateStore {
    * Exclusive per-host lock for installs and rollbacks. O_EXCL creation; a lock whose owner pid is
    * gone (killed install) is taken over, so a crash never blocks the next run.
    */
-  /**
-   * Runs `fn` holding the lock. When `fn` failed, a failure to release the lock (the link to a
-   * remote host went down with it) does not replace `fn`'s error, which says what went wrong; the
-   * lock's owner is gone then, so the next run takes it over anyway.
-   */
-  async withLock<T>(what: string, fn: () => Promise<T>): Promise<T> {
-    const unlock = await this.lock(what);
-    let result: T;
-    try {
-      result = await fn();
-    } catch (e) {
-      await unlock().catch(() => undefined);
-      throw e;
-    }
-    await unlock();
-    return result;
-  }
-
   async lock(what: string): Promise<() => Promise<void>> {
     const path = join(this.root, 'lock');
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -104,6 +86,24 @@ export class StateStore {
       await this.fs.rmrf(path);
     }
     throw new HostPreconditionError('HOST_BUSY', `could not take the lock ${path}`);
+  }
+
+  /**
+   * Runs `fn` holding the lock. When `fn` failed, a failure to release the lock (the link to a
+   * remote host went down with it) does not replace `fn`'s error, which says what went wrong; the
+   * lock's owner is gone then, so the next run takes it over anyway.
+   */
+  async withLock<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const unlock = await this.lock(what);
+    let result: T;
+    try {
+      result = await fn();
+    } catch (e) {
+      await unlock().catch(() => undefined);
+      throw e;
+    }
+    await unlock();
+    return result;
   }
 }
 
