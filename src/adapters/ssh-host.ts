@@ -57,7 +57,7 @@ export async function sshHost(target: string, options: SshHostOptions = {}): Pro
     hostname: async () => {
       const r = await conn.exec('hostname 2>/dev/null || uname -n');
       const name = r.stdout.trim().split('\n')[0]?.trim() ?? '';
-      if (r.code !== 0 || !name) throw new HostPreconditionError('HOSTNAME_UNKNOWN', `cannot read the host name of ${conn.label}: ${r.stderr.trim() || `exit ${r.code}`}`, { hint: 'Name its host override with --host.' });
+      if (r.code !== 0 || !name) throw new HostPreconditionError('HOSTNAME_UNKNOWN', `cannot read the host name of ${conn.label}: ${r.stderr.trim() || (r.signal ? `killed by ${r.signal}` : `exit ${r.code}`)}`, { hint: 'Name its host override with --host.' });
       return name;
     },
     close: () => conn.close(),

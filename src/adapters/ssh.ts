@@ -65,8 +65,13 @@ export interface SshConnection {
   hostKey: { type: string; fingerprint: string };
   /** Runs a command through the remote user's shell; rejects only when the connection fails. */
   exec(command: string, opts?: { onData?: (chunk: string) => void; timeoutMs?: number }): Promise<ExecResult>;
-  /** A raw exec channel (for a process whose lifetime is tied to this connection). */
-  execChannel(command: string): Promise<ClientChannel>;
+  /**
+   * A raw exec channel (for a process whose lifetime is tied to this connection). `onOpen` runs
+   * the moment the channel opens, before any later message from the server is handled: ssh2 emits
+   * events as it parses, and a command that ends at once can have its exit status parsed in the
+   * same read as the channel's confirmation, before a caller awaiting this promise could listen.
+   */
+  execChannel(command: string, onOpen?: (ch: ClientChannel) => void): Promise<ClientChannel>;
   sftp(): Promise<SFTPWrapper>;
   /** A byte stream to a unix socket on the host (OpenSSH's direct-streamlocal). */
   openSocket(path: string): Promise<ClientChannel>;
@@ -474,23 +479,34 @@ function openConnection(client: Client, resolved: ResolvedTarget, hostKey: { typ
     user: resolved.user,
     hostKey,
     assertOpen,
-    execChannel(command) {
+    execChannel(command, onOpen) {
       assertOpen();
       return new Promise((resolvePromise, reject) => {
         try {
-          client.exec(command, (err, ch) => (err ? reject(wrap(err)) : resolvePromise(ch)));
+          client.exec(command, (err, ch) => {
+            if (err) return reject(wrap(err));
+            onOpen?.(ch);
+            resolvePromise(ch);
+          });
         } catch (e) {
           reject(wrap(e as Error));
         }
       });
     },
     async exec(command, opts = {}) {
-      const ch = await conn.execChannel(command);
+      let code: number | undefined;
+      let signal: string | undefined;
+      // Listening from the channel's first moment: a fast command's exit status can arrive with
+      // the confirmation (seen in CI: `hostname` read as "exit -1" while it had succeeded).
+      const ch = await conn.execChannel(command, (opened) =>
+        opened.on('exit', (c: number | null, sig?: string) => {
+          if (typeof c === 'number') code = c;
+          if (sig) signal = sig;
+        }),
+      );
       return new Promise((resolvePromise, reject) => {
         const out: Buffer[] = [];
         const err: Buffer[] = [];
-        let code: number | undefined;
-        let signal: string | undefined;
         const timer = opts.timeoutMs
           ? setTimeout(() => {
               signal = 'TIMEOUT';
@@ -509,10 +525,6 @@ function openConnection(client: Client, resolved: ResolvedTarget, hostKey: { typ
         ch.stderr.on('data', (b: Buffer) => {
           err.push(b);
           opts.onData?.(b.toString('utf8'));
-        });
-        ch.on('exit', (c: number | null, sig?: string) => {
-          if (typeof c === 'number') code = c;
-          if (sig) signal = sig;
         });
         ch.on('close', () => {
           if (timer) clearTimeout(timer);
