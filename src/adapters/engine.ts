@@ -5,6 +5,7 @@
 import { request, type Agent } from 'node:http';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
+import type { InventoryEngine } from '../core/inventory.js';
 import { HostPreconditionError } from '../errors.js';
 
 export interface ImageDetails {
@@ -19,13 +20,8 @@ export interface ImageDetails {
   size: number;
 }
 
-export interface EngineInfo {
-  serverVersion: string;
-  apiVersion: string;
-  storageDriver: string;
-  containerdStore: boolean;
-  os: string;
-  architecture: string;
+/** What an inventory records of its engine (all but Podman, told apart by a separate probe), and where it keeps its data. */
+export interface EngineInfo extends Omit<InventoryEngine, 'podman'> {
   dataRoot: string;
 }
 
