@@ -41,17 +41,10 @@ LIBDIR=/usr/lib/x86_64-linux-gnu
 DIST=/usr/lib/python3/dist-packages
 NPM=/usr/lib/node_modules/npm
 
-log() { echo "build-delta-images: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-command -v docker >/dev/null || die "docker CLI not found"
-for _ in $(seq "${FERRY_BENCH_ENGINE_WAIT:-30}"); do
-  docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && break
-  sleep 1
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
-  || die "no Docker engine answers at ${DOCKER_HOST:-the default socket} (start one, e.g. scripts/engines.sh up build)"
-[ -x /bin/busybox ] || die "/bin/busybox missing (apt-get install busybox-static)"
+LOG_NAME=build-delta-images
+# shellcheck source=bench/image-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/image-lib.sh"
+require_engine
 for p in /usr/bin/python3.11 /usr/lib/python3.11 /usr/bin/node "$NPM" /usr/bin/perl "$DIST/compose" "$DIST/docker" "$DIST/pygments"; do
   [ -e "$p" ] || die "$p missing: the delta stack is built from it (see scripts/setup.sh)"
 done
@@ -59,36 +52,6 @@ done
 mkdir -p "$WORK"
 exec 9>"$WORK/.build.lock"
 flock 9
-
-existing() { for p in "$@"; do if [ -e "$p" ] || [ -L "$p" ]; then echo "$p"; fi; done; return 0; }
-current_label() { docker image inspect --format "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
-image_id() { docker image inspect --format '{{.Id}}' "$1"; }
-
-# Images this script built before and has just replaced, removed at the end once nothing tags them.
-STALE=()
-remember_stale() {
-  local id
-  id=$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null) || return 0
-  [ -n "$(current_label "$1")" ] && STALE=("$id" "${STALE[@]}")
-  return 0
-}
-remove_stale() {
-  local id
-  for id in "${STALE[@]}"; do
-    [ -n "$(docker image inspect --format "{{if not .RepoTags}}{{index .Config.Labels \"$LABEL\"}}{{end}}" "$id" 2>/dev/null)" ] || continue
-    docker rmi "$id" >/dev/null 2>&1 && log "removed the superseded ${id:7:12}"
-  done
-  return 0
-}
-
-build() { # ref fingerprint context
-  log "building $1 ($(du -sh "$3" | cut -f1) of content)"
-  if ! DOCKER_BUILDKIT=0 docker build -q --label "$LABEL=$2" -t "$1" "$3" >/dev/null 2>"$WORK/build.err"; then
-    cat "$WORK/build.err" >&2
-    die "docker build of $1 failed"
-  fi
-  rm -f "$WORK/build.err"
-}
 
 # SRC or SRC=DEST: put SRC at DEST (default: the same path) under a rootfs. link: hardlinks where
 # possible (a big context for free); copy: real copies, which the release-2 edits may change.
@@ -98,7 +61,7 @@ place() { # rootfs mode spec
   dest="${spec#*=}"
   mkdir -p "$root$(dirname "$dest")"
   if [ "$mode" = link ]; then
-    cp -al "$src" "$root$dest" 2>/dev/null || { rm -rf "${root:?}$dest"; cp -a "$src" "$root$dest"; }
+    link_or_copy "$src" "$root$dest"
   else
     cp -a "$src" "$root$dest"
   fi
@@ -148,16 +111,8 @@ step() { # ref parent mode edit specs...
 
 # --- base: busybox, the merged-/usr layout, and the libraries the runtimes link against ----------
 RUNTIME_BINARIES="/usr/bin/node /usr/bin/python3.11 /usr/lib/python3.11/lib-dynload/*.so /usr/bin/perl $LIBDIR/perl/5.36.0/auto/*/*.so"
-base_libs() {
-  for b in $RUNTIME_BINARIES; do
-    [ -e "$b" ] && ldd "$b" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
-  done | while read -r f; do
-    case "$f" in /lib/*|/lib64/*) f="/usr$f" ;; esac
-    [ -e "$f" ] || continue
-    echo "$f"
-    [ -L "$f" ] && readlink -f "$f"
-  done | sort -u
-}
+# shellcheck disable=SC2086 # globs in the list are meant to expand
+base_libs() { linked_libs $RUNTIME_BINARIES | canonical_libs; }
 BASE="$REPO/base:1"
 mapfile -t LIBS < <(base_libs)
 base_fp=$({ echo "recipe=$RECIPE base"; find /bin/busybox "${LIBS[@]}" -printf '%p %s %T@ %y\n' | sort; } | sha256sum | cut -c1-16)
@@ -167,15 +122,9 @@ else
   ctx="$WORK/ctx/base"
   rm -rf "$ctx"
   root="$ctx/rootfs"
-  for l in "${LIBS[@]}"; do place "$root" link "$l"; done
-  mkdir -p "$root/usr/bin" "$root/usr/sbin" "$root/usr/lib64" "$root/etc" "$root/tmp" "$root/app"
-  chmod 1777 "$root/tmp"
-  cp /bin/busybox "$root/usr/bin/busybox"
-  for applet in $(/bin/busybox --list); do [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"; done
-  ln -sfn usr/bin "$root/bin"; ln -sfn usr/lib "$root/lib"; ln -sfn usr/lib64 "$root/lib64"; ln -sfn usr/sbin "$root/sbin"
-  ln -sfn ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/usr/lib64/ld-linux-x86-64.so.2"
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  stage "$root" "${LIBS[@]}"
+  base_rootfs "$root"
+  mkdir -p "$root/app"
   printf 'FROM scratch\nCOPY rootfs/ /\nENV PATH=/usr/local/bin:/usr/bin:/bin\nWORKDIR /app\nCMD ["/bin/sh"]\n' >"$ctx/Dockerfile"
   remember_stale "$BASE"
   build "$BASE" "$base_fp" "$ctx"

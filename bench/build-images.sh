@@ -20,18 +20,10 @@ LABEL=ferry-bench.fingerprint
 RECIPE=4
 LIBDIR=/usr/lib/x86_64-linux-gnu
 
-log() { echo "build-images: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-command -v docker >/dev/null || die "docker CLI not found"
-# Test suites on this machine restart the shared engine now and then: give it a moment to come back.
-for _ in $(seq "${FERRY_BENCH_ENGINE_WAIT:-30}"); do
-  docker version --format '{{.Server.Version}}' >/dev/null 2>&1 && break
-  sleep 1
-done
-docker version --format '{{.Server.Version}}' >/dev/null 2>&1 \
-  || die "no Docker engine answers at ${DOCKER_HOST:-the default socket} (start one, e.g. scripts/engines.sh up build)"
-[ -x /bin/busybox ] || die "/bin/busybox missing (apt-get install busybox-static)"
+LOG_NAME=build-images
+# shellcheck source=bench/image-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/image-lib.sh"
+require_engine
 
 # App images: name -> source paths (absolute; copied into the image at the same place).
 declare -A APP_SOURCES=(
@@ -54,68 +46,18 @@ mkdir -p "$WORK"
 exec 9>"$WORK/.build.lock"
 flock 9
 
-existing() { for p in "$@"; do [ -e "$p" ] || [ -L "$p" ] && echo "$p"; done; return 0; }
-
 # The base's libraries: those the runtime binaries link against, plus every small shared library
 # of the system (< 2 MiB each), so the shared layer has the size and mix of a real distro base.
 base_libs() {
   {
-    for b in $RUNTIME_BINARIES; do
-      [ -e "$b" ] && ldd "$b" 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'
-    done
+    # shellcheck disable=SC2086 # globs in the list are meant to expand
+    linked_libs $RUNTIME_BINARIES
     find "$LIBDIR" -maxdepth 1 -name 'lib*.so.*' -type f -size -2M
-  } | while read -r f; do
-    # ldd reports /lib/... (merged /usr): keep canonical /usr paths, and each soname link with its target.
-    case "$f" in /lib/*|/lib64/*) f="/usr$f" ;; esac
-    [ -e "$f" ] || continue
-    echo "$f"
-    [ -L "$f" ] && readlink -f "$f"
-  done | sort -u
+  } | canonical_libs
 }
 
 fingerprint() { # paths... -> hash of recipe + file list with sizes and mtimes
   { echo "recipe=$RECIPE"; echo "$*"; find "$@" -printf '%p %s %T@ %y\n' 2>/dev/null | sort; } | sha256sum | cut -c1-16
-}
-
-# Images this script built before and has just replaced: removed at the end (apps before the base
-# they sit on), but only while they still carry our label and no tag, so nobody else's image goes.
-STALE=()
-remember_stale() {
-  local id
-  id=$(docker image inspect --format '{{.Id}}' "$1" 2>/dev/null) || return 0
-  [ -n "$(current_label "$1")" ] && STALE=("$id" "${STALE[@]}")
-  return 0
-}
-remove_stale() {
-  local id
-  for id in "${STALE[@]}"; do
-    [ -n "$(docker image inspect --format "{{if not .RepoTags}}{{index .Config.Labels \"$LABEL\"}}{{end}}" "$id" 2>/dev/null)" ] || continue
-    docker rmi "$id" >/dev/null 2>&1 && log "removed the superseded ${id:7:12}"
-  done
-  return 0
-}
-
-current_label() { docker image inspect --format "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
-
-# Hardlinks make a 600 MB context nearly free; a context on another filesystem gets copies.
-# Not `cp --parents`: combined with -l it creates the parent directories mode 0700, which the
-# image would keep, and fails anyway.
-stage() { # dest paths...
-  local dest="$1" p; shift
-  for p in "$@"; do
-    mkdir -p "$dest$(dirname "$p")"
-    cp -al "$p" "$dest$p" 2>/dev/null || { rm -rf "${dest:?}$p"; cp -a "$p" "$dest$p"; }
-  done
-}
-
-build() { # ref fingerprint context
-  log "building $1 ($(du -sh "$3" | cut -f1) of content)"
-  # The legacy builder's deprecation banner is noise here; its stderr is shown only on failure.
-  if ! DOCKER_BUILDKIT=0 docker build -q --label "$LABEL=$2" -t "$1" "$3" >/dev/null 2>"$WORK/build.err"; then
-    cat "$WORK/build.err" >&2
-    die "docker build of $1 failed"
-  fi
-  rm -f "$WORK/build.err"
 }
 
 # --- base ------------------------------------------------------------------------------------
@@ -127,17 +69,7 @@ else
   ctx="$WORK/ctx/base"
   rm -rf "$ctx"
   stage "$ctx/rootfs" "${LIBS[@]}"
-  root="$ctx/rootfs"
-  mkdir -p "$root/usr/bin" "$root/usr/sbin" "$root/usr/lib64" "$root/etc" "$root/tmp"
-  chmod 1777 "$root/tmp"
-  cp /bin/busybox "$root/usr/bin/busybox"
-  # Applets as symlinks made here rather than with a RUN step: no container needs to start.
-  for applet in $(/bin/busybox --list); do [ -e "$root/usr/bin/$applet" ] || ln -s busybox "$root/usr/bin/$applet"; done
-  # The merged-/usr layout of Debian, so ldd's /lib and /lib64 paths resolve inside the image.
-  ln -sfn usr/bin "$root/bin"; ln -sfn usr/lib "$root/lib"; ln -sfn usr/lib64 "$root/lib64"; ln -sfn usr/sbin "$root/sbin"
-  ln -sfn ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/usr/lib64/ld-linux-x86-64.so.2"
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
-  printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+  base_rootfs "$ctx/rootfs"
   cat >"$ctx/Dockerfile" <<'EOF'
 FROM scratch
 COPY rootfs/ /
@@ -148,7 +80,7 @@ EOF
   build "$BASE" "$base_fp" "$ctx"
   rm -rf "$ctx"
 fi
-base_id=$(docker image inspect --format '{{.Id}}' "$BASE")
+base_id=$(image_id "$BASE")
 
 # --- apps ------------------------------------------------------------------------------------
 refs=()
