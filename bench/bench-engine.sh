@@ -28,65 +28,27 @@ die() { log "ERROR: $*"; exit 1; }
 # containerd puts its sockets under the exec root; unix socket paths are limited to 108 bytes.
 [ "${#DIR}" -le 60 ] || die "FERRY_BENCH_ENGINE_DIR too long for unix sockets: $DIR"
 
-answers() { timeout 10 docker -H "unix://$SOCK" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
-pid_from() { if [ -s "$1" ]; then tr -dc '0-9' <"$1"; fi; }
+# shellcheck source=scripts/lib/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/procs.sh"
 
-# The pid is our engine only if it is a dockerd whose command line names our socket: pids get
-# reused, and a stranger must never be signalled.
+answers() { engine_answers "$SOCK"; }
+
+# The pid of our engine: a dockerd whose command line names our socket.
 our_pid() {
   local pid
   pid="$(pid_from "$PIDFILE")"
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "unix://$SOCK" || return 1
+  is_ours "$pid" dockerd "unix://$SOCK" || return 1
   echo "$pid"
-}
-
-wait_gone() { # pid seconds
-  local i
-  for ((i = 0; i < $2 * 2; i++)); do
-    [ -d "/proc/$1" ] || return 0
-    [ "$(awk '/^State:/{print $2}' "/proc/$1/status" 2>/dev/null)" = Z ] && return 0
-    sleep 0.5
-  done
-  return 1
-}
-
-# The containerd that dockerd supervises can outlive a killed dockerd; only ours (its command
-# line names our exec root) is touched.
-stop_stale_containerd() {
-  local cpid
-  cpid="$(pid_from "$DIR/exec/containerd/containerd.pid")"
-  [ -n "$cpid" ] && [ -d "/proc/$cpid" ] || return 0
-  [ "$(cat "/proc/$cpid/comm" 2>/dev/null)" = containerd ] || return 0
-  tr '\0' ' ' <"/proc/$cpid/cmdline" | grep -qF -- "$DIR/" || return 0
-  log "stopping leftover containerd (pid $cpid)"
-  kill -TERM "$cpid" 2>/dev/null || true
-  wait_gone "$cpid" 10 || kill -KILL "$cpid" 2>/dev/null || true
-}
-
-# Mounts left by a killed engine would keep rm -rf from working; deepest first, only under $DIR.
-unmount_under() {
-  local m
-  [ -d "$DIR" ] || return 0
-  awk '{print $5}' /proc/self/mountinfo | { grep -F -- "$DIR/" || true; } | sort -r | while read -r m; do
-    case "$m" in "$DIR"/*) umount -l "$m" 2>/dev/null || true ;; esac
-  done
 }
 
 stop_engine() {
   local pid
   if pid="$(our_pid)"; then
     log "stopping the bench engine (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_gone "$pid" 45; then
-      log "pid $pid ignored SIGTERM for 45 s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      wait_gone "$pid" 10 || die "bench engine (pid $pid) did not exit"
-    fi
+    stop_pid "$pid" "bench engine"
   fi
-  stop_stale_containerd
-  unmount_under
+  kill_stale_engine_children "$DIR/exec/" "a previous bench engine"
+  unmount_under "$DIR"
   rm -f "$PIDFILE" "$SOCK"
 }
 

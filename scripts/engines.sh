@@ -36,25 +36,13 @@ need_root() {
   fi
 }
 
-# Pinging through the CLI rather than testing for the socket file: a stale socket from a killed
-# engine exists but answers nothing. `timeout` because a half-dead engine can accept and hang.
-answers() { timeout 10 docker -H "unix://$1" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
-
-pid_from() { if [ -s "$1" ]; then tr -dc '0-9' <"$1"; fi; }
-
-# A pid only counts as our engine when it is a dockerd whose command line names $2 (socket or
-# pid file): pids get reused after a crash, and we must never signal a stranger.
-is_our_dockerd() {
-  local pid="$1" marker="$2"
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker"
-}
+# shellcheck source=scripts/lib/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 wait_answers() {
   local sock="$1" pidfile="$2" logfile="$3" name="$4" i
   for ((i = 0; i < START_TIMEOUT * 2; i++)); do
-    if answers "$sock"; then
+    if engine_answers "$sock"; then
       log "$name engine answers on unix://$sock ($((i / 2)) s)"
       return 0
     fi
@@ -69,31 +57,9 @@ wait_answers() {
   return 1
 }
 
-stop_pid() {
-  local pid="$1" name="$2" i
-  log "stopping $name engine (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  # dockerd gives running containers up to ~15 s to stop before it exits itself.
-  for ((i = 0; i < 90; i++)); do
-    [ -d "/proc/$pid" ] || return 0
-    # A zombie has exited; only its parent can reap it.
-    [ "$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)" = Z ] && return 0
-    sleep 0.5
-  done
-  log "$name engine (pid $pid) ignored SIGTERM for 45 s; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do [ -d "/proc/$pid" ] || return 0; sleep 0.5; done
-  die "$name engine (pid $pid) did not exit"
-}
-
-# Mounts left under our state dir by a killed engine (overlay, netns bind mounts) keep rm -rf
-# from working; unmount them deepest first. Only paths under $STATE are touched.
-unmount_under() {
-  local dir="$1" m
-  [ -d "$dir" ] || return 0
-  awk '{print $5}' /proc/self/mountinfo | { grep -F -- "$dir/" || true; } | sort -r | while read -r m; do
-    case "$m" in "$dir"/*) umount -l "$m" 2>/dev/null || true ;; esac
-  done
+stop_engine() { # pid name
+  log "stopping $2 engine (pid $1)"
+  stop_pid "$1" "$2 engine"
 }
 
 # --- build engine -------------------------------------------------------------------------------
@@ -102,8 +68,8 @@ build_up() {
   local pidfile="$BUILD_DIR/dockerd.pid" logfile="$BUILD_DIR/dockerd.log" pid
   mkdir -p "$BUILD_DIR"
   pid="$(pid_from "$pidfile")"
-  if answers "$BUILD_SOCK"; then
-    if [ -e "$BUILD_DIR/owned" ] && is_our_dockerd "$pid" "$pidfile"; then
+  if engine_answers "$BUILD_SOCK"; then
+    if [ -e "$BUILD_DIR/owned" ] && is_ours "$pid" dockerd "$pidfile"; then
       log "build engine already up (started by engines.sh, pid $pid)"
     else
       # Someone else's engine (systemd, a developer's dockerd): use it, never stop it.
@@ -112,10 +78,10 @@ build_up() {
     fi
     return 0
   fi
-  if [ -e "$BUILD_DIR/owned" ] && is_our_dockerd "$pid" "$pidfile"; then
+  if [ -e "$BUILD_DIR/owned" ] && is_ours "$pid" dockerd "$pidfile"; then
     # Ours but not answering: maybe still starting, so give it the usual time before giving up.
     wait_answers "$BUILD_SOCK" "$pidfile" "$logfile" build && return 0
-    stop_pid "$pid" build
+    stop_engine "$pid" build
   fi
   command -v dockerd >/dev/null || die "dockerd not installed (run scripts/setup.sh)"
   rm -f "$pidfile" "$BUILD_DIR/owned"
@@ -140,8 +106,8 @@ build_down() {
   local pidfile="$BUILD_DIR/dockerd.pid" pid
   pid="$(pid_from "$pidfile")"
   [ -n "$pid" ] || pid="$(pid_from "$BUILD_DIR/owned")"
-  if [ -e "$BUILD_DIR/owned" ] && is_our_dockerd "$pid" "$BUILD_SOCK"; then
-    stop_pid "$pid" build
+  if [ -e "$BUILD_DIR/owned" ] && is_ours "$pid" dockerd "$BUILD_SOCK"; then
+    stop_engine "$pid" build
   elif [ -e "$BUILD_DIR/owned" ]; then
     log "build engine recorded as ours is not running; clearing its record"
   else
@@ -172,21 +138,20 @@ airgap_up() {
   local pidfile="$AIRGAP_DIR/dockerd.pid" logfile="$AIRGAP_DIR/dockerd.log" pid
   mkdir -p "$AIRGAP_DIR"
   pid="$(pid_from "$pidfile")"
-  if is_our_dockerd "$pid" "$AIRGAP_SOCK"; then
-    if answers "$AIRGAP_SOCK"; then
+  if is_ours "$pid" dockerd "$AIRGAP_SOCK"; then
+    if engine_answers "$AIRGAP_SOCK"; then
       log "airgap engine already up (pid $pid)"
       return 0
     fi
     wait_answers "$AIRGAP_SOCK" "$pidfile" "$logfile" airgap && return 0
-    stop_pid "$pid" airgap
+    stop_engine "$pid" airgap
   fi
   command -v dockerd >/dev/null || die "dockerd not installed (run scripts/setup.sh)"
   command -v nsenter >/dev/null || die "nsenter not installed (util-linux)"
   command -v ip >/dev/null || die "ip not installed (iproute2)"
   # Unix socket paths are limited to 108 bytes and containerd puts its own under the exec root.
   [ "${#AIRGAP_DIR}" -le 60 ] || die "FERRY_ENGINES_DIR too long for unix sockets: $STATE"
-  kill_stale_containerd
-  kill_stale_shims
+  kill_stale_engine_children "$AIRGAP_DIR/exec/" "a previous airgap engine"
   # A fresh airgap engine starts empty, like a newly installed host: tests then never depend on
   # what a previous, perhaps killed, run left in it.
   unmount_under "$AIRGAP_DIR"
@@ -216,47 +181,16 @@ airgap_up() {
   echo airgap
 }
 
-# The containerd that dockerd supervises outlives a SIGKILLed dockerd; a new dockerd would adopt
-# it, but it still sits in the old (possibly deleted) network namespace with old state.
-kill_stale_containerd() {
-  local cpidfile="$AIRGAP_DIR/exec/containerd/containerd.pid" cpid i
-  cpid="$(pid_from "$cpidfile")"
-  [ -n "$cpid" ] && [ -d "/proc/$cpid" ] || return 0
-  [ "$(cat "/proc/$cpid/comm" 2>/dev/null)" = containerd ] || return 0
-  tr '\0' ' ' <"/proc/$cpid/cmdline" | grep -qF -- "$AIRGAP_DIR/" || return 0
-  log "stopping leftover containerd of a previous airgap engine (pid $cpid)"
-  kill -TERM "$cpid" 2>/dev/null || true
-  for ((i = 0; i < 20; i++)); do [ -d "/proc/$cpid" ] || return 0; sleep 0.5; done
-  kill -KILL "$cpid" 2>/dev/null || true
-}
-
-# Containers of a killed airgap engine keep running under their shims, holding mounts in the
-# data root we are about to wipe. Only shims whose command line names our exec root are touched;
-# killing a container's init (its direct child) ends its whole pid namespace.
-kill_stale_shims() {
-  local proc pid child
-  for proc in /proc/[0-9]*; do
-    pid="${proc#/proc/}"
-    case "$(cat "$proc/comm" 2>/dev/null)" in containerd-shim*) ;; *) continue ;; esac
-    tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -qF -- "$AIRGAP_DIR/exec/" || continue
-    log "stopping leftover container shim of a previous airgap engine (pid $pid)"
-    # shellcheck disable=SC2013 # `children` is one line of space-separated pids
-    for child in $(cat "$proc"/task/*/children 2>/dev/null); do kill -KILL "$child" 2>/dev/null || true; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-
 airgap_down() {
   local pidfile="$AIRGAP_DIR/dockerd.pid" pid
   pid="$(pid_from "$pidfile")"
   [ -n "$pid" ] || pid="$(pid_from "$AIRGAP_DIR/owned")"
-  if is_our_dockerd "$pid" "$AIRGAP_SOCK"; then
-    stop_pid "$pid" airgap
+  if is_ours "$pid" dockerd "$AIRGAP_SOCK"; then
+    stop_engine "$pid" airgap
   else
     log "airgap engine not running"
   fi
-  kill_stale_containerd
-  kill_stale_shims
+  kill_stale_engine_children "$AIRGAP_DIR/exec/" "a previous airgap engine"
   unmount_under "$AIRGAP_DIR"
   if [ "${FERRY_ENGINES_KEEP_DATA:-0}" != 1 ]; then
     rm -rf "$AIRGAP_DIR/root" "$AIRGAP_DIR/exec"
@@ -309,7 +243,7 @@ case "$cmd" in
     need_root reset "$@"
     with_lock
     pid="$(pid_from "$AIRGAP_DIR/dockerd.pid")"
-    if is_our_dockerd "$pid" "$AIRGAP_SOCK"; then stop_pid "$pid" airgap; fi
+    if is_ours "$pid" dockerd "$AIRGAP_SOCK"; then stop_engine "$pid" airgap; fi
     airgap_up >/dev/null
     ;;
   env)
@@ -319,13 +253,13 @@ case "$cmd" in
     ;;
   status)
     rc=0
-    if answers "$BUILD_SOCK"; then
+    if engine_answers "$BUILD_SOCK"; then
       owner="not ours"; [ -e "$BUILD_DIR/owned" ] && owner="started by engines.sh"
       echo "build:  up   unix://$BUILD_SOCK ($owner)"
     else
       echo "build:  down"; rc=1
     fi
-    if answers "$AIRGAP_SOCK"; then
+    if engine_answers "$AIRGAP_SOCK"; then
       echo "airgap: up   unix://$AIRGAP_SOCK (netns $NETNS)"
     else
       echo "airgap: down"; rc=1

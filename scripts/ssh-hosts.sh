@@ -45,37 +45,8 @@ hdir() { echo "$STATE/h$1"; }
 netns() { echo "ferry-ssh$1"; }
 addr() { echo "$NET_PREFIX.$1.2"; }
 peer() { echo "$NET_PREFIX.$1.1"; }
-pid_from() { if [ -s "$1" ]; then tr -dc '0-9' <"$1"; fi; }
-
-# A pid is ours only when it runs $2 (comm) and its command line names $3.
-is_ours() {
-  local pid="$1" comm="$2" marker="$3"
-  [ -n "$pid" ] && [ -d "/proc/$pid" ] || return 1
-  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$marker"
-}
-
-engine_answers() { timeout 10 docker -H "unix://$1" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
-
-stop_pid() {
-  local pid="$1" what="$2" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 90; i++)); do
-    [ -d "/proc/$pid" ] || return 0
-    [ "$(awk '/^State:/{print $2}' "/proc/$pid/status" 2>/dev/null)" = Z ] && return 0
-    sleep 0.5
-  done
-  log "$what (pid $pid) ignored SIGTERM; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
-descendants() {
-  local pid="$1" c
-  for c in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-    echo "$c"
-    descendants "$c"
-  done
-}
+# shellcheck source=scripts/lib/procs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 # --- keys ---------------------------------------------------------------------------------------
 
@@ -253,19 +224,6 @@ kill_sessions() {
   [ -z "$victims" ] || log "host $i: killed sessions $(echo "$victims" | tr '\n' ' ')"
 }
 
-# What a stopped or killed engine of host $1 leaves: its containerd and shims, found by our exec
-# root in their command line.
-kill_stale_engine_children() {
-  local d proc c
-  d="$(hdir "$1")"
-  for proc in /proc/[0-9]*; do
-    case "$(cat "$proc/comm" 2>/dev/null)" in containerd | containerd-shim*) ;; *) continue ;; esac
-    tr '\0' ' ' <"$proc/cmdline" 2>/dev/null | grep -qF -- "$d/exec" || continue
-    for c in $(descendants "${proc#/proc/}"); do kill -KILL "$c" 2>/dev/null || true; done
-    kill -KILL "${proc#/proc/}" 2>/dev/null || true
-  done
-}
-
 engine_down() {
   local i="$1" d pid
   d="$(hdir "$i")"
@@ -274,7 +232,7 @@ engine_down() {
     log "stopping host $i engine (pid $pid)"
     stop_pid "$pid" "host $i engine"
   fi
-  kill_stale_engine_children "$i"
+  kill_stale_engine_children "$(hdir "$i")/exec" "host $i engine"
 }
 
 host_down() {
