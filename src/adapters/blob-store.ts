@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { CompressStream } from 'zstd-napi';
+import { hexOf, sha256Digest } from '../core/digest.js';
 import type { BlobPart, FileEntry, LayerBlob } from '../core/manifest.js';
 import { LAYER_MEDIA_TYPE } from '../core/manifest.js';
 
@@ -200,7 +201,7 @@ export class BlobStoreWriter {
 
   /** Small files (configs, OCI manifests, compose files) at a fixed bundle path. */
   async writeFile(path: string, data: Buffer): Promise<FileEntry> {
-    const sha256 = createHash('sha256').update(data).digest('hex');
+    const sha256 = hexOf(sha256Digest(data));
     const existing = this.entries.get(path);
     if (existing) {
       if (existing.sha256 !== sha256) throw new Error(`bundle file ${path} would be written twice with different content`);

@@ -2,7 +2,6 @@
  * Opening a bundle the safe way, shared by verify, inspect and install: the signed manifest is
  * read (bounded) and its signature checked before a single byte of it is parsed.
  */
-import { createHash } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { hashFile, isDirectory, listTree, readBounded } from '../adapters/fs.js';
 import {
@@ -16,6 +15,7 @@ import {
   type SignatureInfo,
   type VerifiedSignature,
 } from '../adapters/signing.js';
+import { hexOf, sha256Digest } from '../core/digest.js';
 import { MANIFEST_FILE, ManifestInvalid, MAX_MANIFEST_BYTES, parseManifest, SIGNATURE_FILE, type FerryManifest, type FileEntry } from '../core/manifest.js';
 import { compareListing } from '../core/verify.js';
 import { IntegrityError, TrustError, UsageError, type Problem } from '../errors.js';
@@ -219,7 +219,7 @@ export async function readVerified(root: string, entry: FileEntry): Promise<Buff
   }
   if (!data) throw integrityFailure([{ file: entry.path, kind: 'missing', message: `${entry.path} is missing` }]);
   if (data.length !== entry.size) throw integrityFailure([{ file: entry.path, kind: 'size', message: `${entry.path} has ${data.length} bytes, the manifest says ${entry.size}` }]);
-  const sha256 = createHash('sha256').update(data).digest('hex');
+  const sha256 = hexOf(sha256Digest(data));
   if (sha256 !== entry.sha256) throw integrityFailure([{ file: entry.path, kind: 'digest', message: `${entry.path} has sha256 ${sha256}, the manifest says ${entry.sha256}` }]);
   return data;
 }
