@@ -13,12 +13,11 @@
 // Only node: modules, so the bench runs before (and independently of) the project's own build
 // tooling, and measures the built CLI exactly as a user would run it: `node bin/ferry …`.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { dirBytes, fixed, GNU_TIME, MB, run, runMeasured, runToDevNull, SectionError, sh } from './sections/common.mjs';
+import { dirBytes, fixed, GNU_TIME, MB, run, runMeasured, runToDevNull, saveThrough, SectionError } from './sections/common.mjs';
 import { benchSsh } from './sections/ssh.mjs';
 import { benchInstall } from './sections/install.mjs';
 import { benchDelta } from './sections/delta.mjs';
@@ -127,17 +126,12 @@ async function benchCreate(ctx) {
   rows.push({ what: 'docker save: first byte', wall: firstByteS });
 
   step('docker save | gzip -6');
-  const gzFile = join(work, 'save.tar.gz');
-  const gz = await sh('docker save "$@" | gzip -6 > "$OUT"', ids, { env: { OUT: gzFile } });
-  const gzBytes = (await stat(gzFile)).size;
-  rmSync(gzFile);
-  rows.push({ what: 'docker save | gzip -6', wall: gz.ms / 1000, cpu: gz.cpuS, sizeMB: gzBytes / MB });
+  const gz = await saveThrough(ids, 'gzip -6', join(work, 'save.tar.gz'));
+  rows.push({ what: 'docker save | gzip -6', wall: gz.ms / 1000, cpu: gz.cpuS, sizeMB: gz.bytes / MB });
 
   step('docker save | zstd -3 -T0');
-  const zstFile = join(work, 'save.tar.zst');
-  const zst = await sh('docker save "$@" | zstd -q -3 -T0 > "$OUT"', ids, { env: { OUT: zstFile } });
-  const zstBytes = (await stat(zstFile)).size;
-  rmSync(zstFile);
+  const zst = await saveThrough(ids, 'zstd -q -3 -T0', join(work, 'save.tar.zst'));
+  const zstBytes = zst.bytes;
   rows.push({ what: 'docker save | zstd -3 -T0', wall: zst.ms / 1000, cpu: zst.cpuS, sizeMB: zstBytes / MB });
   // The least wall time of anything that compresses the save at zstd -3 here: the first byte,
   // then zstd's CPU for the archive (the pipeline's CPU less the docker CLI's) on every core.
@@ -212,7 +206,7 @@ async function benchCreate(ctx) {
       firstByteMs: firstByteS * 1000,
       floorMs: floorS * 1000,
       saveCpuS: save.cpuS,
-      gzip: { ms: gz.ms, cpuS: gz.cpuS, bytes: gzBytes },
+      gzip: { ms: gz.ms, cpuS: gz.cpuS, bytes: gz.bytes },
       zstd: { ms: zst.ms, cpuS: zst.cpuS, bytes: zstBytes },
       ferry: full,
       saveSmallMs: saveSmall.ms,

@@ -71,6 +71,14 @@ export function sh(script, args = [], opts = {}) {
   return runMeasured('bash', ['-o', 'pipefail', '-c', script, 'bench', ...args], opts);
 }
 
+/** `docker save IDS | FILTER > OUT`, measured, with the size of OUT, which is removed after. */
+export async function saveThrough(ids, filter, out) {
+  const r = await sh(`docker save "$@" | ${filter} > "$OUT"`, ids, { env: { OUT: out } });
+  const bytes = statSync(out).size;
+  rmSync(out);
+  return { ...r, bytes };
+}
+
 /** stdout straight to /dev/null by file descriptor, with no pipe to drain. */
 export async function runToDevNull(cmd, args, opts = {}) {
   const fd = openSync('/dev/null', 'w');

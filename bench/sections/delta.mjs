@@ -20,7 +20,7 @@ import {
   run,
   runToDevNull,
   runToFile,
-  sh,
+  saveThrough,
   sha256File,
   signingKey,
   sync,
@@ -135,17 +135,13 @@ export async function benchDelta(ctx) {
     rows.push({ what: 'docker save r2 > /dev/null', wall: save.ms / 1000, cpu: save.cpuS, sizeMB: archiveBytes / MB });
 
     step('docker save r2 | gzip -6');
-    const gzFile = join(work, 'r2.tar.gz');
-    const gz = await sh('docker save "$@" | gzip -6 > "$OUT"', ids2, { env: { OUT: gzFile } });
-    const gzBytes = statSync(gzFile).size;
-    rmSync(gzFile);
+    const gz = await saveThrough(ids2, 'gzip -6', join(work, 'r2.tar.gz'));
+    const gzBytes = gz.bytes;
     rows.push({ what: 'docker save r2 | gzip -6', wall: gz.ms / 1000, cpu: gz.cpuS, sizeMB: gzBytes / MB });
 
     step('docker save r2 | zstd -3 -T0');
-    const zstFile = join(work, 'r2.tar.zst');
-    const zst = await sh('docker save "$@" | zstd -q -3 -T0 > "$OUT"', ids2, { env: { OUT: zstFile } });
-    const zstBytes = statSync(zstFile).size;
-    rmSync(zstFile);
+    const zst = await saveThrough(ids2, 'zstd -q -3 -T0', join(work, 'r2.tar.zst'));
+    const zstBytes = zst.bytes;
     rows.push({ what: 'docker save r2 | zstd -3 -T0', wall: zst.ms / 1000, cpu: zst.cpuS, sizeMB: zstBytes / MB });
 
     step('ferry bundle create r2 (no --base)');
