@@ -25,12 +25,17 @@ export const DEFAULT_TRUST_FILE = '/etc/ferry/allowed_signers';
 /** A signature file larger than this is garbage, not a signature. */
 const MAX_SIGNATURE_BYTES = 64 * 1024;
 
+/**
+ * What decides whether this machine accepts a bundle's signature. Every field is required (null
+ * where unused) so that code building these by hand cannot leave one out and still compile: a
+ * revocation list that is silently dropped is worse than none.
+ */
 export interface TrustOptions {
   /** allowed_signers file. */
   trust: string;
   allowUnsigned: boolean;
   /** A file of revoked public keys, one a line; a key listed there is refused whatever `trust` says. */
-  revoked?: string;
+  revoked: string | null;
 }
 
 export interface OpenedBundle {
@@ -97,7 +102,22 @@ export async function openBundle(path: string, trust: TrustOptions, reporter: Re
   const dir = await requireBundleDir(path);
   const manifestBytes = await readManifestBytes(dir);
   const sig = await readSignatureBytes(dir);
-  let signer: VerifiedSignature | null = null;
+  const signer = await checkSignature(manifestBytes, sig, trust, reporter);
+  return {
+    dir,
+    manifestBytes,
+    manifest: parseOrRefuse(manifestBytes),
+    signatureBytes: sig,
+    signer,
+  };
+}
+
+/**
+ * The one decision on a bundle's signature, for every command that trusts a bundle (verify,
+ * install, fleets, inspect's verdict): throws the TrustError that refuses it, or returns the
+ * signer (null for an unsigned bundle accepted with --allow-unsigned).
+ */
+export async function checkSignature(manifestBytes: Buffer, sig: Buffer | null, trust: TrustOptions, reporter: Reporter): Promise<VerifiedSignature | null> {
   if (!sig) {
     if (!trust.allowUnsigned) {
       throw new TrustError('TRUST_UNSIGNED', `the bundle is not signed (${SIGNATURE_FILE} is missing)`, {
@@ -106,28 +126,21 @@ export async function openBundle(path: string, trust: TrustOptions, reporter: Re
       });
     }
     reporter.warn({ code: 'UNSIGNED_ACCEPTED', message: 'ACCEPTING AN UNSIGNED BUNDLE (--allow-unsigned): nothing proves who made it' });
-  } else {
-    await warnIfExposed(trust.trust, 'trust file', reporter);
-    const signers = await readAllowedSigners(trust.trust);
-    let revoked: RevokedKey[] = [];
-    if (trust.revoked !== undefined) {
-      await warnIfExposed(trust.revoked, 'revoked-keys file', reporter);
-      revoked = await readRevokedKeys(trust.revoked);
-    }
-    try {
-      signer = verifySignature(manifestBytes, sig, BUNDLE_NAMESPACE, signers, new Date(), revoked);
-    } catch (e) {
-      if (e instanceof TrustError) throw withFile(e);
-      throw e;
-    }
+    return null;
   }
-  return {
-    dir,
-    manifestBytes,
-    manifest: parseOrRefuse(manifestBytes),
-    signatureBytes: sig,
-    signer,
-  };
+  await warnIfExposed(trust.trust, 'trust file', reporter);
+  const signers = await readAllowedSigners(trust.trust);
+  let revoked: RevokedKey[] = [];
+  if (trust.revoked !== null) {
+    await warnIfExposed(trust.revoked, 'revoked-keys file', reporter);
+    revoked = await readRevokedKeys(trust.revoked);
+  }
+  try {
+    return verifySignature(manifestBytes, sig, BUNDLE_NAMESPACE, signers, new Date(), revoked);
+  } catch (e) {
+    if (e instanceof TrustError) throw withFile(e);
+    throw e;
+  }
 }
 
 async function warnIfExposed(file: string, what: string, reporter: Reporter): Promise<void> {

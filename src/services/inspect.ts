@@ -1,11 +1,12 @@
 /**
  * `ferry bundle inspect`: what is inside and how big, from the manifest alone (fast, reads no
- * blob). The signature is described and, when a trust file is at hand, checked; inspect never
- * replaces verify.
+ * blob). The signature is described and, when a trust file is at hand, judged by the very check
+ * verify and install make (same flags, same codes); inspect never replaces verify.
  */
 import { exists } from '../adapters/fs.js';
-import { BUNDLE_NAMESPACE, readAllowedSigners, verifySignature } from '../adapters/signing.js';
-import { readBundleUnverified } from './bundle.js';
+import { TrustError } from '../errors.js';
+import { checkSignature, readBundleUnverified, type TrustOptions } from './bundle.js';
+import type { Reporter } from './reporter.js';
 
 export interface InspectResult {
   bundle: string;
@@ -19,9 +20,14 @@ export interface InspectResult {
     present: boolean;
     fingerprint: string | null;
     publicKey: string | null;
-    /** true/false when checked against a trust file, null when no trust file was available. */
+    /**
+     * Whether verify and install, given the same trust flags, would accept the signature: null when
+     * not judged (a signed bundle and no trust file at hand).
+     */
     trusted: boolean | null;
     principals: string[];
+    /** Why it would be refused: the error code verify and install would exit with. */
+    code: string | null;
     problem: string | null;
   };
   services: { name: string; image: string; imageId: string }[];
@@ -40,19 +46,22 @@ export interface InspectResult {
   totals: { files: number; bundleBytes: number; imageBytes: number; uniqueLayerBytes: number; compressedBytes: number };
 }
 
-export async function inspectBundle(path: string, trustFile: string | undefined): Promise<InspectResult> {
+export async function inspectBundle(path: string, trust: TrustOptions, reporter: Reporter): Promise<InspectResult> {
   const { dir, manifest: m, manifestBytes, signatureBytes, signature, signatureError } = await readBundleUnverified(path);
   let trusted: boolean | null = null;
   let principals: string[] = [];
+  let code: string | null = null;
   let problem = signatureError;
-  if (signature && trustFile && (await exists(trustFile))) {
+  // An unsigned bundle is judged without a trust file (verify refuses it whatever the file says).
+  if (!signatureBytes || (await exists(trust.trust))) {
     try {
-      const v = verifySignature(manifestBytes, signatureBytes!, BUNDLE_NAMESPACE, await readAllowedSigners(trustFile));
+      principals = (await checkSignature(manifestBytes, signatureBytes, trust, reporter))?.principals ?? [];
       trusted = true;
-      principals = v.principals;
     } catch (e) {
+      if (!(e instanceof TrustError)) throw e;
       trusted = false;
-      problem = (e as Error).message;
+      code = e.code;
+      problem = e.message;
     }
   }
   const unique = new Map<string, { size: number; compressed: number }>();
@@ -87,6 +96,7 @@ export async function inspectBundle(path: string, trustFile: string | undefined)
       publicKey: signature?.publicKeyLine ?? null,
       trusted,
       principals,
+      code,
       problem,
     },
     services: m.compose.services,

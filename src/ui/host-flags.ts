@@ -1,14 +1,32 @@
-/** Flags shared by commands that work on a host's state. */
+/**
+ * Flag groups of the commands that work on a host: the state directory and compose. Each group
+ * comes with the one function that turns its parsed values into what a service takes.
+ */
 import { Flags } from '@oclif/core';
 import { DEFAULT_STATE_DIR } from '../core/state.js';
 
-export const stateDirFlag = Flags.string({
-  description: 'where ferry keeps releases and state on this host',
-  env: 'FERRY_STATE_DIR',
-  default: DEFAULT_STATE_DIR,
-});
+export const stateDirFlags = {
+  'state-dir': Flags.string({
+    description: 'where ferry keeps releases and state on this host',
+    env: 'FERRY_STATE_DIR',
+    default: DEFAULT_STATE_DIR,
+  }),
+};
+
+export function stateDirFrom(flags: { 'state-dir': string }): { stateDir: string } {
+  return { stateDir: flags['state-dir'] };
+}
 
 export const composeFlags = {
   'compose-cmd': Flags.string({ description: 'compose command to use, e.g. "docker-compose" or "docker compose" (default: v2 when present, else v1)' }),
   'wait-timeout': Flags.integer({ description: 'seconds to wait for services to become healthy', default: 120, min: 1 }),
 };
+
+export interface ComposeOptions {
+  composeCmd: string | undefined;
+  waitTimeoutMs: number;
+}
+
+export function composeOptionsFrom(flags: { 'compose-cmd'?: string | undefined; 'wait-timeout': number }): ComposeOptions {
+  return { composeCmd: flags['compose-cmd'], waitTimeoutMs: flags['wait-timeout'] * 1000 };
+}

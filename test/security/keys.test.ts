@@ -89,7 +89,7 @@ describe('4. keys', () => {
         '',
       ].join('\n'),
     );
-    const t = { trust, allowUnsigned: false };
+    const t = { trust, allowUnsigned: false, revoked: null };
     expectCase('signed by alice', await verify(signedBy.alice!, t), 0, null, (r) => r.principals.join() === 'alice,ops');
     expectCase('signed by bob', await verify(signedBy.bob!, t), 0, null, (r) => r.principals.join() === 'bob,release-team');
     expectCase('signed by carol, trusted for git only', await verify(signedBy.carol!, t), 3, 'TRUST_UNTRUSTED_KEY');
@@ -113,18 +113,18 @@ describe('4. keys', () => {
     ];
     for (const [name, line, by, exit] of cases) {
       const trust = await file(`window-${figure.cases}`, `${line}\n`);
-      expectCase(name, await verify(signedBy[by]!, { trust, allowUnsigned: false }), exit, exit === 0 ? null : 'TRUST_UNTRUSTED_KEY');
+      expectCase(name, await verify(signedBy[by]!, { trust, allowUnsigned: false, revoked: null }), exit, exit === 0 ? null : 'TRUST_UNTRUSTED_KEY');
     }
     // Rotation: the old key expired, the new one current; only the new signature passes.
     const rotation = await file('rotation', `${window(keys.alice, -365, -1)}\n${window(keys.bob, -1, null)}\n`);
-    expectCase('rotated: new key', await verify(signedBy.bob!, { trust: rotation, allowUnsigned: false }), 0, null);
-    expectCase('rotated: old key', await verify(signedBy.alice!, { trust: rotation, allowUnsigned: false }), 3, 'TRUST_UNTRUSTED_KEY');
+    expectCase('rotated: new key', await verify(signedBy.bob!, { trust: rotation, allowUnsigned: false, revoked: null }), 0, null);
+    expectCase('rotated: old key', await verify(signedBy.alice!, { trust: rotation, allowUnsigned: false, revoked: null }), 3, 'TRUST_UNTRUSTED_KEY');
     expect(figure.findings).toEqual([]);
   });
 
   it('refuses a revoked key even while the trust file lists it (--revoked, FERRY_REVOKED), failing closed', async () => {
     const trust = await file('both', `${signerLine(keys.alice)}\n${signerLine(keys.bob)}\n`);
-    const t = (revoked?: string): TrustOptions => ({ trust, allowUnsigned: false, ...(revoked ? { revoked } : {}) });
+    const t = (revoked?: string): TrustOptions => ({ trust, allowUnsigned: false, revoked: revoked ?? null });
     const pubLine = keys.alice.publicKeyLine;
     const revokedAlice = await file('revoked-alice', `# compromised 2026-11-20\n${pubLine}\n`);
     const revokedAsSigner = await file('revoked-signer-line', `alice namespaces="ferry-bundle" ${pubLine}\n`);
@@ -165,14 +165,14 @@ describe('4. keys', () => {
     const dir = (name: string, mode: number) => mkdir(join(work, name), { mode }).then(() => chmod(join(work, name), mode)).then(() => join(work, name));
     const safeDir = await dir('etc-ferry', 0o755);
     const cases: [string, () => Promise<TrustOptions>, boolean][] = [
-      ['root-owned 0644 in a root-owned 0755 directory', async () => ({ trust: await writeAt(safeDir, 'ok', line, 0o644), allowUnsigned: false }), false],
-      ['world-writable file', async () => ({ trust: await writeAt(safeDir, 'w666', line, 0o666), allowUnsigned: false }), true],
-      ['group-writable file', async () => ({ trust: await writeAt(safeDir, 'w664', line, 0o664), allowUnsigned: false }), true],
-      ['file owned by uid 1000', async () => { const p = await writeAt(safeDir, 'u1000', line, 0o644); await chown(p, 1000, 1000); return { trust: p, allowUnsigned: false }; }, true],
-      ['world-writable directory', async () => ({ trust: await writeAt(await dir('open', 0o777), 'f', line, 0o644), allowUnsigned: false }), true],
-      ['sticky world-writable directory (like /tmp)', async () => ({ trust: await writeAt(await dir('sticky', 0o1777), 'f', line, 0o644), allowUnsigned: false }), false],
-      ['directory owned by uid 1000', async () => { const d = await dir('userdir', 0o755); await chown(d, 1000, 1000); return { trust: await writeAt(d, 'f', line, 0o644), allowUnsigned: false }; }, true],
-      ['a symlink in a world-writable directory to a safe file', async () => { const d = await dir('linkdir', 0o777); const p = join(d, 'allowed_signers'); await symlink(join(safeDir, 'ok'), p); return { trust: p, allowUnsigned: false }; }, true],
+      ['root-owned 0644 in a root-owned 0755 directory', async () => ({ trust: await writeAt(safeDir, 'ok', line, 0o644), allowUnsigned: false, revoked: null }), false],
+      ['world-writable file', async () => ({ trust: await writeAt(safeDir, 'w666', line, 0o666), allowUnsigned: false, revoked: null }), true],
+      ['group-writable file', async () => ({ trust: await writeAt(safeDir, 'w664', line, 0o664), allowUnsigned: false, revoked: null }), true],
+      ['file owned by uid 1000', async () => { const p = await writeAt(safeDir, 'u1000', line, 0o644); await chown(p, 1000, 1000); return { trust: p, allowUnsigned: false, revoked: null }; }, true],
+      ['world-writable directory', async () => ({ trust: await writeAt(await dir('open', 0o777), 'f', line, 0o644), allowUnsigned: false, revoked: null }), true],
+      ['sticky world-writable directory (like /tmp)', async () => ({ trust: await writeAt(await dir('sticky', 0o1777), 'f', line, 0o644), allowUnsigned: false, revoked: null }), false],
+      ['directory owned by uid 1000', async () => { const d = await dir('userdir', 0o755); await chown(d, 1000, 1000); return { trust: await writeAt(d, 'f', line, 0o644), allowUnsigned: false, revoked: null }; }, true],
+      ['a symlink in a world-writable directory to a safe file', async () => { const d = await dir('linkdir', 0o777); const p = join(d, 'allowed_signers'); await symlink(join(safeDir, 'ok'), p); return { trust: p, allowUnsigned: false, revoked: null }; }, true],
       ['world-writable revoked-keys file', async () => ({ trust: join(safeDir, 'ok'), allowUnsigned: false, revoked: await writeAt(safeDir, 'revoked', '# none\n', 0o666) }), true],
     ];
     for (const [name, make, warns] of cases) {

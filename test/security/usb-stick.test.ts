@@ -85,7 +85,7 @@ const capture = (): Reporter & { warnings: { code: string; message: string }[] }
 async function verifyInProcess(bundle: string, opts: { allowUnsigned?: boolean } = {}): Promise<Outcome> {
   const reporter = capture();
   try {
-    await verifyBundle(bundle, { trust, allowUnsigned: opts.allowUnsigned ?? false }, reporter);
+    await verifyBundle(bundle, { trust, allowUnsigned: opts.allowUnsigned ?? false, revoked: null }, reporter);
     return { exit: 0, code: null, text: '', warnings: reporter.warnings };
   } catch (e) {
     if (e instanceof FerryError) return { exit: e.exitCode, code: e.code, text: `${e.message} ${JSON.stringify(e.details ?? null)}`, warnings: reporter.warnings };

@@ -7,7 +7,7 @@ import { silentReporter } from '../../src/services/reporter.js';
 
 const base: FleetOptions['install'] = {
   bundle: '/b.ferry',
-  trust: { trust: '/t', allowUnsigned: false },
+  trust: { trust: '/t', allowUnsigned: false, revoked: null },
   stateDir: '/var/lib/ferry',
   stage: true,
   allowDowngrade: false,

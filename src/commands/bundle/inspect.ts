@@ -1,15 +1,17 @@
 import { Args, Flags } from '@oclif/core';
 import { inspectBundle, type InspectResult } from '../../services/inspect.js';
-import { DEFAULT_TRUST_FILE } from '../../services/bundle.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { renderInspect } from '../../ui/render/bundle.js';
+import { trustFlags, trustOptionsFrom } from '../../ui/trust-flags.js';
 
 export default class BundleInspect extends FerryCommand {
   static override summary = 'Show what a bundle holds and how big it is.';
   static override description = FerryCommand.describe(`Reads the manifest only (fast; no blob is read): name, version, sequence, creation time and
 signer; per image its references, ID and layers with uncompressed and compressed sizes; the
-hosts it has overrides for; totals. The signer is checked against --trust when that file
-exists. inspect does not check the files: run \`ferry bundle verify\` for that.`);
+hosts it has overrides for; totals. When the --trust file exists (or the bundle is unsigned),
+the signature is judged exactly as verify and install judge it, with the same --trust,
+--revoked and --allow-unsigned: "NOT TRUSTED" names the code they would refuse it with (exit 3).
+inspect itself still exits 0 and does not check the files: run \`ferry bundle verify\` for that.`);
 
   static override examples = ['<%= config.bin %> bundle inspect /media/usb/shop-1.4.2.ferry', '<%= config.bin %> bundle inspect shop.ferry --json | jq ".result.images[].refs"'];
 
@@ -18,14 +20,15 @@ exists. inspect does not check the files: run \`ferry bundle verify\` for that.`
   };
 
   static override flags = {
-    trust: Flags.string({ description: 'allowed_signers file to check the signer against', env: 'FERRY_TRUST', default: DEFAULT_TRUST_FILE }),
+    ...trustFlags,
     layers: Flags.boolean({ description: 'list every layer of every image', default: false }),
   };
 
   async run(): Promise<InspectResult> {
     const { args, flags } = await this.parse(BundleInspect);
-    const result = await inspectBundle(args.bundle, flags.trust);
-    this.out.result(renderInspect(result, { layers: flags.layers }));
+    const view = { layers: flags.layers };
+    const result = await inspectBundle(args.bundle, trustOptionsFrom(flags), this.out);
+    this.out.result(renderInspect(result, view));
     return result;
   }
 }

@@ -5,11 +5,11 @@ import { checkBundleOnce, FleetFailedError, installFleet, type FleetResult } fro
 import { installBundle, type InstallResult } from '../../services/install.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { FleetDisplay } from '../../ui/fleet-output.js';
-import { composeFlags, stateDirFlag } from '../../ui/host-flags.js';
+import { composeFlags, composeOptionsFrom, stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { renderFleet } from '../../ui/render/fleet.js';
 import { renderInstall } from '../../ui/render/install.js';
 import { hostOverrides, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
-import { revokedFlag, trustFlags } from '../../ui/trust-flags.js';
+import { trustFlags, trustOptionsFrom } from '../../ui/trust-flags.js';
 
 export default class BundleInstall extends FerryCommand {
   static override summary = 'Verify a bundle, load its images and switch the stack to it, rolling back if it fails.';
@@ -41,12 +41,11 @@ A fleet (--ssh a,b,c): every host gets the same install, up to --parallel at a t
 
   static override flags = {
     ...trustFlags,
-    ...revokedFlag,
     host: Flags.string({
       description: 'which host override to use (default: the host\'s own hostname); for several --ssh hosts, TARGET=NAME per host (repeatable)',
       multiple: true,
     }),
-    'state-dir': stateDirFlag,
+    ...stateDirFlags,
     'allow-downgrade': Flags.boolean({ description: 'accept a bundle older than the newest this host installed', default: false }),
     stage: Flags.boolean({ description: 'copy the bundle off the medium before using it (--no-stage to read it in place; never over SSH)', default: true, allowNo: true }),
     up: Flags.boolean({ description: 'switch the stack after loading (--no-up only loads and tags images)', default: true, allowNo: true }),
@@ -69,16 +68,16 @@ A fleet (--ssh a,b,c): every host gets the same install, up to --parallel at a t
     const overrides = hostOverrides(targets, flags.host ?? []);
     const install = {
       bundle: args.bundle,
-      trust: { trust: flags.trust, allowUnsigned: flags['allow-unsigned'] },
-      stateDir: flags['state-dir'],
+      trust: trustOptionsFrom(flags),
+      ...stateDirFrom(flags),
+      ...composeOptionsFrom(flags),
       stage: flags.stage,
       allowDowngrade: flags['allow-downgrade'],
-      composeCmd: flags['compose-cmd'],
-      waitTimeoutMs: flags['wait-timeout'] * 1000,
       keep: flags.keep,
       up: flags.up,
       splice: flags.splice as 'auto' | 'always' | 'never',
     };
+    const fleet = { parallel: flags.parallel, failFast: flags['fail-fast'] };
 
     if (targets.length <= 1) {
       const target = targets[0];
@@ -91,7 +90,7 @@ A fleet (--ssh a,b,c): every host gets the same install, up to --parallel at a t
     let result: FleetResult;
     try {
       result = await installFleet(
-        { install, hosts: targets.map((t) => ({ target: t, ...(overrides.has(t) ? { hostName: overrides.get(t)! } : {}) })), parallel: flags.parallel, failFast: flags['fail-fast'] },
+        { install, hosts: targets.map((t) => ({ target: t, ...(overrides.has(t) ? { hostName: overrides.get(t)! } : {}) })), ...fleet },
         { open: (t) => openHost(t, { ...ssh, warn: (w) => display.reporterFor(t).warn(w) }), reporterFor: (t) => display.reporterFor(t), overall: this.out, checkOnce: checkBundleOnce },
       );
     } finally {

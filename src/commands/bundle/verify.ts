@@ -2,7 +2,7 @@ import { Args } from '@oclif/core';
 import { verifyBundle, type VerifyResult } from '../../services/verify.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { renderVerify } from '../../ui/render/bundle.js';
-import { revokedFlag, trustFlags } from '../../ui/trust-flags.js';
+import { trustFlags, trustOptionsFrom } from '../../ui/trust-flags.js';
 
 export default class BundleVerify extends FerryCommand {
   static override summary = 'Check a bundle\'s signature and every file before it travels or is installed.';
@@ -28,11 +28,11 @@ or a directory above it, can be changed by someone other than root.`);
     bundle: Args.string({ description: 'bundle directory', required: true }),
   };
 
-  static override flags = { ...trustFlags, ...revokedFlag };
+  static override flags = { ...trustFlags };
 
   async run(): Promise<VerifyResult> {
     const { args, flags } = await this.parse(BundleVerify);
-    const result = await verifyBundle(args.bundle, { trust: flags.trust, allowUnsigned: flags['allow-unsigned'], ...(flags.revoked === undefined ? {} : { revoked: flags.revoked }) }, this.out);
+    const result = await verifyBundle(args.bundle, trustOptionsFrom(flags), this.out);
     this.out.result(renderVerify(result));
     return result;
   }

@@ -3,7 +3,7 @@ import { withHost } from '../../adapters/host-factory.js';
 import type { Inventory } from '../../core/inventory.js';
 import { hostInventory } from '../../services/inventory.js';
 import { FerryCommand } from '../../ui/base-command.js';
-import { stateDirFlag } from '../../ui/host-flags.js';
+import { stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { renderInventory } from '../../ui/render/host.js';
 import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
@@ -29,15 +29,16 @@ state directory over SFTP, its hostname) and writes the document here.`);
 
   static override flags = {
     out: Flags.string({ char: 'o', description: 'file to write the inventory to (replaced atomically); default: stdout' }),
-    'state-dir': stateDirFlag,
+    ...stateDirFlags,
     ...sshFlags,
   };
 
   async run(): Promise<Inventory> {
     const { flags } = await this.parse(HostInventory);
     const target = singleTarget(flags);
+    const options = { ...stateDirFrom(flags), out: flags.out };
     const result = await withHost(target, sshOptionsFrom(flags, (w) => this.out.warn(w)), async (host) =>
-      hostInventory({ stateDir: flags['state-dir'], out: flags.out, ...(target !== undefined ? { host: await host.hostname() } : {}) }, host, this.out),
+      hostInventory({ ...options, ...(target !== undefined ? { host: await host.hostname() } : {}) }, host, this.out),
     );
     this.out.result(renderInventory(result));
     return result.inventory;

@@ -2,7 +2,7 @@ import { Args, Flags } from '@oclif/core';
 import { withHost } from '../../adapters/host-factory.js';
 import { rollbackStack, type RollbackResult } from '../../services/rollback.js';
 import { FerryCommand } from '../../ui/base-command.js';
-import { composeFlags, stateDirFlag } from '../../ui/host-flags.js';
+import { composeFlags, composeOptionsFrom, stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
 export default class HostRollback extends FerryCommand {
@@ -21,16 +21,15 @@ With --ssh [user@]host the same on that host: compose runs there, its state dire
 
   static override flags = {
     to: Flags.string({ description: 'version (or release id) to switch to' }),
-    'state-dir': stateDirFlag,
+    ...stateDirFlags,
     ...composeFlags,
     ...sshFlags,
   };
 
   async run(): Promise<RollbackResult> {
     const { args, flags } = await this.parse(HostRollback);
-    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) =>
-      rollbackStack({ stack: args.stack, to: flags.to, stateDir: flags['state-dir'], composeCmd: flags['compose-cmd'], waitTimeoutMs: flags['wait-timeout'] * 1000 }, host, this.out),
-    );
+    const options = { stack: args.stack, to: flags.to, ...stateDirFrom(flags), ...composeOptionsFrom(flags) };
+    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) => rollbackStack(options, host, this.out));
     this.out.result(`${result.stack} rolled back to ${result.version}${result.from ? ` (from ${result.from})` : ''} in ${(result.durationMs / 1000).toFixed(1)} s`);
     return result;
   }

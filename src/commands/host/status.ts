@@ -2,7 +2,7 @@ import { Args } from '@oclif/core';
 import { withHost } from '../../adapters/host-factory.js';
 import { hostStatus, type StatusResult } from '../../services/status.js';
 import { FerryCommand } from '../../ui/base-command.js';
-import { stateDirFlag } from '../../ui/host-flags.js';
+import { stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { renderStatus } from '../../ui/render/host.js';
 import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
@@ -31,13 +31,14 @@ With --ssh [user@]host the same for that host: its engine through the SSH connec
   };
 
   static override flags = {
-    'state-dir': stateDirFlag,
+    ...stateDirFlags,
     ...sshFlags,
   };
 
   async run(): Promise<StatusResult> {
     const { args, flags } = await this.parse(HostStatus);
-    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) => hostStatus({ stateDir: flags['state-dir'], stack: args.stack }, host));
+    const options = { ...stateDirFrom(flags), stack: args.stack };
+    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) => hostStatus(options, host));
     this.out.result(renderStatus(result));
     return result;
   }

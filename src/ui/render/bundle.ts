@@ -26,7 +26,7 @@ export function renderInspect(r: InspectResult, opts: { layers: boolean }): stri
   const sig = r.signature;
   const signer = !sig.present
     ? 'none (UNSIGNED)'
-    : `${sig.fingerprint ?? 'unreadable signature'}${sig.trusted === true ? ` — trusted: ${sig.principals.join(', ')}` : sig.trusted === false ? ` — NOT TRUSTED: ${sig.problem}` : ' — not checked (no trust file)'}`;
+    : `${sig.fingerprint ?? 'unreadable signature'}${sig.trusted === true ? ` — trusted: ${sig.principals.join(', ')}` : sig.trusted === false ? ` — NOT TRUSTED (${sig.code}, verify and install refuse it): ${sig.problem}` : ' — not checked (no trust file)'}`;
   const lines = [
     `bundle    ${r.bundle}`,
     `stack     ${r.name} ${r.version} (sequence ${r.sequence})`,
