@@ -42,8 +42,15 @@ export default function setup(project: TestProject): () => void {
     .map((line) => line.trim())
     .filter((line) => line === 'build' || line === 'airgap');
 
+  // Today's engines beside it: Docker 26 on the classic store (d26) and on the containerd image
+  // store (d26c), each in its own network namespace; also where Compose v2 comes from.
+  let started26: string[] = [];
   const teardown = (): void => {
-    if (started.length > 0) script(['scripts/engines.sh', 'down', ...started]);
+    try {
+      if (started26.length > 0) script(['scripts/engines26.sh', 'down', ...started26]);
+    } finally {
+      if (started.length > 0) script(['scripts/engines.sh', 'down', ...started]);
+    }
   };
 
   try {
@@ -53,7 +60,17 @@ export default function setup(project: TestProject): () => void {
     if (!started.includes('airgap') && process.env.FERRY_TEST_KEEP_TARGET !== '1') {
       script(['scripts/engines.sh', 'reset', 'airgap']);
     }
-    const vars = parseExports(script(['scripts/engines.sh', 'env']));
+    started26 = script(['scripts/engines26.sh', 'up'])
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line === 'd26' || line === 'd26c');
+    const reused26 = ['d26', 'd26c'].filter((e) => !started26.includes(e));
+    if (reused26.length > 0 && process.env.FERRY_TEST_KEEP_TARGET !== '1') script(['scripts/engines26.sh', 'reset', ...reused26]);
+    const vars = { ...parseExports(script(['scripts/engines.sh', 'env'])), ...parseExports(script(['scripts/engines26.sh', 'env'])) };
+    for (const name of ['FERRY_D26_DOCKER_HOST', 'FERRY_D26_NETNS', 'FERRY_D26C_DOCKER_HOST', 'FERRY_D26C_NETNS', 'FERRY_COMPOSE_V2_CONFIG']) {
+      if (!vars[name]) throw new Error(`engines26.sh env printed no ${name}`);
+      process.env[name] = vars[name];
+    }
     const engines: FerryEngines = {
       build: vars.FERRY_BUILD_DOCKER_HOST ?? '',
       target: vars.FERRY_TARGET_DOCKER_HOST ?? '',
