@@ -1,7 +1,7 @@
 /** Runs the compose tool as a child process: the only place ferry shells out for compose. */
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { composeArgs, type ComposeAction, type ComposeCommand } from '../core/compose-cli.js';
+import { composeArgs, parseComposeFeatures, type ComposeAction, type ComposeCommand, type ComposeFeatures } from '../core/compose-cli.js';
 import { HostPreconditionError } from '../errors.js';
 
 const run = promisify(execFile);
@@ -20,8 +20,8 @@ export async function detectCompose(override?: string): Promise<ComposeCommand> 
   const candidates: string[][] = override ? [override.split(/\s+/).filter(Boolean)] : [['docker', 'compose'], ['docker-compose']];
   for (const argv of candidates) {
     if (await works(argv)) {
-      const version = argv.length > 1 && argv[1] === 'compose' ? 2 : await majorVersion(argv);
-      return { argv, version };
+      const [version, features] = await Promise.all([argv.length > 1 && argv[1] === 'compose' ? (2 as const) : majorVersion(argv), detectFeatures(argv)]);
+      return { argv, version, features };
     }
   }
   throw new HostPreconditionError('NO_COMPOSE', override ? `the compose command "${override}" does not work here` : 'neither `docker compose` (v2) nor `docker-compose` (v1) works on this host', {
@@ -36,6 +36,20 @@ async function majorVersion(argv: string[]): Promise<1 | 2> {
   } catch {
     return 1;
   }
+}
+
+/** What this Compose's `up` and `run` accept, from their `--help` (both at once: v1 starts slowly). */
+async function detectFeatures(argv: string[]): Promise<ComposeFeatures> {
+  const help = async (sub: string): Promise<string> => {
+    try {
+      return (await run(argv[0]!, [...argv.slice(1), sub, '--help'], { timeout: 20_000 })).stdout;
+    } catch {
+      // Read as "no optional flags", which is always safe (see NO_COMPOSE_FEATURES).
+      return '';
+    }
+  };
+  const [up, runHelp] = await Promise.all([help('up'), help('run')]);
+  return parseComposeFeatures(up, runHelp);
 }
 
 export interface ComposeRun {

@@ -12,7 +12,7 @@ import { Agent, type ClientRequestArgs } from 'node:http';
 import { posix } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { ClientChannel, SFTPWrapper } from 'ssh2';
-import { composeArgs, type ComposeCommand } from '../core/compose-cli.js';
+import { composeArgs, parseComposeFeatures, type ComposeCommand } from '../core/compose-cli.js';
 import { shellCommand, shellQuote } from '../core/ssh-target.js';
 import { HostPreconditionError } from '../errors.js';
 import { Engine } from './engine.js';
@@ -314,13 +314,18 @@ function remoteCompose(conn: SshConnection, socket: string): ComposeRunner {
     const r = await conn.exec(`${env}; ${shellCommand([...argv, 'version', '--short'])}`, { timeoutMs: 30_000 });
     return r.code === 0 && r.stdout.trim().replace(/^v/, '').startsWith('1.') ? 1 : r.code === 0 ? 2 : 1;
   };
+  // As locally (adapters/compose.ts): a failed help reads as "no optional flags", which is safe.
+  const help = async (argv: string[], sub: string) => {
+    const r = await conn.exec(`${env}; ${shellCommand([...argv, sub, '--help'])} 2>/dev/null`, { timeoutMs: 30_000 });
+    return r.code === 0 ? r.stdout : '';
+  };
   return {
     async detect(override) {
       const candidates: string[][] = override ? [override.split(/\s+/).filter(Boolean)] : [['docker', 'compose'], ['docker-compose']];
       for (const argv of candidates) {
         if (await works(argv)) {
-          const version = argv.length > 1 && argv[1] === 'compose' ? 2 : await majorVersion(argv);
-          return { argv, version } satisfies ComposeCommand;
+          const [version, upHelp, runHelp] = await Promise.all([argv.length > 1 && argv[1] === 'compose' ? (2 as const) : majorVersion(argv), help(argv, 'up'), help(argv, 'run')]);
+          return { argv, version, features: parseComposeFeatures(upHelp, runHelp) } satisfies ComposeCommand;
         }
       }
       throw new HostPreconditionError('NO_COMPOSE', override ? `the compose command "${override}" does not work on ${conn.label}` : `neither \`docker compose\` (v2) nor \`docker-compose\` (v1) works on ${conn.label}`, {
