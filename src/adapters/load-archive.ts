@@ -69,17 +69,30 @@ export interface SpliceSource {
   wanted: Set<string>;
 }
 
+/** A layer as the archive carries it: what the containerd image store names the loaded image by. */
+export interface ArchiveLayer {
+  digest: string;
+  size: number;
+  gzip: boolean;
+}
+
 /**
  * A classic docker-archive of the images, layers shared between them written once. A layer the
  * bundle left out (blob null) is named in manifest.json but absent from the archive — which the
  * classic store accepts when it holds the layer — unless a splice source supplies its bytes.
  */
-export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: number, diffId: string) => void, splice: SpliceSource[] = []): Readable {
+export function loadArchive(
+  root: string,
+  images: LoadImage[],
+  onBytes?: (n: number, diffId: string) => void,
+  splice: SpliceSource[] = [],
+  /** Filled while streaming: each diffID's entry as written (left-out layers have none). */
+  written: Map<string, ArchiveLayer> = new Map(),
+): Readable {
   const pack = tar.pack();
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const fill = async () => {
-    const written = new Set<string>();
-    const spliced = new Map<string, string>();
+    const spliced = new Map<string, { path: string } & ArchiveLayer>();
     for (const [i, source] of splice.entries()) await spliceLayers(pack, await source.save(), `splice-${i}`, source.wanted, spliced);
     const manifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
     for (const im of images) {
@@ -90,13 +103,14 @@ export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: num
         if (!l.blob) {
           const from = spliced.get(l.diffId);
           if (splice.length > 0 && !from) throw new Error(`layer ${l.diffId} was not found in the host's own images`);
-          layers.push(from ?? `${hexOf(l.diffId)}/layer.tar`);
+          layers.push(from?.path ?? `${hexOf(l.diffId)}/layer.tar`);
+          if (from) written.set(l.diffId, { digest: from.digest, size: from.size, gzip: from.gzip });
           continue;
         }
         const name = `${hexOf(l.diffId)}/layer.tar`;
         layers.push(name);
-        if (written.has(name)) continue;
-        written.add(name);
+        if (written.has(l.diffId)) continue;
+        written.set(l.diffId, { digest: l.diffId, size: l.size, gzip: false });
         await entry(pack, name, [openBlob(root, l.blob), new DecompressStream(), new DiffIdCheck(l.diffId, l.size, onBytes)], l.size);
       }
       manifest.push({ Config: configName, RepoTags: im.tags, Layers: layers });
@@ -121,7 +135,7 @@ export function loadArchive(root: string, images: LoadImage[], onBytes?: (n: num
  * hashing it on the way; records where each wanted diffID landed. A gzip-compressed layer (as a
  * containerd store may export) is also hashed decompressed, since its diffID is of the tar inside.
  */
-async function spliceLayers(pack: tar.Pack, archive: Readable, prefix: string, wanted: Set<string>, found: Map<string, string>): Promise<void> {
+async function spliceLayers(pack: tar.Pack, archive: Readable, prefix: string, wanted: Set<string>, found: Map<string, { path: string } & ArchiveLayer>): Promise<void> {
   const extract = tar.extract();
   archive.pipe(extract);
   archive.on('error', (e) => extract.destroy(e));
@@ -158,13 +172,15 @@ async function spliceLayers(pack: tar.Pack, archive: Readable, prefix: string, w
       },
     });
     await entry(pack, path, [Readable.from(e), tap], e.header.size ?? 0);
-    const digests = [`sha256:${raw.digest('hex')}`];
+    const rawDigest = `sha256:${raw.digest('hex')}`;
+    const digests = [rawDigest];
     if (inner) {
       inner.gunzip.end();
       await inner.done;
       digests.push(`sha256:${inner.hash.digest('hex')}`);
     }
-    for (const d of digests) if (wanted.has(d) && !found.has(d)) found.set(d, path);
+    const as: { path: string } & ArchiveLayer = { path, digest: rawDigest, size: e.header.size ?? 0, gzip: inner !== undefined };
+    for (const d of digests) if (wanted.has(d) && !found.has(d)) found.set(d, as);
   }
 }
 

@@ -25,6 +25,12 @@ export interface LayerInfo {
 export interface SavedImage {
   /** Image ID: the sha256 of the config bytes. */
   id: string;
+  /**
+   * Other digests the engine may call this image by: on the containerd image store an image's ID
+   * is the digest of its manifest (or of an index listing it), which OCI-style archives carry as
+   * blobs; a classic store names images by config digest and needs none.
+   */
+  aliases: string[];
   config: Buffer;
   repoTags: string[];
   /** Archive paths of the layers, bottom first, symlinks resolved. */
@@ -97,6 +103,7 @@ export async function readSaveArchive<L>(
     for (let i = 0; i < 16 && links.has(p); i++) p = links.get(p)!;
     return p;
   };
+  const aliases = manifestAliases(json);
   const images: SavedImage[] = manifest.map((m, i) => {
     if (typeof m.Config !== 'string' || !Array.isArray(m.Layers)) {
       throw new SaveArchiveError(`manifest.json entry ${i} lacks Config or Layers`);
@@ -109,14 +116,40 @@ export async function readSaveArchive<L>(
       if (!layers.has(p)) throw new SaveArchiveError(`the archive has no layer ${String(l)}`);
       return p;
     });
+    const id = sha256Digest(config);
     return {
-      id: sha256Digest(config),
+      id,
+      aliases: aliases.get(id) ?? [],
       config,
       repoTags: Array.isArray(m.RepoTags) ? m.RepoTags.map(String) : [],
       layerPaths,
     };
   });
   return { images, layers };
+}
+
+/** Config digest → the manifest and index digests in the archive that lead to it. */
+function manifestAliases(json: Map<string, Buffer>): Map<string, string[]> {
+  const configOf = new Map<string, string>();
+  const children = new Map<string, string[]>();
+  for (const [name, buf] of json) {
+    const m = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(name);
+    if (!m) continue;
+    let doc: { config?: { digest?: unknown }; layers?: unknown; manifests?: { digest?: unknown }[] };
+    try {
+      doc = JSON.parse(buf.toString('utf8'));
+    } catch {
+      continue;
+    }
+    const digest = `sha256:${m[1]}`;
+    if (typeof doc.config?.digest === 'string' && Array.isArray(doc.layers)) configOf.set(digest, doc.config.digest);
+    else if (Array.isArray(doc.manifests)) children.set(digest, doc.manifests.map((c) => String(c?.digest)));
+  }
+  const out = new Map<string, string[]>();
+  const add = (config: string, alias: string) => out.set(config, [...(out.get(config) ?? []), alias]);
+  for (const [digest, config] of configOf) add(config, digest);
+  for (const [index, list] of children) for (const child of list) if (configOf.has(child)) add(configOf.get(child)!, index);
+  return out;
 }
 
 function normalize(name: string): string {

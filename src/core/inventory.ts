@@ -39,7 +39,7 @@ export interface InventoryEngine {
 }
 
 export interface InventoryImage {
-  /** The engine's image ID (config digest; the manifest digest on a containerd image store). */
+  /** The image ID: its config digest; on a containerd image store, the manifest digest for images ferry did not load. */
   id: string;
   /** Sorted; `<none>:<none>` placeholders are left out. */
   repoTags: string[];

@@ -3,6 +3,7 @@
  * a complete bundle without ferry. Pure: returns the exact bytes to write, whose digests the
  * manifest then records.
  */
+import { sha256Digest } from './digest.js';
 import { LAYER_MEDIA_TYPE } from './manifest.js';
 
 export const OCI_LAYOUT = Buffer.from(`${JSON.stringify({ imageLayoutVersion: '1.0.0' })}\n`);
@@ -55,4 +56,26 @@ export function imageIndex(
     }
   }
   return Buffer.from(`${JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX_MEDIA_TYPE, manifests }, null, 2)}\n`);
+}
+
+export const DOCKER_MANIFEST_MEDIA_TYPE = 'application/vnd.docker.distribution.manifest.v2+json';
+export const DOCKER_CONFIG_MEDIA_TYPE = 'application/vnd.docker.container.image.v1+json';
+export const DOCKER_LAYER_MEDIA_TYPE = 'application/vnd.docker.image.rootfs.diff.tar';
+export const DOCKER_LAYER_GZIP_MEDIA_TYPE = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
+
+/**
+ * The image ID the containerd image store gives an image it loads from a docker-archive: that
+ * store names images by the digest of their manifest, and for a docker-archive (which has none)
+ * its importer writes a Docker schema 2 manifest of the config and of each layer entry exactly as
+ * the archive carried it — compact JSON, in Go's field order. Being a digest over the config's
+ * digest, finding an image by this ID proves which config it has, as the ID does on a classic store.
+ */
+export function dockerArchiveImportId(config: { digest: string; size: number }, layers: { digest: string; size: number; gzip?: boolean }[]): string {
+  const manifest = JSON.stringify({
+    schemaVersion: 2,
+    mediaType: DOCKER_MANIFEST_MEDIA_TYPE,
+    config: { mediaType: DOCKER_CONFIG_MEDIA_TYPE, digest: config.digest, size: config.size },
+    layers: layers.map((l) => ({ mediaType: l.gzip ? DOCKER_LAYER_GZIP_MEDIA_TYPE : DOCKER_LAYER_MEDIA_TYPE, digest: l.digest, size: l.size })),
+  });
+  return sha256Digest(Buffer.from(manifest));
 }

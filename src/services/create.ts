@@ -8,7 +8,8 @@ import { BlobStoreWriter } from '../adapters/blob-store.js';
 import { Engine } from '../adapters/engine.js';
 import { createPartialSibling, exists, isDirectory, readBounded, readText, removeTree, sealDirectory } from '../adapters/fs.js';
 import { versionFromGit } from '../adapters/git.js';
-import { readSaveArchive, SaveArchiveError } from '../adapters/save-archive.js';
+import { uncompressedLayer } from '../adapters/layer-stream.js';
+import { readSaveArchive, SaveArchiveError, type SavedImage } from '../adapters/save-archive.js';
 import { BUNDLE_NAMESPACE, loadSigningKey, type SigningKey } from '../adapters/signing.js';
 import { analyzeCompose, bindsOfDocument, envFilesOfDocument, fieldWarnings, type ComposeAnalysis } from '../core/compose.js';
 import { parseDefinition, type BundleDefinition } from '../core/definition.js';
@@ -163,7 +164,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
           return { diffId: `sha256:${named[1]}`, size: info.size, blob: null };
         }
         const layer = await store.writeLayer(
-          entry,
+          (await uncompressedLayer(entry)).stream,
           (n) => {
             streamed = before + n;
             overall.update(streamed);
@@ -189,9 +190,10 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     for (const bar of imageBars.values()) bar.task.done();
 
     const images: ManifestImage[] = [];
-    for (const id of ids) {
-      const image = saved.find((s) => s.id === id);
-      if (!image) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive does not contain image ${id}`);
+    for (const engineId of ids) {
+      const image = savedImage(saved, engineId, [...details.values()].find((d) => d.id === engineId)!);
+      // What the bundle pins is the config digest, whatever the engine calls the image.
+      const id = image.id;
       const config = JSON.parse(image.config.toString('utf8')) as { rootfs?: { diff_ids?: string[] }; os?: string; architecture?: string };
       const diffIds = config.rootfs?.diff_ids ?? [];
       if (diffIds.length !== image.layerPaths.length) {
@@ -215,7 +217,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       );
       const ociEntry = await store.writeFile(`blobs/sha256/${hexOf(sha256Digest(ociManifest))}`, ociManifest);
       images.push({
-        refs: refsById.get(id) ?? [],
+        refs: refsById.get(engineId) ?? [],
         id,
         os: config.os ?? 'linux',
         architecture: config.architecture ?? 'amd64',
@@ -323,6 +325,24 @@ async function loadBases(paths: string[]): Promise<BundleBase[]> {
     }
   }
   return bases;
+}
+
+/**
+ * The saved image the engine meant by `engineId`: its config digest on a classic store, the digest
+ * of its manifest (or of an index listing it, then the one for the image's platform) on the
+ * containerd image store.
+ */
+function savedImage(saved: SavedImage[], engineId: string, d: { os: string; architecture: string }): SavedImage {
+  const byConfig = saved.find((s) => s.id === engineId);
+  if (byConfig) return byConfig;
+  const candidates = saved.filter((s) => s.aliases.includes(engineId));
+  const platform = (s: SavedImage) => {
+    const c = JSON.parse(s.config.toString('utf8')) as { os?: string; architecture?: string };
+    return c.os === d.os && c.architecture === d.architecture;
+  };
+  const image = candidates.length === 1 ? candidates[0] : candidates.find(platform);
+  if (!image) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive does not contain image ${engineId}${candidates.length ? ` for ${d.os}/${d.architecture}` : ''}`);
+  return image;
 }
 
 function timestampVersion(now: Date): string {

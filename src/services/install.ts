@@ -11,7 +11,8 @@ import type { Engine } from '../adapters/engine.js';
 import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
 import type { HostTarget } from '../adapters/host.js';
 import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
-import { loadArchive, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
+import { loadArchive, type ArchiveLayer, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
+import { dockerArchiveImportId } from '../core/oci.js';
 import { chainIds, sha256Digest } from '../core/digest.js';
 import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
@@ -40,6 +41,7 @@ import { formatBytes, shortDigest } from '../ui/format.js';
 import type { ProgressReporter } from '../ui/progress.js';
 import { checkFiles, integrityFailure, openBundle, readVerified, type OpenedBundle, type TrustOptions } from './bundle.js';
 import { deploy, DeployFailure, isHealthy, type DeployContext } from './deploy.js';
+import { findPinned, type PinnedImage } from './pinned-images.js';
 import type { Reporter } from './reporter.js';
 
 export interface InstallOptions {
@@ -289,6 +291,8 @@ function imageBars(progress: ProgressReporter, images: ManifestImage[], weight: 
 interface LoadPlan {
   /** Image IDs the engine lacks. */
   missing: Set<string>;
+  /** Whether the engine names images by manifest digest (containerd image store). */
+  containerdStore: boolean;
   /** Where the left-out layers come from when they are spliced; empty for a partial load. */
   splice: SpliceSource[];
 }
@@ -301,7 +305,7 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
   const { engine } = host;
   const info = await engine.info();
   const missing = new Set<string>();
-  for (const im of m.images) if (!(await engine.inspectImage(im.id))) missing.add(im.id);
+  for (const im of m.images) if (!(await findPinned(engine, info.containerdStore, m.name, pinned(im)))) missing.add(im.id);
   const toLoad = m.images.filter((im) => missing.has(im.id));
 
   const assumed = new Map<string, { diffId: string; images: string[] }>();
@@ -361,14 +365,17 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
       reporter.log(`${assumed.size} assumed layer${assumed.size > 1 ? 's' : ''} already on this engine: partial load`);
     }
   }
-  return { missing, splice };
+  return { missing, splice, containerdStore: info.containerdStore };
 }
+
+const pinned = (im: ManifestImage): PinnedImage => ({ id: im.id, configSize: im.config.size, layers: im.layers });
 
 async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine: Engine, reporter: Reporter): Promise<{ id: string; tag: string; loaded: boolean }[]> {
   const { missing } = plan;
   const result = m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id), loaded: missing.has(im.id) }));
   const toLoad = m.images.filter((im) => missing.has(im.id));
   for (const im of m.images.filter((x) => !missing.has(x.id))) reporter.log(`image ${im.refs[0] ?? shortDigest(im.id)} already on the engine`);
+  const written = new Map<string, ArchiveLayer>();
   if (toLoad.length > 0) {
     const loadImagesList: LoadImage[] = [];
     for (const im of toLoad) {
@@ -381,11 +388,12 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
     const perImage = imageBars(progress, toLoad, (l) => (l.included ? l.size : 0));
     let done = 0;
     try {
+      written.clear();
       const onBytes = (n: number, diffId: string) => {
         bar.update((done += n));
         perImage.advance(diffId, n);
       };
-      const archive = loadArchive(root, loadImagesList, onBytes, plan.splice);
+      const archive = loadArchive(root, loadImagesList, onBytes, plan.splice, written);
       // The engine unpacks and registers the layers only once it has them all: on a big stack that
       // is a long wait after the bytes reach 100%, which should not look like a hang.
       archive.once('end', () => reporter.log(`all ${formatBytes(done)} sent; the engine is unpacking and registering the layers`));
@@ -402,14 +410,21 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
     }
   }
   for (const im of m.images) {
-    const got = await engine.inspectImage(im.id);
     const diffIds = im.layers.map((l) => l.diffId);
-    if (!got || got.id !== im.id || JSON.stringify(got.diffIds) !== JSON.stringify(diffIds)) {
+    // A loaded image must carry the ID its config and layers as sent give it: the config digest on
+    // a classic store, on the containerd store the digest of the manifest its import wrote.
+    const expectedId =
+      plan.containerdStore && missing.has(im.id)
+        ? dockerArchiveImportId({ digest: im.id, size: im.config.size }, im.layers.map((l) => written.get(l.diffId) ?? { digest: l.diffId, size: l.size }))
+        : null;
+    const got = expectedId ? await engine.inspectImage(ferryTag(m.name, im.id)) : await findPinned(engine, plan.containerdStore, m.name, pinned(im));
+    if (!got || (expectedId ? got.id !== expectedId : false) || JSON.stringify(got.diffIds) !== JSON.stringify(diffIds)) {
       throw new IntegrityError('LOADED_IMAGE_MISMATCH', `after loading, image ${im.refs[0] ?? im.id} is ${got ? `${got.id} with other layers` : 'absent'} on the engine`, {
-        details: { expected: { id: im.id, diffIds }, got },
+        details: { expected: { id: im.id, engineId: expectedId, diffIds }, got },
+        hint: plan.containerdStore ? 'This engine uses the containerd image store: it names images by manifest digest, and the one it made differs from what ferry expects. Report the engine version with this message.' : undefined,
       });
     }
-    await engine.tag(im.id, ferryTag(m.name, im.id));
+    await engine.tag(got.id, ferryTag(m.name, im.id));
   }
   return result;
 }

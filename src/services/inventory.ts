@@ -40,7 +40,8 @@ export async function hostInventory(options: InventoryOptions, host: HostTarget,
     reporter.warn({ code: 'IMAGE_SKIPPED', subject: s.id, message: `image ${shortDigest(s.id)} left out of the inventory: ${s.reason}` });
   }
   const images: RawImage[] = [];
-  for (const im of listed.images) {
+  for (const listedImage of listed.images) {
+    const im = info.containerdStore ? { ...listedImage, id: pinnedConfigId(listedImage.repoTags) ?? listedImage.id } : listedImage;
     const problem = rawImageProblem(im);
     if (problem === undefined) images.push(im);
     else reporter.warn({ code: 'IMAGE_SKIPPED', subject: im.id, message: `image ${im.id} left out of the inventory: ${problem}` });
@@ -77,6 +78,19 @@ export async function hostInventory(options: InventoryOptions, host: HostTarget,
     }
   }
   return { inventory, written };
+}
+
+/**
+ * The containerd image store names images by manifest digest; an image ferry loaded carries its
+ * config digest in the tag ferry gave it after checking it (ferry.local/STACK:<config hex>), so an
+ * inventory lists those by the same identity a classic store shows.
+ */
+function pinnedConfigId(tags: readonly string[]): string | undefined {
+  for (const t of tags) {
+    const m = /^ferry\.local\/[^:]+:([0-9a-f]{64})$/.exec(t);
+    if (m) return `sha256:${m[1]}`;
+  }
+  return undefined;
 }
 
 /**

@@ -8,6 +8,7 @@ import { projectContainers, type ContainerHealth, type ProjectContainer } from '
 import { StateStore } from '../adapters/state-store.js';
 import { currentRelease, type ReleaseRecord, type StackState } from '../core/state.js';
 import { HostPreconditionError, UsageError } from '../errors.js';
+import { engineIds } from './pinned-images.js';
 
 export interface StatusOptions {
   stateDir: string;
@@ -87,13 +88,15 @@ export async function hostStatus(options: StatusOptions, host: HostTarget): Prom
         cause: e,
       });
     }
-    stacks.push(stackStatus(state, await projectContainers(engine, stack)));
+    const current = currentRelease(state);
+    const ids = await engineIds(engine, stack, (current?.services ?? []).map((s) => s.imageId));
+    stacks.push(stackStatus(state, await projectContainers(engine, stack), ids));
   }
   return { stateDir: options.stateDir, stacks };
 }
 
 /** Pure: the state and the containers of one stack, joined per service. */
-export function stackStatus(state: StackState, containers: readonly ProjectContainer[]): StackStatus {
+export function stackStatus(state: StackState, containers: readonly ProjectContainer[], engineIds: ReadonlyMap<string, string> = new Map()): StackStatus {
   const current = currentRelease(state);
   const expected = new Map((current?.services ?? []).map((s) => [s.name, s.imageId]));
   const services: ServiceStatus[] = containers.map((c) => {
@@ -105,7 +108,8 @@ export function stackStatus(state: StackState, containers: readonly ProjectConta
       health: c.health,
       imageId: c.imageId,
       expectedImageId,
-      imageMatches: expectedImageId === null ? null : c.imageId === expectedImageId,
+      // The containerd image store shows a container's image by manifest digest, not by config digest.
+      imageMatches: expectedImageId === null ? null : c.imageId === expectedImageId || c.imageId === engineIds.get(expectedImageId),
       exitCode: c.exitCode,
       oneOff: c.oneOff,
     };

@@ -6,6 +6,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { describe, expect, it } from 'vitest';
+import { gzipSync } from 'node:zlib';
+import { compress } from 'zstd-napi';
+import { uncompressedLayer } from '../../src/adapters/layer-stream.js';
 import { readSaveArchive } from '../../src/adapters/save-archive.js';
 
 const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
@@ -110,5 +113,46 @@ describe('docker save archive reader', () => {
 
   it('fails clearly without a manifest.json', async () => {
     await expect(read(await archive([{ name: 'x', data: Buffer.from('y') }]))).rejects.toThrow(/no manifest\.json/);
+  });
+
+  it('names an image by the manifest and index digests the containerd image store calls it by', async () => {
+    const layer = gzipSync(randomBytes(5000));
+    const config = Buffer.from(JSON.stringify({ os: 'linux', architecture: 'amd64', rootfs: { type: 'layers', diff_ids: [`sha256:${'a'.repeat(64)}`] } }));
+    const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, config: { digest: `sha256:${sha(config)}`, size: config.length }, layers: [{ digest: `sha256:${sha(layer)}`, size: layer.length }] }));
+    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, manifests: [{ digest: `sha256:${sha(manifest)}`, size: manifest.length }] }));
+    const buf = await archive([
+      { name: `blobs/sha256/${sha(layer)}`, data: layer },
+      { name: `blobs/sha256/${sha(config)}`, data: config },
+      { name: `blobs/sha256/${sha(manifest)}`, data: manifest },
+      { name: `blobs/sha256/${sha(index)}`, data: index },
+      { name: 'manifest.json', data: Buffer.from(JSON.stringify([{ Config: `blobs/sha256/${sha(config)}`, RepoTags: ['shop/web:1'], Layers: [`blobs/sha256/${sha(layer)}`] }])) },
+    ]);
+    const { images } = await read(buf);
+    expect(images[0]!.id).toBe(`sha256:${sha(config)}`);
+    expect(images[0]!.aliases.sort()).toEqual([`sha256:${sha(manifest)}`, `sha256:${sha(index)}`].sort());
+  });
+});
+
+describe('layers as uncompressed tars', () => {
+  const tarBytes = randomBytes(200_000);
+  const read = async (input: Buffer) => {
+    const { stream, compression } = await uncompressedLayer(oddChunks(input));
+    const chunks: Buffer[] = [];
+    for await (const c of stream) chunks.push(c as Buffer);
+    return { bytes: Buffer.concat(chunks), compression };
+  };
+  it.each([
+    ['none', tarBytes],
+    ['gzip', gzipSync(tarBytes)],
+    ['zstd', compress(tarBytes)],
+  ] as const)('%s: the same bytes, whatever the store kept', async (kind, input) => {
+    const got = await read(input);
+    expect(got.compression).toBe(kind);
+    expect(sha(got.bytes)).toBe(sha(tarBytes));
+  });
+  it('a corrupt gzip layer fails the stream', async () => {
+    const bad = gzipSync(tarBytes);
+    bad[bad.length >> 1] ^= 0xff;
+    await expect(read(bad)).rejects.toThrow();
   });
 });
