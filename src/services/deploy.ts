@@ -6,8 +6,9 @@
 import type { Engine } from '../adapters/engine.js';
 import type { ComposeRunner } from '../adapters/host.js';
 import { projectContainers } from '../adapters/engine-containers.js';
-import type { ComposeCommand } from '../core/compose-cli.js';
+import { upWaits, type ComposeCommand } from '../core/compose-cli.js';
 import type { ReleaseRecord } from '../core/state.js';
+import { engineIds } from './pinned-images.js';
 import type { Reporter } from './reporter.js';
 
 export interface DeployContext {
@@ -31,13 +32,37 @@ export class DeployFailure extends Error {
 /** Brings the release's services up and waits for them; throws DeployFailure saying what failed. */
 export async function deploy(ctx: DeployContext, release: ReleaseRecord, releaseDir: string): Promise<void> {
   const services = release.services.map((s) => s.name).filter((s) => s !== release.smoke);
+  if (ctx.compose.version === 1 && (await composeV1CannotRecreate(ctx))) {
+    ctx.reporter.warn({
+      code: 'COMPOSE_V1_RECREATE',
+      message: `Compose v1 cannot recreate containers on Docker 25 and later (it reads the image field ContainerConfig, which those engines no longer have): removing ${ctx.project}'s containers before starting ${release.version}, so the stack is down until they start. Compose v2 (docker compose) has no such gap.`,
+    });
+    const down = await ctx.runner.run(ctx.compose, ctx.project, release.composeFiles, { kind: 'down' }, { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs + 120_000 });
+    if (down.code !== 0) throw new DeployFailure(`compose down failed (exit ${down.code}): ${lastLines(down.output)}`, down.output);
+  }
   ctx.reporter.log(`starting ${ctx.project} ${release.version}: ${services.join(', ')}`);
-  const up = await ctx.runner.run(ctx.compose, ctx.project, release.composeFiles, { kind: 'up', services }, {
+  // One deadline for both waits: `up --wait` spends part of it.
+  const deadline = Date.now() + ctx.waitTimeoutMs;
+  const up = await ctx.runner.run(ctx.compose, ctx.project, release.composeFiles, { kind: 'up', services, waitSeconds: ctx.waitTimeoutMs / 1000 }, {
     cwd: releaseDir,
     timeoutMs: ctx.waitTimeoutMs + 120_000,
   });
-  if (up.code !== 0) throw new DeployFailure(`compose up failed (exit ${up.code}): ${lastLines(up.output)}`, up.output);
-  await waitHealthy(ctx, release, services);
+  if (up.code !== 0) {
+    // `up --wait` (2.26) stops at the first unhealthy service naming only its container
+    // ("container shop-web-1 is unhealthy"), or at its deadline naming none: say which service.
+    // Before the deadline with nothing failed, compose stopped for its own reasons (a port taken...):
+    // its words then.
+    if (upWaits(ctx.compose)) {
+      await waitHealthy(ctx, release, services, deadline, true).catch((e: unknown) => {
+        throw e instanceof DeployFailure ? new DeployFailure(e.message, up.output) : e;
+      });
+    }
+    throw new DeployFailure(`compose up failed (exit ${up.code}): ${lastLines(up.output)}`, up.output);
+  }
+  // Also after a successful `up --wait`: 2.26 was seen to exit 0 at its --wait-timeout with a
+  // service still starting, and it counts a running container without a health check as up even
+  // when it exits a second later.
+  await waitHealthy(ctx, release, services, deadline);
   if (release.smoke) {
     ctx.reporter.log(`running smoke test ${release.smoke}`);
     const smoke = await ctx.runner.run(ctx.compose, ctx.project, release.composeFiles, { kind: 'run-once', service: release.smoke }, {
@@ -48,9 +73,9 @@ export async function deploy(ctx: DeployContext, release: ReleaseRecord, release
   }
 }
 
-async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services: string[]): Promise<void> {
-  const deadline = Date.now() + ctx.waitTimeoutMs;
-  const expected = new Map(release.services.map((s) => [s.name, s.imageId]));
+/** once: a single look after a failed `up --wait`, which returns (not waits) while services are pending. */
+async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services: string[], deadline: number, once = false): Promise<void> {
+  const expected = await expectedImages(ctx.engine, ctx.project, release);
   const said = new Map<string, string>();
   for (;;) {
     const containers = (await projectContainers(ctx.engine, ctx.project)).filter((c) => !c.oneOff);
@@ -71,6 +96,7 @@ async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services:
     }
     if (pending.length === 0) return;
     if (Date.now() > deadline) throw new DeployFailure(`timed out after ${Math.round(ctx.waitTimeoutMs / 1000)} s waiting for ${pending.join(', ')}`);
+    if (once) return;
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
@@ -78,9 +104,23 @@ async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services:
 /** True when every service of the release runs its image and is healthy (or running, without a check). */
 export async function isHealthy(engine: Engine, project: string, release: ReleaseRecord): Promise<boolean> {
   const containers = (await projectContainers(engine, project)).filter((c) => !c.oneOff);
+  const expected = await expectedImages(engine, project, release);
   return release.services
     .filter((s) => s.name !== release.smoke)
-    .every((s) => containers.some((c) => c.service === s.name && c.imageId === s.imageId && c.state === 'running' && (c.health === 'healthy' || c.health === 'none')));
+    .every((s) => containers.some((c) => c.service === s.name && c.imageId === expected.get(s.name) && c.state === 'running' && (c.health === 'healthy' || c.health === 'none')));
+}
+
+/** Service → the image ID its containers must show: the pinned config digest, as this engine names it. */
+async function expectedImages(engine: Engine, project: string, release: ReleaseRecord): Promise<Map<string, string>> {
+  const ids = await engineIds(engine, project, [...new Set(release.services.map((s) => s.imageId))]);
+  return new Map(release.services.map((s) => [s.name, ids.get(s.imageId) ?? s.imageId]));
+}
+
+/** Docker 25 (API 1.44) dropped ContainerConfig from image inspect; Compose v1 crashes recreating without it. */
+async function composeV1CannotRecreate(ctx: DeployContext): Promise<boolean> {
+  if ((await projectContainers(ctx.engine, ctx.project)).filter((c) => !c.oneOff).length === 0) return false;
+  const [major = 0, minor = 0] = (await ctx.engine.info()).apiVersion.split('.').map(Number);
+  return major > 1 || (major === 1 && minor >= 44);
 }
 
 function lastLines(text: string, n = 6): string {
