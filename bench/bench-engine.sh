@@ -9,12 +9,44 @@
 #   bench/bench-engine.sh down    stop it, wipe its data, delete its network namespace
 #   bench/bench-engine.sh host    print the DOCKER_HOST value for it
 #
+# FERRY_BENCH_ENGINE_KIND picks the engine:
+#   classic (default)  the system's dockerd (Docker 20.10), classic image store;
+#                      dir /tmp/ferry-bench-engine, namespace ferry-bench
+#   d26c               Docker 26 from scripts/docker26.sh's prefix on the containerd image store
+#                      (features.containerd-snapshotter), as scripts/engines26.sh's d26c, but a
+#                      dockerd, containerd, data root and namespace of the bench's own:
+#                      dir /tmp/ferry-bench-d26c, namespace ferry-bench-d26c. The tests' d26c is
+#                      reset by every test run, so the bench cannot share it.
+#
 # Only the dockerd named by our pid file (and whose command line names our socket) is ever
 # signalled; nothing is killed by name.
 set -euo pipefail
 
-DIR="${FERRY_BENCH_ENGINE_DIR:-/tmp/ferry-bench-engine}"
-NETNS=ferry-bench
+KIND="${FERRY_BENCH_ENGINE_KIND:-classic}"
+case "$KIND" in
+  classic)
+    DIR="${FERRY_BENCH_ENGINE_DIR:-/tmp/ferry-bench-engine}"
+    NETNS=ferry-bench
+    DOCKERD=dockerd
+    ENGINE_PATH="$PATH"
+    DAEMON_JSON='{}'
+    ;;
+  d26c)
+    DIR="${FERRY_BENCH_ENGINE_DIR:-/tmp/ferry-bench-d26c}"
+    NETNS=ferry-bench-d26c
+    PREFIX="${FERRY_DOCKER26_PREFIX:-/opt/docker26}"
+    PREFIX="${PREFIX%/}"
+    DOCKERD="$PREFIX/usr/sbin/dockerd"
+    # The prefix first: dockerd starts the containerd, shims, docker-proxy and docker-init it
+    # finds on PATH, and the system's (Docker 20.10's) must not be picked instead.
+    ENGINE_PATH="$PREFIX/usr/bin:$PREFIX/usr/sbin:$PATH"
+    DAEMON_JSON='{"features":{"containerd-snapshotter":true}}'
+    ;;
+  *)
+    echo "bench-engine: ERROR: FERRY_BENCH_ENGINE_KIND must be classic or d26c (got '$KIND')" >&2
+    exit 1
+    ;;
+esac
 NETNS_PATH="/var/run/netns/$NETNS"
 SOCK="$DIR/docker.sock"
 PIDFILE="$DIR/docker.pid"
@@ -67,15 +99,21 @@ netns_up() {
 
 start_engine() {
   local i pid
-  command -v dockerd >/dev/null || die "dockerd not installed (run scripts/setup.sh)"
+  if [ "$KIND" = d26c ]; then
+    bash "$(dirname "${BASH_SOURCE[0]}")/../scripts/docker26.sh" >&2 || die "Docker 26 is not available (scripts/docker26.sh failed)"
+    # Without --containerd, a dockerd adopts a containerd listening on the system socket instead of
+    # starting its own (in our namespace, with its content store under our data root).
+    [ ! -e /run/containerd/containerd.sock ] || die "/run/containerd/containerd.sock exists: dockerd would use that containerd rather than its own"
+  fi
+  command -v "$DOCKERD" >/dev/null || die "$DOCKERD not installed (run scripts/setup.sh)"
   mkdir -p "$DIR/root" "$DIR/exec"
-  # Its own (empty) config file: /etc/docker/daemon.json is meant for the system engine.
-  echo '{}' >"$DIR/daemon.json"
+  # Its own config file: /etc/docker/daemon.json is meant for the system engine.
+  echo "$DAEMON_JSON" >"$DIR/daemon.json"
   netns_up
   : >"$LOGFILE"
   # nsenter --net only (`ip netns exec` remounts /sys and hides the cgroups); setsid so that a
   # Ctrl-C of the bench does not reach the engine before `down` stops it properly.
-  setsid nsenter --net="$NETNS_PATH" dockerd \
+  PATH="$ENGINE_PATH" setsid nsenter --net="$NETNS_PATH" "$DOCKERD" \
     --config-file "$DIR/daemon.json" \
     --data-root "$DIR/root" \
     --exec-root "$DIR/exec" \

@@ -12,12 +12,13 @@
 //
 // Only node: modules, so the bench runs before (and independently of) the project's own build
 // tooling, and measures the built CLI exactly as a user would run it: `node bin/ferry …`.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { dirBytes, fixed, GNU_TIME, MB, run, runMeasured, runToDevNull, saveThrough, SectionError } from './sections/common.mjs';
+import { composeImages, createBundle, fixed, imageIds, GNU_TIME, MB, run, runToDevNull, saveBytes, saveFirstByte, saveThrough, SectionError } from './sections/common.mjs';
+import { benchContainerd } from './sections/containerd.mjs';
 import { benchSsh } from './sections/ssh.mjs';
 import { benchInstall } from './sections/install.mjs';
 import { benchDelta } from './sections/delta.mjs';
@@ -87,12 +88,7 @@ async function benchCreate(ctx) {
   const refs = facts.images.split(' ');
   // Asked again now that build-images.sh has waited for the engine (it may have been restarting).
   ctx.machine.docker = (await run('docker', ['version', '--format', '{{.Server.Version}}'])).stdout.trim();
-  const idsOf = async (def) => {
-    const compose = readFileSync(join(def, 'compose.yaml'), 'utf8');
-    const names = [...compose.matchAll(/^\s+image:\s*(\S+)\s*$/gm)].map((m) => m[1]);
-    const r = await run('docker', ['image', 'inspect', '--format', '{{.Id}}', ...names]);
-    return r.stdout.trim().split('\n');
-  };
+  const idsOf = (def) => imageIds(composeImages(def));
   // By ID, the very set `ferry bundle create` pins and saves, so every row reads the same archive.
   const ids = await idsOf(facts.def);
   const smallIds = await idsOf(facts.def_small);
@@ -103,10 +99,8 @@ async function benchCreate(ctx) {
   // Warm-up, untimed: brings the engine's layer files into the page cache so the first timed row
   // does not pay for the disk, and measures the archive every row reads.
   ctx.log('warming up: docker save > (counted) …');
-  let archiveBytes = 0;
-  await run('docker', ['save', ...ids], { onStdout: (b) => (archiveBytes += b.length) });
-  let smallArchiveBytes = 0;
-  await run('docker', ['save', ...smallIds], { onStdout: (b) => (smallArchiveBytes += b.length) });
+  const archiveBytes = await saveBytes(ids);
+  const smallArchiveBytes = await saveBytes(smallIds);
 
   const rows = [];
   const step = (what) => ctx.log(`${what} …`);
@@ -119,10 +113,7 @@ async function benchCreate(ctx) {
   // engine with the classic image store writes the whole export into a temporary directory first
   // and only then streams it, so most of `docker save`'s wall time passes with no byte to work on.
   step('docker save: time to the first byte');
-  const t0 = performance.now();
-  let firstByte = 0;
-  await run('docker', ['save', ...ids], { onStdout: () => (firstByte ||= performance.now()) });
-  const firstByteS = (firstByte - t0) / 1000;
+  const firstByteS = await saveFirstByte(ids);
   rows.push({ what: 'docker save: first byte', wall: firstByteS });
 
   step('docker save | gzip -6');
@@ -138,15 +129,7 @@ async function benchCreate(ctx) {
   const floorS = firstByteS + Math.max(0, zst.cpuS - save.cpuS) / ctx.machine.cores;
   rows.push({ what: `floor: first byte + zstd -3 CPU / ${ctx.machine.cores} cores`, wall: floorS });
 
-  const ferryCreate = async (def, name) => {
-    const out = join(work, name);
-    const r = await runMeasured(process.execPath, [join(ROOT, 'bin', 'ferry'), 'bundle', 'create', def, '--out', out, '--sign-key', join(work, 'key'), '--json', ...ctx.ferryArgs]);
-    const bytes = await dirBytes(out);
-    const manifest = JSON.parse(readFileSync(join(out, 'ferry.json'), 'utf8'));
-    rmSync(out, { recursive: true, force: true });
-    const layers = new Map(manifest.images.flatMap((im) => im.layers.map((l) => [l.diffId, l.size])));
-    return { ms: r.ms, cpuS: r.cpuS, rssMB: r.rssMB, bytes, images: manifest.images.length, layers: layers.size, layerBytes: [...layers.values()].reduce((a, b) => a + b, 0), reportedMs: JSON.parse(r.stdout).result?.durationMs };
-  };
+  const ferryCreate = (def, name) => createBundle(def, join(work, name), join(work, 'key'), ctx.ferryArgs);
 
   step(`ferry bundle create${ctx.ferryArgs.length ? ` ${ctx.ferryArgs.join(' ')}` : ''}`);
   const full = await ferryCreate(facts.def, 'full.ferry');
@@ -222,6 +205,7 @@ const SECTIONS = {
   ssh: benchSsh,
   install: benchInstall,
   delta: benchDelta,
+  containerd: benchContainerd,
 };
 
 async function main() {

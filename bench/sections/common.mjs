@@ -72,11 +72,44 @@ export function sh(script, args = [], opts = {}) {
 }
 
 /** `docker save IDS | FILTER > OUT`, measured, with the size of OUT, which is removed after. */
-export async function saveThrough(ids, filter, out) {
-  const r = await sh(`docker save "$@" | ${filter} > "$OUT"`, ids, { env: { OUT: out } });
+export async function saveThrough(ids, filter, out, opts = {}) {
+  const r = await sh(`docker save "$@" | ${filter} > "$OUT"`, ids, { ...opts, env: { ...opts.env, OUT: out } });
   const bytes = statSync(out).size;
   rmSync(out);
   return { ...r, bytes };
+}
+
+/**
+ * Seconds until the first byte of `docker save IDS` arrives. An engine with the classic image store
+ * writes the whole export into a temporary directory first and only then streams it; nothing
+ * downstream of a save can start before this.
+ */
+export async function saveFirstByte(ids, opts = {}) {
+  const t0 = performance.now();
+  let first = 0;
+  await run('docker', ['save', ...ids], { ...opts, onStdout: () => (first ||= performance.now()) });
+  return (first - t0) / 1000;
+}
+
+/** Bytes of the archive `docker save IDS` writes (read and counted, not kept). */
+export async function saveBytes(ids, opts = {}) {
+  let bytes = 0;
+  await run('docker', ['save', ...ids], { ...opts, onStdout: (b) => (bytes += b.length) });
+  return bytes;
+}
+
+/**
+ * `ferry bundle create DEF --out OUT --sign-key KEY --json ARGS…`, measured: wall, CPU, peak RSS,
+ * the bundle's size (every file) and what its manifest holds. The bundle is removed after unless
+ * `keep`.
+ */
+export async function createBundle(def, out, key, args = [], { keep = false, ...opts } = {}) {
+  const r = await runMeasured(process.execPath, [FERRY, 'bundle', 'create', def, '--out', out, '--sign-key', key, '--json', ...args], opts);
+  const bytes = await dirBytes(out);
+  const manifest = JSON.parse(readFileSync(join(out, 'ferry.json'), 'utf8'));
+  if (!keep) rmSync(out, { recursive: true, force: true });
+  const layers = new Map(manifest.images.flatMap((im) => im.layers.map((l) => [l.diffId, l.size])));
+  return { ms: r.ms, cpuS: r.cpuS, rssMB: r.rssMB, bytes, images: manifest.images.length, layers: layers.size, layerBytes: [...layers.values()].reduce((a, b) => a + b, 0), reportedMs: JSON.parse(r.stdout).result?.durationMs };
 }
 
 /** stdout straight to /dev/null by file descriptor, with no pipe to drain. */
@@ -146,8 +179,8 @@ export async function requireTools(tools) {
 }
 
 /** Runs a bench/*.sh that prints key=value lines; its log (stderr) is passed through. */
-export async function keyValues(script, ctx) {
-  const r = await run('bash', [join(ROOT, 'bench', script)]);
+export async function keyValues(script, ctx, opts = {}) {
+  const r = await run('bash', [join(ROOT, 'bench', script)], opts);
   process.stderr.write(r.stderr);
   const facts = Object.fromEntries(r.stdout.trim().split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
   ctx?.log?.(`${script}: ${Object.keys(facts).join(', ')}`);
@@ -181,52 +214,111 @@ export async function sync() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The bench engine (bench/bench-engine.sh): an empty engine of our own in its own network namespace.
+// The bench engines (bench/bench-engine.sh): empty engines of our own, each in its own network
+// namespace. `benchEngine` is Docker 20.10 on the classic store; `benchEngineD26c` Docker 26 on the
+// containerd image store (FERRY_BENCH_ENGINE_KIND=d26c).
 
 const ENGINE_SCRIPT = join(ROOT, 'bench', 'bench-engine.sh');
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-let engineStopRegistered = false;
 
-export const benchEngine = {
-  dir: process.env.FERRY_BENCH_ENGINE_DIR ?? '/tmp/ferry-bench-engine',
-  get host() {
-    return `unix://${join(this.dir, 'docker.sock')}`;
-  },
-  get env() {
-    return { DOCKER_HOST: this.host };
-  },
-  /** A fresh, empty engine (stopped, data root wiped, started). Stopped again when the bench exits. */
-  async reset(ctx) {
-    if (!engineStopRegistered) {
-      engineStopRegistered = true;
-      // run.mjs ends the process on Ctrl-C with process.exit: only an 'exit' listener still runs then.
-      process.on('exit', () => {
-        spawnSync('bash', [ENGINE_SCRIPT, 'down'], { stdio: 'ignore' });
-      });
+/** utime + stime + cutime + cstime of a process, in seconds. */
+function procCpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may contain spaces.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime, stime, cutime, cstime are fields 14–17 of the whole line, 12–15 after "pid (comm) ".
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
+}
+
+/** The live descendants of a process (children of every thread, recursively). */
+function descendants(pid) {
+  const out = [];
+  let tasks = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const t of tasks) {
+    let children = '';
+    try {
+      children = readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim();
+    } catch {
+      continue;
     }
-    const r = await run('bash', [ENGINE_SCRIPT, 'reset']);
-    ctx?.log?.(`fresh bench engine at ${this.host}`);
-    return r;
-  },
-  async down() {
-    await run('bash', [ENGINE_SCRIPT, 'down']);
-  },
-  async version() {
-    return (await run('docker', ['version', '--format', '{{.Server.Version}}'], { env: this.env })).stdout.trim();
-  },
-  /**
-   * CPU seconds the engine has used so far: dockerd's user + system time plus that of the children
-   * it has reaped (the re-executed untar/applyLayer helpers that unpack layers).
-   */
-  cpuSeconds() {
-    const pid = readFileSync(join(this.dir, 'docker.pid'), 'utf8').trim();
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may contain spaces.
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime, stime, cutime, cstime are fields 14–17 of the whole line, 12–15 after "pid (comm) ".
-    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / CLK_TCK;
-  },
-};
+    for (const c of children.split(/\s+/).filter(Boolean)) out.push(c, ...descendants(c));
+  }
+  return out;
+}
+
+function makeBenchEngine({ kind, defaultDir, withDescendants }) {
+  const scriptEnv = { FERRY_BENCH_ENGINE_KIND: kind };
+  let stopRegistered = false;
+  return {
+    kind,
+    dir: process.env.FERRY_BENCH_ENGINE_DIR && kind === 'classic' ? process.env.FERRY_BENCH_ENGINE_DIR : defaultDir,
+    get host() {
+      return `unix://${join(this.dir, 'docker.sock')}`;
+    },
+    get env() {
+      return { DOCKER_HOST: this.host };
+    },
+    get scriptEnv() {
+      return { ...scriptEnv, FERRY_BENCH_ENGINE_DIR: this.dir };
+    },
+    /** Whether the engine answers now (it is up). */
+    async answers() {
+      return run('docker', ['version', '--format', '{{.Server.Version}}'], { env: this.env }).then(
+        () => true,
+        () => false,
+      );
+    },
+    /**
+     * A fresh, empty engine (stopped, data root wiped, started). Stopped again when the bench exits
+     * (also on Ctrl-C) unless `stopAtExit` is false on the first call.
+     */
+    async reset(ctx, { stopAtExit = true } = {}) {
+      if (stopAtExit && !stopRegistered) {
+        stopRegistered = true;
+        // run.mjs ends the process on Ctrl-C with process.exit: only an 'exit' listener still runs then.
+        process.on('exit', () => {
+          spawnSync('bash', [ENGINE_SCRIPT, 'down'], { stdio: 'ignore', env: { ...process.env, ...this.scriptEnv } });
+        });
+      }
+      const r = await run('bash', [ENGINE_SCRIPT, 'reset'], { env: this.scriptEnv });
+      ctx?.log?.(`fresh bench engine (${kind}) at ${this.host}`);
+      return r;
+    },
+    async down() {
+      await run('bash', [ENGINE_SCRIPT, 'down'], { env: this.scriptEnv });
+    },
+    async version() {
+      return (await run('docker', ['version', '--format', '{{.Server.Version}}'], { env: this.env })).stdout.trim();
+    },
+    /**
+     * CPU seconds the engine has used so far: dockerd's user + system time plus that of the children
+     * it has reaped (the re-executed untar/applyLayer helpers that unpack layers); with the
+     * containerd store also its live descendants' (containerd, which stores and unpacks the layers).
+     */
+    cpuSeconds() {
+      const pid = readFileSync(join(this.dir, 'docker.pid'), 'utf8').trim();
+      let total = procCpuSeconds(pid);
+      if (withDescendants) {
+        for (const c of descendants(pid)) {
+          try {
+            total += procCpuSeconds(c);
+          } catch {
+            // exited between the listing and the read: its time is in its parent's cutime now
+          }
+        }
+      }
+      return total;
+    },
+  };
+}
+
+export const benchEngine = makeBenchEngine({ kind: 'classic', defaultDir: '/tmp/ferry-bench-engine', withDescendants: false });
+export const benchEngineD26c = makeBenchEngine({ kind: 'd26c', defaultDir: process.env.FERRY_BENCH_D26C_DIR ?? '/tmp/ferry-bench-d26c', withDescendants: true });
 
 /** Bytes of every regular file under dir (0 when it does not exist or vanishes while read). */
 function treeBytes(dir) {
@@ -256,9 +348,9 @@ function treeBytes(dir) {
  * then registers each layer from there (phase 2, the engine alone). `receivedMs` is when that
  * directory last grew, polled every 100 ms.
  */
-export async function onEngine(fn) {
-  const before = benchEngine.cpuSeconds();
-  const tmp = join(benchEngine.dir, 'root', 'tmp');
+export async function onEngine(fn, engine = benchEngine) {
+  const before = engine.cpuSeconds();
+  const tmp = join(engine.dir, 'root', 'tmp');
   const started = performance.now();
   let max = 0;
   let receivedMs;
@@ -272,7 +364,7 @@ export async function onEngine(fn) {
   const timer = setInterval(poll, 100);
   try {
     const r = await fn();
-    return { ...r, engineCpuS: benchEngine.cpuSeconds() - before, receivedMs, receivedBytes: max };
+    return { ...r, engineCpuS: engine.cpuSeconds() - before, receivedMs, receivedBytes: max };
   } finally {
     clearInterval(timer);
   }
