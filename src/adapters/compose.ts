@@ -2,7 +2,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { composeArgs, parseComposeFeatures, type ComposeAction, type ComposeCommand, type ComposeFeatures } from '../core/compose-cli.js';
-import { HostPreconditionError } from '../errors.js';
+import { parseYaml } from '../core/yaml.js';
+import { BuildInputError, HostPreconditionError } from '../errors.js';
 
 const run = promisify(execFile);
 
@@ -86,4 +87,65 @@ export async function runCompose(
       resolve({ code: code ?? 1, output });
     });
   });
+}
+
+export interface ComposeProjectSpec {
+  /** Project directory: relative paths in the compose files resolve against it. */
+  dir: string;
+  /** Compose files, absolute, in -f order. */
+  files: string[];
+  /** Env files for interpolation (--env-file), absolute. */
+  envFiles: string[];
+  profiles: string[];
+  project: string;
+}
+
+export interface ResolvedModel {
+  model: unknown;
+  /** Variables Compose found unset and replaced with an empty string. */
+  unsetVariables: string[];
+}
+
+/**
+ * The project as this Compose reads it (`config`): interpolation, extends, include, anchors, merges
+ * of several files and profiles, all done by Compose itself rather than guessed.
+ */
+export async function resolveComposeModel(cmd: ComposeCommand, spec: ComposeProjectSpec): Promise<ResolvedModel> {
+  if (cmd.version === 1 && spec.envFiles.length > 1) {
+    throw new BuildInputError('COMPOSE_ENV_FILES', `Compose v1 reads one --env-file; ferry.yaml lists ${spec.envFiles.length}: ${spec.envFiles.join(', ')}`, {
+      hint: 'Merge them into one env file, or build with Compose v2 (docker compose).',
+    });
+  }
+  const args = [
+    ...cmd.argv.slice(1),
+    '--project-directory',
+    spec.dir,
+    '--project-name',
+    spec.project,
+    ...spec.files.flatMap((f) => ['--file', f]),
+    ...spec.envFiles.flatMap((f) => ['--env-file', f]),
+    ...spec.profiles.flatMap((p) => ['--profile', p]),
+    'config',
+    ...(cmd.version === 2 ? ['--format', 'json'] : []),
+  ];
+  let stdout: string;
+  let stderr: string;
+  try {
+    ({ stdout, stderr } = await run(cmd.argv[0]!, args, { cwd: spec.dir, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }));
+  } catch (e) {
+    const err = e as { stderr?: string; code?: number };
+    const said = (err.stderr ?? (e as Error).message).trim().split('\n').slice(-8).join('\n');
+    throw new BuildInputError('COMPOSE_INVALID', `${cmd.argv.join(' ')} config could not read the project in ${spec.dir}:\n${said}`, {
+      hint: 'Compose itself refused the project: fix what it says, then create again.',
+      details: { dir: spec.dir, files: spec.files },
+    });
+  }
+  const unsetVariables = [...new Set([...stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g)].map((m) => m[1]!))];
+  let model: unknown;
+  try {
+    model = cmd.version === 2 ? JSON.parse(stdout) : parseYaml(stdout, `${cmd.argv.join(' ')} config`);
+  } catch (e) {
+    throw new BuildInputError('COMPOSE_INVALID', `${cmd.argv.join(' ')} config printed no model ferry can read: ${(e as Error).message}`);
+  }
+  return { model, unsetVariables };
 }

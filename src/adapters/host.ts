@@ -10,12 +10,14 @@ export interface HostFs {
   /** null when the file does not exist. */
   readFile(path: string): Promise<Buffer | null>;
   /** temp file, fsync, rename, fsync dir: readers see the old or the new content, never a mix. */
-  writeFileAtomic(path: string, data: Buffer): Promise<void>;
+  writeFileAtomic(path: string, data: Buffer, mode?: number): Promise<void>;
   mkdirp(path: string): Promise<void>;
   rmrf(path: string): Promise<void>;
   /** Names in a directory; [] when it does not exist. */
   readdir(path: string): Promise<string[]>;
   statfs(path: string): Promise<{ bytes: number; inodes: number }>;
+  /** Whether something exists at the path (following symbolic links, as a bind mount does). */
+  exists(path: string): Promise<boolean>;
   /** Creates a file only if it does not exist; false when it already does. */
   createExclusive(path: string, data: Buffer): Promise<boolean>;
   processAlive(pid: number): Promise<boolean>;

@@ -1,6 +1,6 @@
 /** The machine ferry runs on, as a HostTarget. */
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rm, statfs } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import { detectCompose, runCompose } from './compose.js';
 import { Engine } from './engine.js';
 import type { HostFs, HostTarget } from './host.js';
@@ -33,6 +33,12 @@ export const localFs: HostFs = {
     } catch {
       return [];
     }
+  },
+  async exists(path) {
+    return stat(path).then(
+      () => true,
+      () => false,
+    );
   },
   async statfs(path) {
     const s = await statfs(path);

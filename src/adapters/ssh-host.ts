@@ -142,14 +142,14 @@ function sftpFs(conn: SshConnection): HostFs {
     }
   };
 
-  const mkdirp = async (path: string): Promise<void> => {
+  const mkdirp = async (path: string, mode = 0o750): Promise<void> => {
     const st = await lstat(path);
     if (st?.isDirectory()) return;
     if (st) throw new Error(`${path} exists on ${conn.label} and is not a directory`);
     const parent = posix.dirname(path);
-    if (parent !== path) await mkdirp(parent);
+    if (parent !== path) await mkdirp(parent, mode);
     try {
-      await call<void>((s, cb) => s.mkdir(path, { mode: 0o750 }, cb as never));
+      await call<void>((s, cb) => s.mkdir(path, { mode }, cb as never));
     } catch (e) {
       // Created meanwhile by someone else: fine, if it is a directory.
       if (!(await lstat(path))?.isDirectory()) throw new Error(`cannot create ${path} on ${conn.label}: ${(e as Error).message}`);
@@ -180,10 +180,12 @@ function sftpFs(conn: SshConnection): HostFs {
     }
   };
 
-  const writeFile = async (path: string, data: Buffer, flags: 'w' | 'wx'): Promise<void> => {
-    const handle = await call<Buffer>((s, cb) => s.open(path, flags, { mode: 0o640 }, cb));
+  const writeFile = async (path: string, data: Buffer, flags: 'w' | 'wx', mode = 0o640): Promise<void> => {
+    const handle = await call<Buffer>((s, cb) => s.open(path, flags, { mode }, cb));
     let failed = true;
     try {
+      // The server's umask applies to open's mode; the bits a container needs must not depend on it.
+      await call<void>((s, cb) => s.fchmod(handle, mode, cb as never));
       await writeAll(handle, data);
       try {
         await call<void>((s, cb) => s.ext_openssh_fsync(handle, cb as never));
@@ -209,11 +211,12 @@ function sftpFs(conn: SshConnection): HostFs {
         throw e;
       }
     },
-    async writeFileAtomic(path, data) {
-      await mkdirp(posix.dirname(path));
+    async writeFileAtomic(path, data, mode) {
+      // A file others may read (a project file a container reads) sits in directories they may enter.
+      await mkdirp(posix.dirname(path), mode !== undefined && (mode & 0o004) !== 0 ? 0o755 : 0o750);
       const tmp = `${path}.tmp-${randomBytes(6).toString('hex')}`;
       try {
-        await writeFile(tmp, data, 'w');
+        await writeFile(tmp, data, 'w', mode);
         try {
           // posix-rename@openssh.com is rename(2): atomic and replacing. Plain SFTP rename refuses an
           // existing target, so without the extension the old file goes first (a window without it).
@@ -241,6 +244,15 @@ function sftpFs(conn: SshConnection): HostFs {
       } catch (e) {
         conn.assertOpen();
         return [];
+      }
+    },
+    async exists(path) {
+      try {
+        await call((s, cb) => s.stat(path, cb as never));
+        return true;
+      } catch {
+        conn.assertOpen();
+        return false;
       }
     },
     async statfs(path) {

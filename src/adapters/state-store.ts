@@ -107,12 +107,14 @@ export class StateStore {
   }
 }
 
-export async function writeFileAtomic(path: string, data: Buffer): Promise<void> {
+/** `mode` is set exactly, whatever the umask: a file a container reads through a bind mount needs its read bits. */
+export async function writeFileAtomic(path: string, data: Buffer, mode = 0o640): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     await mkdir(dirname(path), { recursive: true });
-    const fh = await open(tmp, 'w', 0o640);
+    const fh = await open(tmp, 'w', mode);
     try {
+      await fh.chmod(mode);
       await fh.writeFile(data);
       await fh.sync();
     } finally {

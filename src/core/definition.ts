@@ -15,7 +15,12 @@ export interface HostDefinition {
 export interface BundleDefinition {
   name: string;
   version?: string;
-  compose: string;
+  /** The compose files, in `-f` order, relative to the definition directory. */
+  compose: string[];
+  /** Env files Compose reads for interpolation (`--env-file`), in order; default: Compose's own `.env`. */
+  envFiles: string[];
+  /** Compose profiles to enable (`--profile`). */
+  profiles: string[];
   hosts: Record<string, HostDefinition>;
   images: string[];
 }
@@ -23,7 +28,8 @@ export interface BundleDefinition {
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
-const KNOWN = new Set(['name', 'version', 'compose', 'hosts', 'images']);
+const KNOWN = new Set(['name', 'version', 'compose', 'env_files', 'profiles', 'hosts', 'images']);
+const PROFILE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 export function parseDefinition(doc: unknown, file: string): BundleDefinition {
   const problems: string[] = [];
@@ -50,7 +56,18 @@ export function parseDefinition(doc: unknown, file: string): BundleDefinition {
     if (problem) return void fail(field, `${JSON.stringify(value)} ${problem}; use a path inside the definition directory`);
     return value.replace(/^\.\//, '');
   };
-  const compose = relPath(d.compose, 'compose');
+  const list = (value: unknown, field: string): unknown[] => (value === undefined || value === null ? [] : Array.isArray(value) ? value : [value]);
+  const composeList = list(d.compose, 'compose');
+  if (composeList.length === 0) fail('compose', 'required: the compose file, or a list of them in -f order');
+  const compose = composeList.map((c, i) => relPath(c, composeList.length > 1 ? `compose[${i}]` : 'compose')).filter((c): c is string => !!c);
+  const envFiles = list(d.env_files, 'env_files')
+    .map((e, i) => relPath(e, `env_files[${i}]`))
+    .filter((e): e is string => !!e);
+  const profiles: string[] = [];
+  list(d.profiles, 'profiles').forEach((p, i) => {
+    if (typeof p === 'string' && PROFILE.test(p)) profiles.push(p);
+    else fail(`profiles[${i}]`, 'must be a Compose profile name');
+  });
 
   const hosts: Record<string, HostDefinition> = {};
   if (d.hosts !== undefined && d.hosts !== null) {
@@ -85,11 +102,11 @@ export function parseDefinition(doc: unknown, file: string): BundleDefinition {
       });
   }
 
-  if (problems.length > 0 || !compose) {
+  if (problems.length > 0 || compose.length === 0) {
     throw new BuildInputError('DEFINITION_INVALID', `${file} is not a valid bundle definition:\n  - ${problems.join('\n  - ')}`, {
       details: { file, problems },
       hint: 'See README.md, "Bundle definitions", for the format.',
     });
   }
-  return { name: d.name as string, version, compose, hosts, images };
+  return { name: d.name as string, version, compose, envFiles, profiles, hosts, images };
 }

@@ -83,13 +83,39 @@ export interface FerryManifest {
   created: string;
   expires: string | null;
   tool: { name: string; version: string };
-  compose: { file: string; smoke: string | null; services: ManifestService[] };
+  compose: {
+    file: string;
+    smoke: string | null;
+    services: ManifestService[];
+    /** Project files the stack reads (bind sources, secrets, configs), carried under compose/project/. */
+    projectFiles?: ManifestProjectFile[];
+    /** Paths on the host the stack reads; install checks they exist before switching. */
+    hostPaths?: ManifestHostPath[];
+  };
   hosts: Record<string, { files: string[] }>;
   images: ManifestImage[];
   /** What the targets were known to hold when the bundle was made; empty for a full bundle. */
   bases: ManifestBase[];
   files: FileEntry[];
 }
+
+export interface ManifestProjectFile {
+  /** Bundle path (listed in files). */
+  path: string;
+  kind: 'bind' | 'secret' | 'config' | 'env_file';
+  services: string[];
+}
+
+export interface ManifestHostPath {
+  /** Absolute path on the host. */
+  path: string;
+  kind: 'bind' | 'secret' | 'config' | 'env_file';
+  services: string[];
+  /** A secret the bundle was made without (--exclude-secrets): the host must provide it. */
+  excludedSecret?: boolean;
+}
+
+const PROJECT_FILE_KINDS = new Set(['bind', 'secret', 'config', 'env_file']);
 
 export function serializeManifest(manifest: FerryManifest): Buffer {
   return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');
@@ -221,6 +247,23 @@ export function parseManifest(bytes: Buffer): FerryManifest {
       v.string(svc.image, `compose.services[${i}].image`);
       v.digest(svc.imageId, `compose.services[${i}].imageId`);
     });
+    if (compose.projectFiles !== undefined) {
+      (v.array(compose.projectFiles, 'compose.projectFiles', 100_000) ?? []).forEach((f, i) => {
+        const e = v.object(f, `compose.projectFiles[${i}]`);
+        if (!e) return;
+        listed(e.path, `compose.projectFiles[${i}].path`);
+        if (typeof e.path === 'string' && !e.path.startsWith('compose/')) problems.push(`compose.projectFiles[${i}].path must be under compose/`);
+        if (!PROJECT_FILE_KINDS.has(e.kind as string)) problems.push(`compose.projectFiles[${i}].kind is not one of ${[...PROJECT_FILE_KINDS].join(', ')}`);
+      });
+    }
+    if (compose.hostPaths !== undefined) {
+      (v.array(compose.hostPaths, 'compose.hostPaths', 10_000) ?? []).forEach((h, i) => {
+        const e = v.object(h, `compose.hostPaths[${i}]`);
+        if (!e) return;
+        if (v.string(e.path, `compose.hostPaths[${i}].path`) && !(e.path as string).startsWith('/')) problems.push(`compose.hostPaths[${i}].path must be absolute`);
+        if (!PROJECT_FILE_KINDS.has(e.kind as string)) problems.push(`compose.hostPaths[${i}].kind is not one of ${[...PROJECT_FILE_KINDS].join(', ')}`);
+      });
+    }
   }
   const hosts = v.object(m.hosts, 'hosts');
   const hostCount = hosts ? Object.keys(hosts).length : 0;

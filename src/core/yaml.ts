@@ -1,5 +1,5 @@
 /** YAML parsing with errors that name the file and line, for hand-edited definitions and compose files. */
-import { parse, YAMLParseError } from 'yaml';
+import { parse, stringify, YAMLParseError } from 'yaml';
 import { BuildInputError } from '../errors.js';
 
 export function parseYaml(text: string, file: string): unknown {
@@ -12,4 +12,13 @@ export function parseYaml(text: string, file: string): unknown {
       details: { file },
     });
   }
+}
+
+/**
+ * YAML for files ferry writes (a resolved compose model) that every Compose reads the same way: no
+ * anchors, and YAML 1.1 quoting, since Compose v1's parser reads a bare `no`, `on` or `0777` as a
+ * boolean or an octal number where v2 reads a string.
+ */
+export function toYaml(value: unknown): string {
+  return stringify(value, { aliasDuplicateObjects: false, version: '1.1' });
 }

@@ -3,7 +3,7 @@
  * engine save → tar entries → (sha256 diffID ‖ zstd) → sha256 + part files, with nothing of an
  * image ever held whole in memory or on disk twice.
  */
-import { join, resolve, dirname, basename, posix } from 'node:path';
+import { join, resolve } from 'node:path';
 import { BlobStoreWriter } from '../adapters/blob-store.js';
 import { Engine } from '../adapters/engine.js';
 import { createPartialSibling, exists, isDirectory, readBounded, readText, removeTree, sealDirectory } from '../adapters/fs.js';
@@ -11,8 +11,7 @@ import { versionFromGit } from '../adapters/git.js';
 import { uncompressedLayer } from '../adapters/layer-stream.js';
 import { readSaveArchive, SaveArchiveError, type SavedImage } from '../adapters/save-archive.js';
 import { BUNDLE_NAMESPACE, loadSigningKey, type SigningKey } from '../adapters/signing.js';
-import { analyzeCompose, bindsOfDocument, envFilesOfDocument, fieldWarnings, type ComposeAnalysis } from '../core/compose.js';
-import { parseDefinition, type BundleDefinition } from '../core/definition.js';
+import { fieldWarnings } from '../core/compose.js';
 import { baseFromBundle, baseFromInventory, heldByAll, neededDiffIds, type BundleBase } from '../core/bases.js';
 import { chainIds, hexOf, sha256Digest } from '../core/digest.js';
 import { MAX_INVENTORY_BYTES } from '../core/inventory.js';
@@ -30,10 +29,9 @@ import {
   type ManifestLayer,
 } from '../core/manifest.js';
 import { imageIndex, imageManifest, OCI_LAYOUT } from '../core/oci.js';
-import { safeRelativePathProblem } from '../core/paths.js';
-import { parseYaml } from '../core/yaml.js';
 import { BuildInputError, IntegrityError, UsageError } from '../errors.js';
 import { formatBytes, shortDigest } from '../ui/format.js';
+import { loadDefinition, SHIPPED_COMPOSE } from './project.js';
 import type { Reporter } from './reporter.js';
 import { TOOL_VERSION } from '../adapters/tool-version.js';
 
@@ -50,6 +48,12 @@ export interface CreateOptions {
   expires?: Date;
   /** Inventories or previous bundles: layers every one of them holds are left out. */
   bases?: string[];
+  /** Compose profiles to enable besides ferry.yaml's. */
+  profiles?: string[];
+  /** Leave secret files out of the bundle; hosts provide them. */
+  excludeSecrets?: boolean;
+  /** The compose command that reads the project; default: v2 when present, else v1. */
+  composeCmd?: string | undefined;
   now?: Date;
 }
 
@@ -67,17 +71,6 @@ export interface CreateResult {
   durationMs: number;
 }
 
-interface LoadedDefinition {
-  dir: string;
-  file: string;
-  def: BundleDefinition;
-  compose: ComposeAnalysis;
-  /** Definition-relative paths of every file the bundle carries besides images. */
-  files: string[];
-  hostFiles: Record<string, string[]>;
-  extraBinds: ComposeAnalysis['binds'];
-}
-
 export async function createBundle(options: CreateOptions, engine: Engine, reporter: Reporter): Promise<CreateResult> {
   const started = Date.now();
   if (options.maxPartSize < 1024 * 1024 || options.maxPartSize > FAT32_MAX_FILE) {
@@ -90,7 +83,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       details: { out },
     });
   }
-  const loaded = await loadDefinition(options.definition);
+  const loaded = await loadDefinition(options.definition, engine, reporter, { profiles: options.profiles ?? [], excludeSecrets: options.excludeSecrets ?? false, ...(options.composeCmd ? { composeCmd: options.composeCmd } : {}) });
   const { def } = loaded;
   // Fail on an unreadable key now, not after minutes of saving images.
   const key: SigningKey | undefined = options.signKey ? await loadSigningKey(options.signKey) : undefined;
@@ -231,6 +224,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       'index.json',
       imageIndex(images.map((im) => ({ manifest: im.ociManifest, refs: im.refs, os: im.os, architecture: im.architecture }))),
     );
+    await store.writeFile(SHIPPED_COMPOSE, Buffer.from(loaded.shipped, 'utf8'));
+    for (const f of loaded.projectFiles) await store.writeFile(f.path, f.data);
     for (const rel of loaded.files) await store.writeFile(`compose/${rel}`, Buffer.from(await readText(join(loaded.dir, rel)), 'utf8'));
     await store.finishScratch();
 
@@ -243,9 +238,11 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       expires: options.expires ? options.expires.toISOString() : null,
       tool: { name: 'ferry', version: TOOL_VERSION },
       compose: {
-        file: `compose/${def.compose}`,
+        file: SHIPPED_COMPOSE,
         smoke: loaded.compose.smoke,
         services: loaded.compose.services.map((s) => ({ name: s.name, image: s.image, imageId: details.get(s.image)!.id })),
+        projectFiles: loaded.projectFiles.map((f) => ({ path: f.path, kind: f.kind, services: f.services })),
+        hostPaths: loaded.hostPaths.map((h) => ({ path: h.path, kind: h.kind, services: h.services, ...(h.excludedSecret ? { excludedSecret: true } : {}) })),
       },
       hosts: Object.fromEntries(Object.entries(loaded.hostFiles).map(([h, files]) => [h, { files: files.map((f) => `compose/${f}`) }])),
       images,
@@ -351,54 +348,3 @@ function timestampVersion(now: Date): string {
 }
 
 /** Reads ferry.yaml, the compose file and every host file, validating as it goes. */
-export async function loadDefinition(path: string): Promise<LoadedDefinition> {
-  const isDir = await isDirectory(path);
-  const dir = resolve(isDir ? path : dirname(path));
-  const file = isDir ? join(dir, 'ferry.yaml') : resolve(path);
-  if (!(await exists(file))) {
-    throw new BuildInputError('DEFINITION_NOT_FOUND', `no bundle definition at ${isDir ? join(path, 'ferry.yaml') : path}`, {
-      hint: 'Pass the directory that holds ferry.yaml (e.g. bundles/demo), or the ferry.yaml file itself.',
-    });
-  }
-  const def = parseDefinition(parseYaml(await readText(file), file), file);
-  const read = async (rel: string, what: string): Promise<unknown> => {
-    const full = join(dir, rel);
-    if (!(await exists(full))) {
-      throw new BuildInputError('DEFINITION_FILE_MISSING', `${basename(file)} names ${what} ${rel}, which does not exist in ${dir}`, {
-        details: { file, missing: rel },
-      });
-    }
-    return parseYaml(await readText(full), full);
-  };
-  const composeDoc = await read(def.compose, 'compose file');
-  const compose = analyzeCompose(composeDoc, join(dir, def.compose));
-  const files = new Set<string>([def.compose]);
-  // env_file paths are relative to the compose file that names them; the bundle keeps the layout.
-  const addEnvFiles = async (doc: unknown, ofFile: string): Promise<string[]> => {
-    const added: string[] = [];
-    for (const env of envFilesOfDocument(doc)) {
-      const rel = posix.normalize(posix.join(posix.dirname(ofFile), env));
-      const problem = safeRelativePathProblem(rel);
-      if (problem) throw new BuildInputError('DEFINITION_INVALID', `${ofFile}: env_file ${env} ${problem}; keep env files inside the definition directory`);
-      if (!(await exists(join(dir, rel)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `${ofFile}: env_file ${env} does not exist`);
-      files.add(rel);
-      added.push(rel);
-    }
-    return added;
-  };
-  await addEnvFiles(composeDoc, def.compose);
-  const hostFiles: Record<string, string[]> = {};
-  const extraBinds: ComposeAnalysis['binds'] = [];
-  for (const [host, h] of Object.entries(def.hosts)) {
-    const doc = await read(h.compose, `host override for ${host}:`);
-    extraBinds.push(...bindsOfDocument(doc));
-    const list = [h.compose, ...(await addEnvFiles(doc, h.compose))];
-    for (const env of h.env) {
-      if (!(await exists(join(dir, env)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `hosts.${host}.env names ${env}, which does not exist`);
-      list.push(env);
-    }
-    list.forEach((f) => files.add(f));
-    hostFiles[host] = [...new Set(list)];
-  }
-  return { dir, file, def, compose, files: [...files], hostFiles, extraBinds };
-}

@@ -32,6 +32,10 @@ export interface InspectResult {
   };
   services: { name: string; image: string; imageId: string }[];
   smoke: string | null;
+  /** Project files the stack reads, carried in the bundle (bind sources, secrets, configs). */
+  projectFiles: { path: string; kind: string; services: string[]; size: number }[];
+  /** Paths the stack reads on the host itself; install checks they exist. */
+  hostPaths: { path: string; kind: string; services: string[]; excludedSecret: boolean }[];
   /** What the bundle was built against: layers every base holds are assumed on the host. */
   bases: { kind: string; name: string; digest: string; layers: number }[];
   hosts: string[];
@@ -101,6 +105,8 @@ export async function inspectBundle(path: string, trust: TrustOptions, reporter:
     },
     services: m.compose.services,
     smoke: m.compose.smoke,
+    projectFiles: (m.compose.projectFiles ?? []).map((f) => ({ ...f, size: m.files.find((x) => x.path === f.path)?.size ?? 0 })),
+    hostPaths: (m.compose.hostPaths ?? []).map((h) => ({ path: h.path, kind: h.kind, services: h.services, excludedSecret: h.excludedSecret ?? false })),
     bases: m.bases.map((b) => ({ kind: b.kind, name: b.name, digest: b.digest, layers: b.held.length })),
     hosts: Object.keys(m.hosts),
     images,

@@ -304,6 +304,7 @@ interface LoadPlan {
 async function preflight(m: FerryManifest, host: HostTarget, spliceMode: InstallOptions['splice'], reporter: Reporter): Promise<LoadPlan> {
   const { engine } = host;
   const info = await engine.info();
+  await requireHostPaths(m, host);
   const missing = new Set<string>();
   for (const im of m.images) if (!(await findPinned(engine, info.containerdStore, m.name, pinned(im)))) missing.add(im.id);
   const toLoad = m.images.filter((im) => missing.has(im.id));
@@ -366,6 +367,23 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
     }
   }
   return { missing, splice, containerdStore: info.containerdStore };
+}
+
+/**
+ * Paths on the host the stack reads (absolute bind sources, secrets made to stay on the host):
+ * Docker would create an empty directory where one is missing and start the stack misconfigured.
+ */
+async function requireHostPaths(m: FerryManifest, host: HostTarget): Promise<void> {
+  const absent = [];
+  for (const h of m.compose.hostPaths ?? []) if (!(await host.fs.exists(h.path))) absent.push(h);
+  if (absent.length === 0) return;
+  const lines = absent.map((h) => `  - ${h.path} (${h.excludedSecret ? 'secret left out of the bundle' : h.kind} of ${h.services.join(', ') || 'the project'})`);
+  throw new HostPreconditionError('HOST_PATHS_MISSING', `the stack reads ${absent.length} path${absent.length > 1 ? 's' : ''} on ${host.local ? "this host" : host.label} that ${absent.length > 1 ? 'do' : 'does'} not exist:\n${lines.join('\n')}`, {
+    hint: absent.some((h) => h.excludedSecret)
+      ? 'Put each secret file at the path named (the bundle was made with --exclude-secrets), create the other paths, then install again. Nothing was loaded or switched.'
+      : 'Create them on this host (or fix the compose file on the build server), then install again. Nothing was loaded or switched.',
+    details: { missing: absent },
+  });
 }
 
 const pinned = (im: ManifestImage): PinnedImage => ({ id: im.id, configSize: im.config.size, layers: im.layers });
@@ -443,8 +461,10 @@ async function writeRelease(store: StateStore, m: FerryManifest, release: Releas
   const dir = store.releaseDir(m.name, release.id);
   const hostFiles = m.hosts[host]?.files ?? [];
   // Every compose-side file (all hosts' env files too): relative references keep working.
+  // Project files are read by containers through bind mounts, often as a non-root user.
+  const projectFiles = new Set((m.compose.projectFiles ?? []).map((f) => f.path));
   for (const entry of m.files.filter((x) => x.path.startsWith('compose/'))) {
-    await store.fs.writeFileAtomic(posix.join(dir, entry.path), await readVerified(root, entry));
+    await store.fs.writeFileAtomic(posix.join(dir, entry.path), await readVerified(root, entry), projectFiles.has(entry.path) ? 0o644 : undefined);
   }
   await store.fs.writeFileAtomic(posix.join(dir, MANIFEST_FILE), opened.manifestBytes);
   if (opened.signatureBytes) await store.fs.writeFileAtomic(posix.join(dir, SIGNATURE_FILE), opened.signatureBytes);

@@ -22,10 +22,18 @@ describe('bundle definition', () => {
     expect(def).toEqual({
       name: 'shop',
       version: '1.4.2',
-      compose: 'compose.yaml',
+      compose: ['compose.yaml'],
+      envFiles: [],
+      profiles: [],
       hosts: { 'edge-1': { compose: 'hosts/edge-1.yaml', env: [] }, 'edge-2': { compose: 'hosts/edge-2.yaml', env: ['hosts/edge-2.env'] } },
       images: ['shop/tools:1'],
     });
+  });
+
+  it('takes several compose files in -f order, env files and profiles', () => {
+    const def = parseDefinition({ name: 'shop', compose: ['compose.yaml', './compose.prod.yaml'], env_files: ['prod.env'], profiles: ['ops', 'debug'] }, 'f');
+    expect(def).toMatchObject({ compose: ['compose.yaml', 'compose.prod.yaml'], envFiles: ['prod.env'], profiles: ['ops', 'debug'] });
+    expect(() => parseDefinition({ name: 'shop', compose: ['a.yaml', '../b.yaml'], profiles: ['bad name'] }, 'f')).toThrow(/compose\[1\].*profiles\[0\]/s);
   });
 
   it('names the file and every field at fault', () => {

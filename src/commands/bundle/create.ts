@@ -6,15 +6,30 @@ import { createBundle, type CreateResult } from '../../services/create.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { parseExpiry, parseSize } from '../../ui/flags.js';
 import { renderCreate } from '../../ui/render/bundle.js';
+import { HOST_SECRETS_DIR } from '../../services/project.js';
 
 export default class BundleCreate extends FerryCommand {
   static override summary = 'Save a compose stack\'s tested images into a signed bundle directory.';
-  static override description = FerryCommand.describe(`Reads the bundle definition (DEFINITION/ferry.yaml), pins every image its compose file
-names by image ID on the local engine (DOCKER_HOST is honoured), exports them all in one
-engine save, and streams each layer through sha256 and zstd into a content-addressed blob.
-Writes the compose file and each host's override beside the images, a manifest listing the
-size and sha256 of every file, and an OpenSSH signature of that manifest (namespace
-"ferry-bundle"). The bundle is also a valid OCI image layout, so skopeo can read it.
+  static override description = FerryCommand.describe(`Reads the bundle definition (DEFINITION/ferry.yaml) and asks this machine's Compose for the
+project's resolved model (\`config\`): its compose files in order, .env and env_files
+interpolation, extends, include, anchors and profiles, exactly as Compose reads them. A
+variable that is unset is refused (exit 10): per-host values belong in host overrides.
+
+Pins every image the model names by image ID on the local engine (DOCKER_HOST is honoured); a
+service with build: and no image: runs the image Compose tagged for it (PROJECT-SERVICE), which
+must be built already. Exports them all in one engine save and streams each layer through
+sha256 and zstd into a content-addressed blob.
+
+Carries the project files the stack reads: relative bind mount sources (files and
+directories), secrets and configs files, signed like every file and staged on the host; the
+model the host runs points at those copies. A path that does not exist is refused here rather
+than becoming an empty directory on the host. Absolute paths stay host paths: inspect lists
+them and install checks they exist (exit 6). Secret files travel in the clear and are warned
+about (SECRET_IN_BUNDLE); --exclude-secrets leaves them out.
+
+Writes each host's override beside it, a manifest listing the size and sha256 of every file,
+and an OpenSSH signature of that manifest (namespace "ferry-bundle"). The bundle is also a
+valid OCI image layout, so skopeo can read it.
 
 The bundle is built in a temporary sibling directory and renamed into place only when
 complete: an interrupted create never leaves a bundle that looks whole.
@@ -50,6 +65,12 @@ records the chain ID each host must have, and install checks it before loading a
       multiple: true,
     }),
     'max-part-size': Flags.string({ description: 'largest file in the bundle; larger blobs are split (bytes or K/M/G)', default: String(DEFAULT_MAX_PART_SIZE) }),
+    profile: Flags.string({ description: 'enable this Compose profile, besides those ferry.yaml lists (repeatable), as `docker compose --profile`', multiple: true }),
+    'exclude-secrets': Flags.boolean({
+      description: `leave the project's secret files out of the bundle (bundles are signed, not encrypted); each host must then hold them under ${HOST_SECRETS_DIR}/STACK/, which install checks`,
+      default: false,
+    }),
+    'compose-cmd': Flags.string({ description: 'the Compose that reads the project, e.g. "docker compose" or "docker-compose" (default: v2 when present, else v1)' }),
   };
 
   async run(): Promise<CreateResult> {
@@ -66,6 +87,9 @@ records the chain ID each host must have, and install checks it before loading a
         maxPartSize: parseSize('--max-part-size', flags['max-part-size']),
         expires: flags.expires ? parseExpiry('--expires', flags.expires) : undefined,
         bases: flags.base ?? [],
+        profiles: flags.profile ?? [],
+        excludeSecrets: flags['exclude-secrets'],
+        composeCmd: flags['compose-cmd'],
       },
       new Engine(),
       this.out,

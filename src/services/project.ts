@@ -1,0 +1,202 @@
+/**
+ * Reading a bundle definition and its compose project on the build server: Compose resolves the
+ * model (so interpolation, extends, include, merges and profiles mean what Compose says), the plan
+ * in core decides what travels, and this step checks every carried path against the disk and the
+ * image of every built service against the engine.
+ */
+import { basename, dirname, join, posix, resolve } from 'node:path';
+import { detectCompose, resolveComposeModel } from '../adapters/compose.js';
+import type { Engine } from '../adapters/engine.js';
+import { exists, isDirectory, listTree, readBounded, readText } from '../adapters/fs.js';
+import { analyzeCompose, bindsOfDocument, envFilesOfDocument, type ComposeAnalysis } from '../core/compose.js';
+import { PROJECT_DIR, planProject, ProjectPlanError, type HostPath, type ProjectFileKind } from '../core/compose-project.js';
+import { parseDefinition, type BundleDefinition } from '../core/definition.js';
+import { MAX_SMALL_FILE } from '../core/manifest.js';
+import { safeRelativePathProblem } from '../core/paths.js';
+import { parseYaml, toYaml } from '../core/yaml.js';
+import { BuildInputError } from '../errors.js';
+import type { Reporter } from './reporter.js';
+
+/** Where a host keeps secrets a bundle was made without (--exclude-secrets), per stack. */
+export const HOST_SECRETS_DIR = '/etc/ferry/secrets';
+
+/** The shipped model's path in the bundle (and in a release directory on the host). */
+export const SHIPPED_COMPOSE = 'compose/compose.yaml';
+
+export interface ProjectFile {
+  /** Path in the bundle: compose/project/<rel>. */
+  path: string;
+  /** Relative to the project directory. */
+  rel: string;
+  kind: ProjectFileKind;
+  services: string[];
+  data: Buffer;
+}
+
+export interface LoadedDefinition {
+  dir: string;
+  file: string;
+  def: BundleDefinition;
+  compose: ComposeAnalysis;
+  /** The model the host runs, as YAML text. */
+  shipped: string;
+  projectFiles: ProjectFile[];
+  hostPaths: HostPath[];
+  /** Definition-relative paths of the host-side files (overrides, their env files). */
+  files: string[];
+  hostFiles: Record<string, string[]>;
+  extraBinds: ComposeAnalysis['binds'];
+}
+
+export interface LoadOptions {
+  /** Profiles enabled besides ferry.yaml's. */
+  profiles?: string[];
+  excludeSecrets?: boolean;
+  /** The compose command to read the project with; default: v2 when present, else v1. */
+  composeCmd?: string;
+}
+
+export async function loadDefinition(path: string, engine: Engine, reporter: Reporter, options: LoadOptions = {}): Promise<LoadedDefinition> {
+  const isDir = await isDirectory(path);
+  const dir = resolve(isDir ? path : dirname(path));
+  const file = isDir ? join(dir, 'ferry.yaml') : resolve(path);
+  if (!(await exists(file))) {
+    throw new BuildInputError('DEFINITION_NOT_FOUND', `no bundle definition at ${isDir ? join(path, 'ferry.yaml') : path}`, {
+      hint: 'Pass the directory that holds ferry.yaml (e.g. bundles/demo), or the ferry.yaml file itself.',
+    });
+  }
+  const def = parseDefinition(parseYaml(await readText(file), file), file);
+  const must = async (rel: string, what: string) => {
+    if (!(await exists(join(dir, rel)))) {
+      throw new BuildInputError('DEFINITION_FILE_MISSING', `${basename(file)} names ${what} ${rel}, which does not exist in ${dir}`, { details: { file, missing: rel } });
+    }
+  };
+  for (const c of def.compose) await must(c, 'compose file');
+  for (const e of def.envFiles) await must(e, 'env file');
+
+  const cmd = await detectCompose(options.composeCmd);
+  const resolved = await resolveComposeModel(cmd, {
+    dir,
+    files: def.compose.map((c) => join(dir, c)),
+    envFiles: def.envFiles.map((e) => join(dir, e)),
+    profiles: [...new Set([...def.profiles, ...(options.profiles ?? [])])],
+    project: def.name,
+  });
+  if (resolved.unsetVariables.length > 0) {
+    const names = resolved.unsetVariables.join(', ');
+    throw new BuildInputError('COMPOSE_VARIABLE_UNSET', `the compose project uses ${resolved.unsetVariables.length > 1 ? 'variables' : 'variable'} ${names} but ${resolved.unsetVariables.length > 1 ? 'they are' : 'it is'} not set on this build server`, {
+      hint: `Set ${names} in the environment or in an env file that ferry.yaml lists (env_files:), so the bundle pins what was tested. A value that differs per host belongs in that host's override (hosts: in ferry.yaml), not in a variable.`,
+      details: { variables: resolved.unsetVariables },
+    });
+  }
+
+  let plan;
+  try {
+    plan = planProject(resolved.model, { projectDir: dir, project: def.name, composeVersion: cmd.version, ...(options.excludeSecrets ? { excludeSecretsTo: posix.join(HOST_SECRETS_DIR, def.name) } : {}) });
+  } catch (e) {
+    if (e instanceof ProjectPlanError) throw new BuildInputError(e.code, `${def.compose.join(', ')}: ${e.message}`, { details: { file: def.compose, subject: e.subject } });
+    throw e;
+  }
+  // Compose v1's config drops extension fields; x-ferry is then read from the files themselves.
+  if (plan.model['x-ferry'] === undefined) {
+    for (const c of def.compose) {
+      const doc = parseYaml(await readText(join(dir, c)), join(dir, c)) as Record<string, unknown> | null;
+      if (doc && typeof doc === 'object' && doc['x-ferry'] !== undefined) plan.model['x-ferry'] = doc['x-ferry'];
+    }
+  }
+
+  // A service Compose builds runs the image Compose tagged for it: pinned like any other.
+  const services = plan.model.services as Record<string, Record<string, unknown>>;
+  for (const s of plan.services.filter((x) => x.image === null)) {
+    let found: string | undefined;
+    for (const tag of s.builtTags) if (await engine.inspectImage(tag)) found ??= tag;
+    if (!found) {
+      const build = cmd.version === 2 ? 'docker compose build' : 'docker-compose build';
+      throw new BuildInputError('IMAGE_NOT_BUILT', `service "${s.name}" is built by Compose (build:) but no image ${s.builtTags.join(' or ')} is on the engine at ${engine.host}`, {
+        hint: `Run \`${build}\` for this project (project name ${def.name}) on this build server first, test it, then create the bundle.`,
+        details: { service: s.name, looked: s.builtTags },
+      });
+    }
+    services[s.name]!.image = found;
+  }
+
+  const projectFiles = await carriedFiles(dir, plan.carried);
+  for (const f of projectFiles.filter((x) => x.kind === 'secret')) {
+    reporter.warn({ code: 'SECRET_IN_BUNDLE', subject: f.rel, message: `secret file ${f.rel} (used by ${f.services.join(', ') || 'no service'}) travels in the bundle in the clear: bundles are signed, not encrypted. --exclude-secrets leaves secrets out; the host then provides them under ${posix.join(HOST_SECRETS_DIR, def.name)}/` });
+  }
+  const compose = analyzeCompose(plan.model, def.compose.join(', '));
+  const shipped = `# The compose model ferry resolved from ${def.compose.join(', ')} on the build server (${cmd.argv.join(' ')} config);\n# paths under ./${PROJECT_DIR}/ are the project files the bundle carries.\n${toYaml(plan.model)}`;
+
+  const files = new Set<string>();
+  // env_file paths of a host override are relative to it; the bundle keeps the layout.
+  const addEnvFiles = async (doc: unknown, ofFile: string): Promise<string[]> => {
+    const added: string[] = [];
+    for (const env of envFilesOfDocument(doc)) {
+      const rel = posix.normalize(posix.join(posix.dirname(ofFile), env));
+      const problem = safeRelativePathProblem(rel);
+      if (problem) throw new BuildInputError('DEFINITION_INVALID', `${ofFile}: env_file ${env} ${problem}; keep env files inside the definition directory`);
+      if (!(await exists(join(dir, rel)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `${ofFile}: env_file ${env} does not exist`);
+      files.add(rel);
+      added.push(rel);
+    }
+    return added;
+  };
+  const hostFiles: Record<string, string[]> = {};
+  const extraBinds: ComposeAnalysis['binds'] = [];
+  for (const [host, h] of Object.entries(def.hosts)) {
+    await must(h.compose, `host override for ${host}:`);
+    const doc = parseYaml(await readText(join(dir, h.compose)), join(dir, h.compose));
+    extraBinds.push(...bindsOfDocument(doc));
+    const list = [h.compose, ...(await addEnvFiles(doc, h.compose))];
+    for (const env of h.env) {
+      if (!(await exists(join(dir, env)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `hosts.${host}.env names ${env}, which does not exist`);
+      list.push(env);
+    }
+    list.forEach((f) => files.add(f));
+    hostFiles[host] = [...new Set(list)];
+  }
+  return { dir, file, def, compose, shipped, projectFiles, hostPaths: plan.hostPaths, files: [...files], hostFiles, extraBinds };
+}
+
+/**
+ * Every file under each carried path, read now. A path that does not exist is refused here: on the
+ * host Docker would make an empty directory in its place and the stack would start misconfigured.
+ */
+async function carriedFiles(dir: string, carried: { rel: string; kind: ProjectFileKind; services: string[] }[]): Promise<ProjectFile[]> {
+  const out = new Map<string, ProjectFile>();
+  const add = async (rel: string, c: { kind: ProjectFileKind; services: string[] }) => {
+    const problem = safeRelativePathProblem(rel);
+    if (problem) throw new BuildInputError('PROJECT_FILE_INVALID', `project file ${rel} ${problem}`);
+    let data: Buffer | null;
+    try {
+      data = await readBounded(join(dir, rel), MAX_SMALL_FILE);
+    } catch (e) {
+      throw new BuildInputError('PROJECT_FILE_UNREADABLE', `project file ${rel} (${c.kind} of ${c.services.join(', ') || 'the project'}) cannot be carried: ${(e as Error).message}`, {
+        hint: 'ferry carries regular files (not symbolic links or devices) of at most 16 MiB: configuration, not data. Put data in an image or a volume.',
+        details: { file: rel },
+      });
+    }
+    if (!data) throw new BuildInputError('PROJECT_FILE_MISSING', `project file ${rel} vanished while being read`);
+    out.set(rel, { path: `compose/${PROJECT_DIR}/${rel}`, rel, kind: c.kind, services: c.services, data });
+  };
+  for (const c of carried) {
+    const full = join(dir, c.rel);
+    if (!(await exists(full))) {
+      throw new BuildInputError('PROJECT_FILE_MISSING', `${c.kind === 'bind' ? 'bind mount source' : `${c.kind} file`} ./${c.rel} (used by ${c.services.join(', ') || 'the project'}) does not exist in ${dir}`, {
+        hint: 'Create it, or fix the path in the compose file. Docker would otherwise create an empty directory there on the host.',
+        details: { file: c.rel, services: c.services },
+      });
+    }
+    if (await isDirectory(full)) {
+      for (const entry of await listTree(full)) {
+        const rel = posix.join(c.rel, entry.path);
+        if (entry.kind === 'directory') continue;
+        if (entry.kind !== 'file') throw new BuildInputError('PROJECT_FILE_UNREADABLE', `project file ${rel} is a ${entry.kind}: ferry carries regular files only`, { details: { file: rel } });
+        await add(rel, c);
+      }
+    } else {
+      await add(c.rel, c);
+    }
+  }
+  return [...out.values()].sort((a, b) => a.path.localeCompare(b.path));
+}
