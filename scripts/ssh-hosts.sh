@@ -5,8 +5,9 @@
 #     198.18.0.0/15, the range set aside for network tests; this end 198.18.N.1, the host 198.18.N.2);
 #   - a mount and UTS namespace: hostname edge-N, its own /run (so /var/run/docker.sock is ITS
 #     engine) and its own /var/lib/ferry (a directory under the state dir, bind-mounted);
-#   - its own dockerd (own data root, exec root, pid file, containerd namespace) and its own sshd
-#     (generated host key, key-only root login, no passwords), both inside those namespaces.
+#   - its own dockerd (own data root, exec root, pid file, containerd namespace; on a Docker 26 host
+#     also its own containerd, see FERRY_SSH_DOCKER26C_HOSTS) and its own sshd (generated host key,
+#     key-only root login, no passwords), all inside those namespaces.
 # So `docker compose` run over SSH, ferry's default paths and the forwarded Docker socket all hit
 # that host's engine and state, and relative bind mounts in compose files resolve where its
 # engine looks, as on a real host.
@@ -15,13 +16,28 @@
 #   ssh-hosts.sh down              stop every host this script started, delete its namespaces and files
 #   ssh-hosts.sh env               FERRY_SSH_HOSTS="root@198.18.1.2 …", FERRY_SSH_IDENTITY, FERRY_SSH_KNOWN_HOSTS, …
 #   ssh-hosts.sh sshd stop|start I stop or start host I's sshd (its engine keeps running): an unreachable host
-#   ssh-hosts.sh reset-engine I    host I's engine empty again (stopped, data root wiped, started), its state dir emptied
+#   ssh-hosts.sh reset-engine I    host I's engine empty again (stopped, data root wiped, started; a Docker 26
+#                                  host's containerd too), its state dir emptied
 #   ssh-hosts.sh kill-sessions I   SIGKILL every connection host I's sshd is serving (the listener stays):
 #                                  a link that dies mid-transfer
 #   ssh-hosts.sh status            what runs; exit 0 only when every started host answers
 #
 # FERRY_SSH_ENGINE_TMPFS=1 (for benches): each engine keeps its data root in memory (a tmpfs inside
-# the host's mount namespace), so the shared disk's stalls do not drown what a bench compares.
+# the host's mount namespace; on a Docker 26 host containerd's root too, where that store keeps its
+# images), so the shared disk's stalls do not drown what a bench compares.
+#
+# FERRY_SSH_DOCKER26C_HOSTS="3" (host numbers, space- or comma-separated): those hosts run what
+# today's users run instead of Debian 12's Docker 20.10: Docker 26.1 from Debian 13 (unpacked into
+# $FERRY_DOCKER26_PREFIX, default /opt/docker26, by scripts/docker26.sh) on the containerd image store
+# (daemon.json `{"features":{"containerd-snapshotter":true}}`), with its own containerd 1.7 (config,
+# root, state and gRPC socket under the host's dir, inside the host's namespaces), and Compose v2 as
+# `docker compose`. That host alone gets them: root's PATH in its SSH sessions starts with the
+# prefix's bin dirs (Docker 26 CLI; `docker-compose` is Compose v2 there too) and its root's
+# ~/.docker/cli-plugins holds Compose v2 (root's home is the host's own); nothing changes on this
+# machine's PATH or plugin dirs. Each host records its engine (h<N>/engine-kind: 20.10 or 26c);
+# `up` with the variable SET (even empty) rebuilds every host whose engine differs from it, from
+# scratch; with it unset, hosts already up keep theirs (new ones get 20.10). reset-engine, down and
+# status go by the record. `env` prints the 26c hosts as FERRY_SSH_DOCKER26C_HOSTS.
 #
 # Ownership as in engines.sh: only processes whose pid files and command lines are ours are ever
 # signalled, never anything by name; only namespaces, links and mounts this script made are removed.
@@ -31,6 +47,8 @@ STATE="${FERRY_ENGINES_DIR:-/tmp/ferry-engines}/ssh"
 NET_PREFIX="${FERRY_SSH_NET_PREFIX:-198.18}"
 START_TIMEOUT="${FERRY_ENGINE_START_TIMEOUT:-60}"
 SSHD=/usr/sbin/sshd
+D26="${FERRY_DOCKER26_PREFIX:-/opt/docker26}"
+D26="${D26%/}"
 SFTP_SERVER=/usr/lib/openssh/sftp-server
 
 log() { echo "ssh-hosts: $*" >&2; }
@@ -42,6 +60,18 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 hdir() { echo "$STATE/h$1"; }
+# The engine host $1 runs, as recorded when it was set up: 20.10 (Debian 12's docker.io, with the
+# containerd dockerd starts itself) or 26c (Docker 26 on the containerd image store, own containerd).
+kind_of() { cat "$(hdir "$1")/engine-kind" 2>/dev/null || echo 20.10; }
+# What FERRY_SSH_DOCKER26C_HOSTS asks of host $1; "" when the variable is unset (keep what runs).
+wanted_kind() {
+  [ -n "${FERRY_SSH_DOCKER26C_HOSTS+set}" ] || return 0
+  case " ${FERRY_SSH_DOCKER26C_HOSTS//,/ } " in *" $1 "*) echo 26c ;; *) echo 20.10 ;; esac
+}
+kind_label() { case "$1" in 26c) echo "Docker 26 on the containerd store" ;; *) echo "Docker 20.10" ;; esac; }
+# Docker 26's bin dirs first: dockerd looks up containerd-shim-runc-v2, docker-proxy and docker-init
+# on PATH; runc (and tini) come from this machine's packages further down.
+d26_path() { echo "$D26/usr/bin:$D26/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"; }
 netns() { echo "ferry-ssh$1"; }
 addr() { echo "$NET_PREFIX.$1.2"; }
 peer() { echo "$NET_PREFIX.$1.1"; }
@@ -131,6 +161,19 @@ fs_up() {
   touch "$d/ns/ready"
 }
 
+# What a host's SSH sessions find besides the system's tools: on a 26c host, Compose v2 as a CLI
+# plugin in root's own ~/.docker (root's home is the host's, see fs_up); PATH is set in sshd_config.
+host_tools() {
+  local i="$1" d
+  d="$(hdir "$i")"
+  if [ "$(kind_of "$i")" = 26c ]; then
+    mkdir -p "$d/root-home/.docker/cli-plugins"
+    ln -sfn "$D26/usr/libexec/docker/cli-plugins/docker-compose" "$d/root-home/.docker/cli-plugins/docker-compose"
+  else
+    rm -f "$d/root-home/.docker/cli-plugins/docker-compose"
+  fi
+}
+
 in_host() {
   local i="$1" d
   shift
@@ -138,26 +181,85 @@ in_host() {
   nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" "$@"
 }
 
-dockerd_up() {
-  local i="$1" d pid k
+ctd_answers() { timeout 5 "$D26/usr/bin/ctr" --address "$1" version >/dev/null 2>&1; }
+
+# Host $1's own containerd (26c hosts), inside the host's namespaces: its shims' sockets
+# (/run/containerd/s) and runc's state (/run/containerd/runc) land in the host's own /run.
+containerd_up() {
+  local i="$1" d k
   d="$(hdir "$i")"
+  cat >"$d/containerd.toml" <<EOF
+version = 2
+root = "$d/ctd-root"
+state = "$d/ctd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$d/containerd.sock"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$d/ctd-opt"
+EOF
+  : >"$d/containerd.log"
+  # setsid and nsenter exec (no fork without --pid): $! is containerd's own pid.
+  PATH="$(d26_path)" setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" \
+    "$D26/usr/bin/containerd" --config "$d/containerd.toml" >>"$d/containerd.log" 2>&1 </dev/null 9>&- &
+  echo "$!" >"$d/containerd.pid"
+  for ((k = 0; k < START_TIMEOUT * 2; k++)); do
+    ctd_answers "$d/containerd.sock" && return 0
+    [ -d "/proc/$(pid_from "$d/containerd.pid")" ] || break
+    sleep 0.5
+  done
+  tail -n 20 "$d/containerd.log" >&2
+  die "host $i containerd did not answer within ${START_TIMEOUT}s"
+}
+
+dockerd_up() {
+  local i="$1" d pid k kind
+  d="$(hdir "$i")"
+  kind="$(kind_of "$i")"
   pid="$(pid_from "$d/dockerd.pid")"
   if is_ours "$pid" dockerd "$d/docker.sock" && engine_answers "$d/docker.sock"; then return 0; fi
-  [ -n "$pid" ] && is_ours "$pid" dockerd "$d/docker.sock" && stop_pid "$pid" "host $i engine"
+  # Whatever is left of an earlier engine (dockerd, containerd, shims) goes first.
+  engine_down "$i"
   # A tmpfs data root lives in the host's mount namespace; unmounting it there frees its memory.
   in_host "$i" umount "$d/root" 2>/dev/null || true
-  rm -rf "$d/root" "$d/exec"
-  rm -f "$d/docker.sock" "$d/dockerd.pid"
+  in_host "$i" umount "$d/ctd-root" 2>/dev/null || true
+  rm -rf "$d/root" "$d/exec" "$d/ctd-root" "$d/ctd-state" "$d/ctd-opt"
+  rm -f "$d/docker.sock" "$d/dockerd.pid" "$d/containerd.sock" "$d/containerd.sock.ttrpc"
   mkdir -p "$d/root" "$d/exec"
   if [ "${FERRY_SSH_ENGINE_TMPFS:-}" = 1 ]; then
     in_host "$i" mount -t tmpfs -o mode=711 "ferry-ssh$i-root" "$d/root"
   fi
-  echo '{}' >"$d/daemon.json"
   : >"$d/dockerd.log"
-  setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" dockerd \
-    --config-file "$d/daemon.json" --data-root "$d/root" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
-    -H "unix://$d/docker.sock" --containerd-namespace "ferry-ssh$i" --containerd-plugins-namespace "ferry-ssh$i-plugins" \
-    >>"$d/dockerd.log" 2>&1 </dev/null 9>&- &
+  if [ "$kind" = 26c ]; then
+    # Unix socket paths end at 108 bytes; dockerd's longest is $d/exec/libnetwork/<12 hex>.sock.
+    [ "${#d}" -le 70 ] || die "FERRY_ENGINES_DIR too long for unix sockets: $d"
+    mkdir -p "$d/ctd-root" "$d/ctd-state" "$d/ctd-opt"
+    # On the containerd store the images live in containerd's root: in memory too when asked.
+    if [ "${FERRY_SSH_ENGINE_TMPFS:-}" = 1 ]; then
+      in_host "$i" mount -t tmpfs -o mode=711 "ferry-ssh$i-ctd-root" "$d/ctd-root"
+    fi
+    echo '{"features":{"containerd-snapshotter":true}}' >"$d/daemon.json"
+    containerd_up "$i"
+    PATH="$(d26_path)" setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" "$D26/usr/sbin/dockerd" \
+      --config-file "$d/daemon.json" --containerd "$d/containerd.sock" --data-root "$d/root" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
+      -H "unix://$d/docker.sock" --containerd-namespace "ferry-ssh$i" --containerd-plugins-namespace "ferry-ssh$i-plugins" \
+      >>"$d/dockerd.log" 2>&1 </dev/null 9>&- &
+  else
+    echo '{}' >"$d/daemon.json"
+    setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" dockerd \
+      --config-file "$d/daemon.json" --data-root "$d/root" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
+      -H "unix://$d/docker.sock" --containerd-namespace "ferry-ssh$i" --containerd-plugins-namespace "ferry-ssh$i-plugins" \
+      >>"$d/dockerd.log" 2>&1 </dev/null 9>&- &
+  fi
   for ((k = 0; k < START_TIMEOUT * 2; k++)); do
     engine_answers "$d/docker.sock" && return 0
     sleep 0.5
@@ -188,6 +290,8 @@ AllowStreamLocalForwarding yes
 MaxSessions 20
 Subsystem sftp $SFTP_SERVER
 EOF
+  # A Docker 26 host's own tools first in its sessions (the 26 CLI; `docker-compose` is v2 there).
+  [ "$(kind_of "$i")" != 26c ] || echo "SetEnv PATH=$(d26_path)" >>"$d/sshd_config"
   rm -f "$d/sshd.pid"
   : >"$d/sshd.log"
   setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" "$SSHD" -D -e -f "$d/sshd_config" \
@@ -232,7 +336,16 @@ engine_down() {
     log "stopping host $i engine (pid $pid)"
     stop_pid "$pid" "host $i engine"
   fi
-  kill_stale_engine_children "$(hdir "$i")/exec" "host $i engine"
+  # A 26c host's own containerd, after the dockerd that used it.
+  pid="$(pid_from "$d/containerd.pid")"
+  if is_ours "$pid" containerd "$d/containerd.toml"; then
+    log "stopping host $i containerd (pid $pid)"
+    stop_pid "$pid" "host $i containerd"
+  fi
+  rm -f "$d/containerd.pid"
+  # Left over from a killed engine: a containerd (20.10's own, under exec/, or a 26c host's whose
+  # pid file was lost) and container shims, all naming a path under the host's dir.
+  kill_stale_engine_children "$d/" "host $i engine"
 }
 
 host_down() {
@@ -264,6 +377,9 @@ print_env() {
   echo "export FERRY_SSH_IDENTITY=$STATE/id_ed25519"
   echo "export FERRY_SSH_KNOWN_HOSTS=$STATE/known_hosts"
   echo "export FERRY_SSH_DIR=$STATE"
+  list=""
+  for ((i = 1; i <= n; i++)); do [ "$(kind_of "$i")" != 26c ] || list="$list${list:+ }$i"; done
+  echo "export FERRY_SSH_DOCKER26C_HOSTS=\"$list\""
 }
 
 with_lock() {
@@ -285,9 +401,24 @@ case "$cmd" in
     [ "$(hosts_recorded)" -ge "$n" ] || echo "$n" >"$STATE/hosts"
     n="$(hosts_recorded)"
     for ((i = 1; i <= n; i++)); do
+      want="$(wanted_kind "$i")"
+      if [ -n "$want" ] && [ -d "$(hdir "$i")" ] && [ "$(kind_of "$i")" != "$want" ]; then
+        log "host $i: rebuilding it with $(kind_label "$want") (it ran $(kind_label "$(kind_of "$i")"))"
+        host_down "$i"
+      fi
       mkdir -p "$(hdir "$i")"
+      [ -e "$(hdir "$i")/engine-kind" ] || echo "${want:-20.10}" >"$(hdir "$i")/engine-kind"
+    done
+    for ((i = 1; i <= n; i++)); do
+      if [ "$(kind_of "$i")" = 26c ]; then
+        bash "$(dirname "${BASH_SOURCE[0]}")/docker26.sh" >&2 || die "Docker 26 is not available (scripts/docker26.sh failed)"
+        break
+      fi
+    done
+    for ((i = 1; i <= n; i++)); do
       net_up "$i"
       fs_up "$i"
+      host_tools "$i"
     done
     # Engines start in parallel: each takes a few seconds, mostly waiting.
     pids=()
@@ -323,6 +454,9 @@ case "$cmd" in
     # An empty engine again (what a fresh host has), its state directory emptied too; sshd stays.
     i="${1:-}"
     [[ "$i" =~ ^[1-9]$ ]] && [ -d "$(hdir "$i")" ] || die "no host '$i'"
+    if [ "$(kind_of "$i")" = 26c ]; then
+      bash "$(dirname "${BASH_SOURCE[0]}")/docker26.sh" >&2 || die "Docker 26 is not available (scripts/docker26.sh failed)"
+    fi
     with_lock
     engine_down "$i"
     find "$(hdir "$i")/state" -mindepth 1 -delete
@@ -342,7 +476,7 @@ case "$cmd" in
       e=down; s=down
       engine_answers "$d/docker.sock" && e=up
       is_ours "$(pid_from "$d/sshd.pid")" sshd "$d/sshd_config" && s=up
-      echo "edge-$i: root@$(addr "$i") engine $e, sshd $s"
+      echo "edge-$i: root@$(addr "$i") engine $e ($(kind_label "$(kind_of "$i")")), sshd $s"
       [ "$e" = up ] && [ "$s" = up ] || rc=1
     done
     exit "$rc"
