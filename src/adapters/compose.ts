@@ -124,7 +124,9 @@ export async function resolveComposeModel(cmd: ComposeCommand, spec: ComposeProj
     spec.project,
     ...spec.files.flatMap((f) => ['--file', f]),
     ...spec.envFiles.flatMap((f) => ['--env-file', f]),
-    ...spec.profiles.flatMap((p) => ['--profile', p]),
+    // Every profile: ferry drops the services of profiles not enabled itself (core/compose-project),
+    // since Compose v1's config ignores --profile and the smoke test may sit in a profile of its own.
+    ...(cmd.version === 2 ? ['--profile', '*'] : spec.profiles.flatMap((p) => ['--profile', p])),
     'config',
     ...(cmd.version === 2 ? ['--format', 'json'] : []),
   ];
@@ -135,6 +137,14 @@ export async function resolveComposeModel(cmd: ComposeCommand, spec: ComposeProj
   } catch (e) {
     const err = e as { stderr?: string; code?: number };
     const said = (err.stderr ?? (e as Error).message).trim().split('\n').slice(-8).join('\n');
+    // ${VAR:?message}: Compose refuses by itself; the variable is named as for one merely unset.
+    const required = /required variable ([A-Za-z_][A-Za-z0-9_]*) is missing a value/.exec(said) ?? /Missing mandatory value for .* interpolating \$\{([A-Za-z_][A-Za-z0-9_]*):\?/.exec(said);
+    if (required) {
+      throw new BuildInputError('COMPOSE_VARIABLE_UNSET', `the compose project requires variable ${required[1]}, which is not set on this build server: ${said.split('\n').at(-1)}`, {
+        hint: `Set ${required[1]} in the environment or in an env file that ferry.yaml lists (env_files:). A value that differs per host belongs in that host's override.`,
+        details: { variables: [required[1]] },
+      });
+    }
     throw new BuildInputError('COMPOSE_INVALID', `${cmd.argv.join(' ')} config could not read the project in ${spec.dir}:\n${said}`, {
       hint: 'Compose itself refused the project: fix what it says, then create again.',
       details: { dir: spec.dir, files: spec.files },

@@ -10,7 +10,8 @@ import { posix } from 'node:path';
 /** Where carried project files live, relative to the shipped compose file's directory. */
 export const PROJECT_DIR = 'project';
 
-export type ProjectFileKind = 'bind' | 'secret' | 'config' | 'env_file';
+/** 'source': a file Compose read to build the model (compose, extends, include and env files), carried for review. */
+export type ProjectFileKind = 'bind' | 'secret' | 'config' | 'env_file' | 'source';
 
 export interface CarriedPath {
   /** Relative to the project directory on the build server (and to PROJECT_DIR in the bundle). */
@@ -51,6 +52,13 @@ export interface PlanOptions {
   composeVersion: 1 | 2;
   /** Leave secret files out; the host must hold them under this directory (per stack). */
   excludeSecretsTo?: string;
+  /**
+   * Profiles enabled. The model is resolved with every profile (Compose v1's config ignores
+   * --profile anyway), and services of other profiles are dropped here, the same for both.
+   */
+  profiles?: string[];
+  /** Services kept whatever their profiles (the smoke test, run once by name). */
+  keep?: string[];
 }
 
 export class ProjectPlanError extends Error {
@@ -77,12 +85,19 @@ export function planProject(resolved: unknown, options: PlanOptions): ProjectPla
   const carried = new Map<string, CarriedPath>();
   const hostPaths = new Map<string, HostPath>();
   const root = posix.normalize(options.projectDir);
+  const outside = posix.dirname(root) === '/' ? null : `${posix.dirname(root)}/`;
+  if (options.profiles !== undefined) dropOtherProfiles(model.services as Obj, new Set(options.profiles), new Set(options.keep ?? []));
 
   /** A path the stack reads: carried (and rewritten) when inside the project, else a host path. */
   const place = (source: string, kind: ProjectFileKind, service: string | null): string => {
     const abs = posix.normalize(posix.isAbsolute(source) ? source : posix.join(root, source));
     const rel = posix.relative(root, abs);
     if (rel === '' || rel.startsWith('..') || posix.isAbsolute(rel)) {
+      // Compose makes every path absolute, so "../x" and "/etc/x" look alike here. A path beside
+      // the project on the build server was meant relative: it cannot be a host path.
+      if (outside && abs.startsWith(outside)) {
+        throw new ProjectPlanError('PROJECT_FILE_INVALID', `${kind} ${abs}${service ? ` of service "${service}"` : ''} is outside the project directory ${root}: only files inside it travel, and a host does not have that path`, abs);
+      }
       const h = hostPaths.get(abs) ?? { path: abs, kind, services: [] };
       if (service && !h.services.includes(service)) h.services.push(service);
       hostPaths.set(abs, h);
@@ -203,6 +218,21 @@ export function planProject(resolved: unknown, options: PlanOptions): ProjectPla
   delete model.version;
 
   return { services, carried: [...carried.values()].sort((a, b) => a.rel.localeCompare(b.rel)), hostPaths: [...hostPaths.values()].sort((a, b) => a.path.localeCompare(b.path)), model };
+}
+
+function dropOtherProfiles(services: Obj, enabled: Set<string>, keep: Set<string>): void {
+  const inProfile = (svc: unknown) => {
+    const p = isObj(svc) && Array.isArray(svc.profiles) ? svc.profiles.map(String) : [];
+    return p.length === 0 || p.some((x) => enabled.has(x));
+  };
+  const dropped = Object.keys(services).filter((name) => !keep.has(name) && !inProfile(services[name]));
+  for (const name of dropped) delete services[name];
+  for (const [name, svc] of Object.entries(services)) {
+    if (!isObj(svc)) continue;
+    const deps = Array.isArray(svc.depends_on) ? svc.depends_on.map(String) : isObj(svc.depends_on) ? Object.keys(svc.depends_on) : [];
+    const missing = deps.find((d) => dropped.includes(d));
+    if (missing) throw new ProjectPlanError('COMPOSE_PROFILE_DEPENDENCY', `service "${name}" depends on "${missing}", whose profile is not enabled; enable it (profiles: in ferry.yaml or --profile)`, name);
+  }
 }
 
 /** v2's config writes `command: null`, `networks: {default: null}`; v1 rejects nulls where a value is expected. */

@@ -102,20 +102,20 @@ export interface FerryManifest {
 export interface ManifestProjectFile {
   /** Bundle path (listed in files). */
   path: string;
-  kind: 'bind' | 'secret' | 'config' | 'env_file';
+  kind: 'bind' | 'secret' | 'config' | 'env_file' | 'source';
   services: string[];
 }
 
 export interface ManifestHostPath {
   /** Absolute path on the host. */
   path: string;
-  kind: 'bind' | 'secret' | 'config' | 'env_file';
+  kind: 'bind' | 'secret' | 'config' | 'env_file' | 'source';
   services: string[];
   /** A secret the bundle was made without (--exclude-secrets): the host must provide it. */
   excludedSecret?: boolean;
 }
 
-const PROJECT_FILE_KINDS = new Set(['bind', 'secret', 'config', 'env_file']);
+const PROJECT_FILE_KINDS = new Set(['bind', 'secret', 'config', 'env_file', 'source']);
 
 export function serializeManifest(manifest: FerryManifest): Buffer {
   return Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`, 'utf8');

@@ -90,19 +90,30 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
     });
   }
 
+  // Compose v1's config drops extension fields; x-ferry is then read from the files themselves.
+  const model = resolved.model as Record<string, unknown>;
+  if (model && typeof model === 'object' && model['x-ferry'] === undefined) {
+    for (const c of def.compose) {
+      const doc = parseYaml(await readText(join(dir, c)), join(dir, c)) as Record<string, unknown> | null;
+      if (doc && typeof doc === 'object' && doc['x-ferry'] !== undefined) model['x-ferry'] = doc['x-ferry'];
+    }
+  }
+  const xFerry = model?.['x-ferry'] as { smoke?: unknown } | undefined;
+  const smoke = typeof xFerry?.smoke === 'string' ? [xFerry.smoke] : [];
+
   let plan;
   try {
-    plan = planProject(resolved.model, { projectDir: dir, project: def.name, composeVersion: cmd.version, ...(options.excludeSecrets ? { excludeSecretsTo: posix.join(HOST_SECRETS_DIR, def.name) } : {}) });
+    plan = planProject(resolved.model, {
+      projectDir: dir,
+      project: def.name,
+      composeVersion: cmd.version,
+      profiles: [...new Set([...def.profiles, ...(options.profiles ?? [])])],
+      keep: smoke,
+      ...(options.excludeSecrets ? { excludeSecretsTo: posix.join(HOST_SECRETS_DIR, def.name) } : {}),
+    });
   } catch (e) {
     if (e instanceof ProjectPlanError) throw new BuildInputError(e.code, `${def.compose.join(', ')}: ${e.message}`, { details: { file: def.compose, subject: e.subject } });
     throw e;
-  }
-  // Compose v1's config drops extension fields; x-ferry is then read from the files themselves.
-  if (plan.model['x-ferry'] === undefined) {
-    for (const c of def.compose) {
-      const doc = parseYaml(await readText(join(dir, c)), join(dir, c)) as Record<string, unknown> | null;
-      if (doc && typeof doc === 'object' && doc['x-ferry'] !== undefined) plan.model['x-ferry'] = doc['x-ferry'];
-    }
   }
 
   // A service Compose builds runs the image Compose tagged for it: pinned like any other.
@@ -120,7 +131,9 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
     services[s.name]!.image = found;
   }
 
-  const projectFiles = await carriedFiles(dir, plan.carried);
+  // Compose reads the project directory's .env unless env files are named.
+  const sources = await composeSources(dir, def.compose, def.envFiles.length > 0 ? def.envFiles : ['.env']);
+  const projectFiles = await carriedFiles(dir, [...plan.carried, ...sources.filter((s) => !plan.carried.some((c) => c.rel === s.rel))]);
   for (const f of projectFiles.filter((x) => x.kind === 'secret')) {
     reporter.warn({ code: 'SECRET_IN_BUNDLE', subject: f.rel, message: `secret file ${f.rel} (used by ${f.services.join(', ') || 'no service'}) travels in the bundle in the clear: bundles are signed, not encrypted. --exclude-secrets leaves secrets out; the host then provides them under ${posix.join(HOST_SECRETS_DIR, def.name)}/` });
   }
@@ -159,6 +172,48 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
 }
 
 /**
+ * The files Compose read to resolve the model: the compose files, env files for interpolation, and
+ * the extends and include files they name (followed from each file's own directory). The host runs
+ * the resolved model, so these travel for review and audit, not to be read again there.
+ */
+async function composeSources(dir: string, composeFiles: string[], envFiles: string[]): Promise<{ rel: string; kind: ProjectFileKind; services: string[] }[]> {
+  const seen = new Set<string>();
+  const visit = async (rel: string, compose: boolean): Promise<void> => {
+    const norm = posix.normalize(rel);
+    if (seen.has(norm) || safeRelativePathProblem(norm) || !(await exists(join(dir, norm)))) return;
+    seen.add(norm);
+    if (!compose) return;
+    const doc = parseYaml(await readText(join(dir, norm)), join(dir, norm)) as Record<string, unknown> | null;
+    const here = posix.dirname(norm);
+    const at = (p: unknown) => (typeof p === 'string' ? posix.join(here, p) : null);
+    const services = doc && typeof doc.services === 'object' && doc.services !== null ? Object.values(doc.services as Record<string, unknown>) : [];
+    for (const s of services) {
+      const ext = (s as { extends?: { file?: unknown } } | null)?.extends;
+      const f = at(ext?.file);
+      if (f) await visit(f, true);
+    }
+    for (const inc of Array.isArray(doc?.include) ? (doc!.include as unknown[]) : []) {
+      const entry = typeof inc === 'string' ? { path: inc } : ((inc ?? {}) as { path?: unknown; env_file?: unknown; project_directory?: unknown });
+      for (const p of Array.isArray(entry.path) ? entry.path : [entry.path]) {
+        const f = at(p);
+        if (!f) continue;
+        await visit(f, true);
+        // An included project reads its own .env, beside its file unless it names another directory.
+        const envDir = typeof entry.project_directory === 'string' ? posix.join(here, entry.project_directory) : posix.dirname(f);
+        await visit(posix.join(envDir, '.env'), false);
+      }
+      for (const e of Array.isArray(entry.env_file) ? entry.env_file : [entry.env_file]) {
+        const f = at(e);
+        if (f) await visit(f, false);
+      }
+    }
+  };
+  for (const f of composeFiles) await visit(f, true);
+  for (const f of envFiles) await visit(f, false);
+  return [...seen].map((rel) => ({ rel, kind: 'source' as const, services: [] }));
+}
+
+/**
  * Every file under each carried path, read now. A path that does not exist is refused here: on the
  * host Docker would make an empty directory in its place and the stack would start misconfigured.
  */
@@ -183,7 +238,7 @@ async function carriedFiles(dir: string, carried: { rel: string; kind: ProjectFi
     const full = join(dir, c.rel);
     if (!(await exists(full))) {
       throw new BuildInputError('PROJECT_FILE_MISSING', `${c.kind === 'bind' ? 'bind mount source' : `${c.kind} file`} ./${c.rel} (used by ${c.services.join(', ') || 'the project'}) does not exist in ${dir}`, {
-        hint: 'Create it, or fix the path in the compose file. Docker would otherwise create an empty directory there on the host.',
+        hint: 'Create it, or fix the path in the compose file: Docker would otherwise create an empty directory there on the host. For data the stack writes, use a named volume or an absolute host path; carried files are a copy per release.',
         details: { file: c.rel, services: c.services },
       });
     }

@@ -8,6 +8,7 @@ import { appendFile, cp, mkdir, readdir, readFile, rm, stat, truncate, writeFile
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { buildDocker, ferry, ROOT, tmpDir, uniqueName } from '../support/engines.js';
 
 const exec = promisify(execFile);
@@ -118,13 +119,16 @@ describe('bundle create', () => {
     for (const f of layerFiles) expect(onDisk).toContain(f);
   });
 
-  it('carries the compose file, env files and each host override', async () => {
+  it('carries the resolved compose model (env files folded in by Compose) and each host override', async () => {
     expect(manifest.compose.file).toBe('compose/compose.yaml');
     expect(manifest.hosts['edge-1']!.files).toEqual(['compose/hosts/edge-1.yaml']);
     expect(manifest.hosts['edge-2']!.files).toEqual(['compose/hosts/edge-2.yaml', 'compose/hosts/edge-2.env']);
-    expect(await readFile(join(bundle, 'compose/app.env'), 'utf8')).toBe('A=1\n');
+    // app.env's A=1 reaches the service through the model Compose resolved, not as a file.
+    const model = parse(await readFile(join(bundle, 'compose/compose.yaml'), 'utf8'));
+    expect(Object.values(model.services).some((s: any) => s.environment?.A === '1')).toBe(true);
     const listed = new Set(manifest.files.map((f) => f.path));
-    for (const f of ['compose/compose.yaml', 'compose/app.env', 'compose/hosts/edge-1.yaml', 'oci-layout', 'index.json']) expect(listed).toContain(f);
+    for (const f of ['compose/compose.yaml', 'compose/hosts/edge-1.yaml', 'oci-layout', 'index.json']) expect(listed).toContain(f);
+    expect(listed.has('compose/app.env')).toBe(false);
   });
 
   it('warns about the lessons from the field, in text and JSON', async () => {
