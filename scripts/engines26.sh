@@ -170,25 +170,7 @@ engine_up() { # name
   # root, state and socket are ours, so this containerd never meets /run/containerd/containerd.sock
   # (which a Docker 20.10 dockerd would adopt as "the system containerd").
   daemon_json_of "$name" >"$d/daemon.json"
-  cat >"$d/containerd.toml" <<EOF
-version = 2
-root = "$d/ctd-root"
-state = "$d/ctd-state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "$ctd_sock"
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$d/ctd-opt"
-EOF
+  write_containerd_config "$d" "$ctd_sock"
   netns_up "$name"
   log "starting containerd of $name in netns $(netns_of "$name") (log: $d/containerd.log)"
   : >"$d/containerd.log"

@@ -188,25 +188,7 @@ ctd_answers() { timeout 5 "$D26/usr/bin/ctr" --address "$1" version >/dev/null 2
 containerd_up() {
   local i="$1" d k
   d="$(hdir "$i")"
-  cat >"$d/containerd.toml" <<EOF
-version = 2
-root = "$d/ctd-root"
-state = "$d/ctd-state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = "$d/containerd.sock"
-
-[debug]
-  address = ""
-
-[metrics]
-  address = ""
-
-[plugins]
-  [plugins."io.containerd.internal.v1.opt"]
-    path = "$d/ctd-opt"
-EOF
+  write_containerd_config "$d" "$d/containerd.sock"
   : >"$d/containerd.log"
   # setsid and nsenter exec (no fork without --pid): $! is containerd's own pid.
   PATH="$(d26_path)" setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" \

@@ -83,3 +83,27 @@ unmount_under() { # dir
     case "$m" in "$dir"/*) umount -l "$m" 2>/dev/null || true ;; esac
   done
 }
+
+# The config of a containerd of our own (for a Docker 26 engine): its root, state, opt dir and grpc
+# socket under $1, never the system's /run/containerd, and no CRI plugin (no Kubernetes here).
+write_containerd_config() { # dir socket
+  cat >"$1/containerd.toml" <<EOF
+version = 2
+root = "$1/ctd-root"
+state = "$1/ctd-state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$2"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "$1/ctd-opt"
+EOF
+}
