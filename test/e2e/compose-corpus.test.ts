@@ -115,3 +115,63 @@ describe.each(['v2', 'v1'] as const)('compose corpus, Compose %s on the build se
     });
   }
 });
+
+describe('paths the host itself must provide', () => {
+  const snapshot = async () => (await targetDocker().run(['images', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean).sort().join(' ');
+
+  it('--exclude-secrets: no secret in the bundle; install refuses (exit 6) until the host holds them, then reads them', async () => {
+    const c = cases.find((x) => x.name === 'secrets-file')!;
+    const out = join(work, 'no-secrets.ferry');
+    const created = await ferry(['bundle', 'create', c.dir, '--out', out, '--exclude-secrets', '--json'], { env: COMPOSE.v2.env(), timeoutMs: 300_000 });
+    expect(created.code, created.stdout + created.stderr).toBe(0);
+    expect(json(created).warnings.filter((w) => w.code === 'SECRET_IN_BUNDLE')).toEqual([]);
+    const m = JSON.parse(readFileSync(join(out, 'ferry.json'), 'utf8'));
+    expect(m.files.map((f: { path: string }) => f.path).filter((p: string) => /password|api\.key/.test(p))).toEqual([]);
+    const where = '/etc/ferry/secrets/secrets-file';
+    expect(m.compose.hostPaths.map((h: { path: string }) => h.path).sort()).toEqual([`${where}/db/password.txt`, `${where}/secrets/api.key`]);
+    expect(readFileSync(join(out, 'compose/compose.yaml'), 'utf8')).toContain(`${where}/db/password.txt`);
+
+    await run('rm', ['-rf', where]);
+    await removeProject(c.name);
+    const before = await snapshot();
+    const state = join(work, 'state-no-secrets');
+    const install = () => ferry(['bundle', 'install', out, '--allow-unsigned', '--state-dir', state, '--compose-cmd', 'docker compose', '--wait-timeout', '60', '--json'], { env: { ...COMPOSE.v2.env(), DOCKER_HOST: targetDocker().host }, timeoutMs: 300_000 });
+    const refused = await install();
+    expect(refused.code, refused.stdout + refused.stderr).toBe(6);
+    expect(json(refused).error.code).toBe('HOST_PATHS_MISSING');
+    expect(json(refused).error.message).toContain(`${where}/db/password.txt`);
+    expect(await snapshot()).toBe(before);
+    expect(existsSync(join(state, 'stacks', c.name))).toBe(false);
+
+    try {
+      await run('mkdir', ['-p', `${where}/db`, `${where}/secrets`]);
+      await writeFile(`${where}/db/password.txt`, 'provided-by-the-host\n', { mode: 0o644 });
+      await writeFile(`${where}/secrets/api.key`, 'host-api-key\n', { mode: 0o644 });
+      const ok = await install();
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      const id = (await targetDocker().run(['ps', '-q', '--filter', `label=com.docker.compose.project=${c.name}`, '--filter', 'label=com.docker.compose.service=api'])).stdout.trim();
+      expect((await targetDocker().run(['exec', id, 'cat', '/run/secrets/db_password'])).stdout).toContain('provided-by-the-host');
+    } finally {
+      await removeProject(c.name);
+      await run('rm', ['-rf', where]);
+    }
+  });
+
+  it('an absolute bind source missing on the host: exit 6 naming it, nothing loaded', async () => {
+    const dir = join(work, 'hostpath');
+    const missing = `/var/lib/ferry-test-missing-${process.pid}/conf`;
+    await run('mkdir', ['-p', dir]);
+    await writeFile(join(dir, 'ferry.yaml'), 'name: hostpath\nversion: 1.0.0\ncompose: compose.yaml\n');
+    await writeFile(join(dir, 'compose.yaml'), `services:\n  app:\n    image: shop/web:1.0.0\n    volumes:\n      - ${missing}:/conf:ro\n`);
+    const out = join(work, 'hostpath.ferry');
+    const created = await ferry(['bundle', 'create', dir, '--out', out], { env: COMPOSE.v2.env(), timeoutMs: 300_000 });
+    expect(created.code, created.stderr).toBe(0);
+    const shown = await ferry(['bundle', 'inspect', out]);
+    expect(shown.stdout).toContain(`${missing} (bind of app)`);
+    const before = await snapshot();
+    const r = await ferry(['bundle', 'install', out, '--allow-unsigned', '--state-dir', join(work, 'state-hostpath')], { env: { DOCKER_HOST: targetDocker().host }, timeoutMs: 300_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(6);
+    expect(r.stderr).toContain(`${missing} (bind of app)`);
+    expect(await snapshot()).toBe(before);
+  });
+});
