@@ -37,7 +37,7 @@ import {
   PolicyError,
   type Problem,
 } from '../errors.js';
-import { formatBytes, shortDigest } from '../ui/format.js';
+import { formatBytes, shortDigest } from '../core/format.js';
 import type { ProgressReporter } from '../ui/progress.js';
 import { checkFiles, integrityFailure, openBundle, readVerified, type OpenedBundle, type TrustOptions } from './bundle.js';
 import { deploy, DeployFailure, isHealthy, type DeployContext } from './deploy.js';
