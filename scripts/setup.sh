@@ -40,6 +40,8 @@ need time test -x /usr/bin/time # GNU time: peak RSS in benches (bash's `time` h
 need util-linux bash -c 'command -v nsenter && command -v flock && command -v setsid'
 need podman has podman # the engine that refuses partial archives: the splice path is tested on it
 need curl has curl
+need dosfstools has_sbin mkfs.vfat # a FAT32 medium for the output tests
+need fusefat has fusefat     # mounts it: kernels without a vfat module (these machines)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$DRY_RUN" = 1 ]; then
@@ -76,6 +78,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     need util-linux bash -c 'command -v nsenter && command -v flock && command -v setsid'
 need podman has podman # the engine that refuses partial archives: the splice path is tested on it
 need curl has curl
+need dosfstools has_sbin mkfs.vfat
+need fusefat has fusefat
     [ "${#missing[@]}" -eq 0 ] || die "still missing after apt-get install: ${missing[*]}"
   fi
 fi

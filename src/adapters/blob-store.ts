@@ -99,7 +99,9 @@ class PartSink extends Writable {
       // exactly the bytes before it.
       this.whole.update(slice);
       part.hash?.update(slice);
-      await this.fh!.write(slice);
+      await this.fh!.write(slice).catch((e: unknown) => {
+        throw withPath(e, part.file);
+      });
       part.size += n;
       offset += n;
     }
@@ -213,6 +215,8 @@ export class BlobStoreWriter {
     try {
       await fh.writeFile(data);
       await fh.sync();
+    } catch (e) {
+      throw withPath(e, target);
     } finally {
       await fh.close();
     }
@@ -236,4 +240,10 @@ export class BlobStoreWriter {
     else await rename(tmpFile, target);
     this.entries.set(path, { path, size, sha256 });
   }
+}
+
+/** A failed write names its file, as a failed open does: the operator hears which file the medium refused. */
+function withPath(e: unknown, file: string): unknown {
+  if (e && typeof e === 'object' && !('path' in e)) (e as NodeJS.ErrnoException).path = file;
+  return e;
 }

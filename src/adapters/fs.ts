@@ -297,6 +297,11 @@ export async function sealDirectory(partial: string, target: string): Promise<vo
   await syncDirectory(dirname(target));
 }
 
+/** Bytes in the regular files under `path`. */
+export async function treeBytes(path: string): Promise<number> {
+  return (await listTree(path)).reduce((n, f) => n + (f.kind === 'file' ? f.size : 0), 0);
+}
+
 export async function removeTree(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
 }

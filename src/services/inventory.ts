@@ -6,12 +6,13 @@
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { HostTarget } from '../adapters/host.js';
+import { mediumWriteError } from '../adapters/medium.js';
 import { isPodman, listImagesWithLayers } from '../adapters/engine-inventory.js';
 import { StateStore, writeFileAtomic } from '../adapters/state-store.js';
 import { buildInventory, rawImageProblem, serializeInventory, type Inventory, type RawImage } from '../core/inventory.js';
 import type { StackState } from '../core/state.js';
 import { HostPreconditionError } from '../errors.js';
-import { shortDigest } from '../ui/format.js';
+import { shortDigest } from '../core/format.js';
 import type { Reporter } from './reporter.js';
 import { TOOL_VERSION } from '../adapters/tool-version.js';
 
@@ -70,6 +71,8 @@ export async function hostInventory(options: InventoryOptions, host: HostTarget,
     try {
       await writeFileAtomic(written, Buffer.from(serializeInventory(inventory), 'utf8'));
     } catch (e) {
+      const medium = await mediumWriteError(e, { what: 'the inventory', output: options.out, file: written });
+      if (medium) throw medium;
       throw new HostPreconditionError('OUTPUT_UNWRITABLE', `cannot write the inventory to ${options.out}: ${(e as Error).message}`, {
         hint: 'Choose an --out in a directory you can write to.',
         details: { path: written },

@@ -34,6 +34,13 @@ valid OCI image layout, so skopeo can read it.
 The bundle is built in a temporary sibling directory and renamed into place only when
 complete: an interrupted create never leaves a bundle that looks whole.
 
+Before saving, the output medium's free space is compared with what the bundle will need
+(the layers still to ship at a zstd ratio of one half): too little is refused (exit 10,
+NO_SPACE_ON_OUTPUT, needed vs free and the mount point) unless --force. A write that fails on
+the medium ends in exit 10 with a code per cause (NO_SPACE_ON_OUTPUT, OUTPUT_READ_ONLY,
+OUTPUT_IO_ERROR, OUTPUT_GONE, OUTPUT_FILE_TOO_BIG, OUTPUT_NOT_WRITABLE), the file being written
+and the bytes written so far; the partial directory is removed, or named when it cannot be.
+
 No file is larger than --max-part-size (default just under 4 GiB, FAT32's limit):
 a bigger layer blob is cut into parts, each with its own digest.
 
@@ -71,6 +78,7 @@ records the chain ID each host must have, and install checks it before loading a
       default: false,
     }),
     'compose-cmd': Flags.string({ description: 'the Compose that reads the project, e.g. "docker compose" or "docker-compose" (default: v2 when present, else v1)' }),
+    force: Flags.boolean({ description: 'write even when the output medium looks too small for the bundle (see NO_SPACE_ON_OUTPUT)', default: false }),
   };
 
   async run(): Promise<CreateResult> {
@@ -90,6 +98,7 @@ records the chain ID each host must have, and install checks it before loading a
         profiles: flags.profile ?? [],
         excludeSecrets: flags['exclude-secrets'],
         composeCmd: flags['compose-cmd'],
+        force: flags.force,
       },
       new Engine(),
       this.out,
