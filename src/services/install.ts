@@ -378,7 +378,7 @@ async function requireHostPaths(m: FerryManifest, host: HostTarget): Promise<voi
   for (const h of m.compose.hostPaths ?? []) if (!(await host.fs.exists(h.path))) absent.push(h);
   if (absent.length === 0) return;
   const lines = absent.map((h) => `  - ${h.path} (${h.excludedSecret ? 'secret left out of the bundle' : h.kind} of ${h.services.join(', ') || 'the project'})`);
-  throw new HostPreconditionError('HOST_PATHS_MISSING', `the stack reads ${absent.length} path${absent.length > 1 ? 's' : ''} on ${host.local ? "this host" : host.label} that ${absent.length > 1 ? 'do' : 'does'} not exist:\n${lines.join('\n')}`, {
+  throw new HostPreconditionError('HOST_PATHS_MISSING', `the stack reads ${absent.length} path${absent.length > 1 ? 's' : ''} on ${host.local ? 'this host' : host.label} that ${absent.length > 1 ? 'do' : 'does'} not exist:\n${lines.join('\n')}`, {
     hint: absent.some((h) => h.excludedSecret)
       ? 'Put each secret file at the path named (the bundle was made with --exclude-secrets), create the other paths, then install again. Nothing was loaded or switched.'
       : 'Create them on this host (or fix the compose file on the build server), then install again. Nothing was loaded or switched.',
@@ -406,7 +406,6 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
     const perImage = imageBars(progress, toLoad, (l) => (l.included ? l.size : 0));
     let done = 0;
     try {
-      written.clear();
       const onBytes = (n: number, diffId: string) => {
         bar.update((done += n));
         perImage.advance(diffId, n);
