@@ -56,7 +56,7 @@ step "host: ferry host status demo"
 on_host host status demo --state-dir "$DEMO/state"
 
 step "host: ferry host inventory (carried back to the build server)"
-on_host host inventory --out "$USB/edge-1.inventory.json" --state-dir "$DEMO/state"
+on_host host inventory --host edge-1 --out "$USB/edge-1.inventory.json" --state-dir "$DEMO/state"
 
 step "build server: ferry bundle create (release 1.1.0) against the host's inventory"
 mkdir -p "$DEMO/defs"

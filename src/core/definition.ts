@@ -28,6 +28,11 @@ export interface BundleDefinition {
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const VERSION = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 const HOST = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
+/** A name ferry.yaml's `hosts:` accepts: what `--host` picks an override by and an inventory records. */
+export function isHostName(name: string): boolean {
+  return HOST.test(name);
+}
+
 const KNOWN = new Set(['name', 'version', 'compose', 'env_files', 'profiles', 'hosts', 'images']);
 const PROFILE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 

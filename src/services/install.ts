@@ -238,7 +238,7 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
   }
   const progress = reporter.progress();
   const bar = progress.overall('staging', total);
-  const perImage = imageBars(progress, opened.manifest.images, (l) => (l.included ? (l.blob?.size ?? 0) : 0));
+  const perImage = imageBars(progress, 'staging', opened.manifest.images, (l) => (l.included ? (l.blob?.size ?? 0) : 0));
   const layerOfFile = new Map<string, string>();
   for (const im of opened.manifest.images) {
     for (const l of im.layers) for (const p of l.blob?.parts?.map((x) => x.path) ?? (l.blob?.path ? [l.blob.path] : [])) layerOfFile.set(p, l.diffId);
@@ -270,12 +270,14 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
 /**
  * One bar per image, advanced by the bytes of its layers (a layer two images share advances both).
  * `weight` is what a layer counts for: its uncompressed size when loading, its blob when staging.
+ * Each bar is labelled with its phase: an image is staged and then loaded, and without the phase
+ * the two "done" lines of one image read the same.
  */
-function imageBars(progress: ProgressReporter, images: ManifestImage[], weight: (l: ManifestLayer) => number) {
+function imageBars(progress: ProgressReporter, phase: 'staging' | 'loading', images: ManifestImage[], weight: (l: ManifestLayer) => number) {
   const bars = images
     .map((im) => {
       const total = im.layers.reduce((n, l) => n + weight(l), 0);
-      return { task: total > 0 ? progress.task(im.refs[0] ?? shortDigest(im.id), total) : null, done: 0, layers: new Set(im.layers.map((l) => l.diffId)) };
+      return { task: total > 0 ? progress.task(`${phase} ${im.refs[0] ?? shortDigest(im.id)}`, total) : null, done: 0, layers: new Set(im.layers.map((l) => l.diffId)) };
     })
     .filter((b) => b.task !== null);
   return {
@@ -403,7 +405,7 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
     const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
     const progress = reporter.progress();
     const bar = progress.overall('loading', total);
-    const perImage = imageBars(progress, toLoad, (l) => (l.included ? l.size : 0));
+    const perImage = imageBars(progress, 'loading', toLoad, (l) => (l.included ? l.size : 0));
     let done = 0;
     try {
       const onBytes = (n: number, diffId: string) => {

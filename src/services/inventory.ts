@@ -3,7 +3,6 @@
  * layers by chain ID) and what ferry installed here, for the next `bundle create --base` to
  * leave out what need not travel again.
  */
-import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import type { HostTarget } from '../adapters/host.js';
 import { mediumWriteError } from '../adapters/medium.js';
@@ -21,7 +20,8 @@ export interface InventoryOptions {
   /** Write the document here (atomically) instead of leaving it to the caller. */
   out?: string;
   now?: Date;
-  host?: string;
+  /** The name the document records for this host (what `bundle create` shows as "built for"). */
+  host: string;
 }
 
 export interface InventoryResult {
@@ -49,7 +49,7 @@ export async function hostInventory(options: InventoryOptions, host: HostTarget,
   }
 
   const inventory = buildInventory({
-    host: options.host ?? hostname(),
+    host: options.host,
     created: options.now ?? new Date(),
     tool: { name: 'ferry', version: TOOL_VERSION },
     engine: {

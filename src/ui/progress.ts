@@ -81,6 +81,21 @@ class LineReporter implements ProgressReporter {
   stop(): void {}
 }
 
+const LABEL_WIDTH = 24;
+
+/**
+ * A bar's label in a fixed width. A long one keeps its first word (the phase: "staging", "loading")
+ * and the end of the rest (an image's name and tag), e.g. "staging …mo/web:1.0.0"; the middle of a
+ * registry path is what an operator misses least.
+ */
+export function fitLabel(label: string, width: number): string {
+  if (label.length <= width) return label.padEnd(width);
+  const space = label.indexOf(' ');
+  const head = space > 0 && space < width / 2 ? label.slice(0, space + 1) : '';
+  const rest = label.slice(head.length);
+  return `${head}…${rest.slice(rest.length - (width - head.length - 1))}`;
+}
+
 class BarReporter implements ProgressReporter {
   private readonly multi: cliProgress.MultiBar;
 
@@ -100,14 +115,14 @@ class BarReporter implements ProgressReporter {
   }
 
   overall(label: string, totalBytes: number): ProgressTask {
-    return this.task(label.padEnd(24).slice(0, 24), totalBytes);
+    return this.task(label, totalBytes);
   }
 
   task(label: string, totalBytes: number): ProgressTask {
     const started = Date.now();
     let total = Math.max(1, totalBytes);
     const payload = (done: number) => ({
-      label: label.padEnd(24).slice(0, 24),
+      label: fitLabel(label, LABEL_WIDTH),
       doneh: formatBytes(done),
       totalh: formatBytes(total),
       rate: formatBytes(done / Math.max(1e-3, (Date.now() - started) / 1000)),

@@ -133,6 +133,18 @@ describe('install on an air-gapped host', () => {
     expect(await page()).toContain('<span id="version">1.1.0</span>');
     // The wait after the upload, while the engine registers the layers, is announced.
     expect(r.stderr).toMatch(/all [\d.]+ [kMG]?B sent; the engine is unpacking and registering the layers/);
+    // Without a TTY each image ends two phases, and each line names its phase: staged once, then
+    // loaded once (or found already loaded, on an engine kept from an earlier run).
+    const lines = r.stderr.split('\n');
+    const count = (line: string) => lines.filter((l) => l === line).length;
+    const manifest = JSON.parse(await readFile(join(bundles.r2, 'ferry.json'), 'utf8')) as { images: { refs: string[] }[] };
+    expect(manifest.images.length).toBeGreaterThan(0);
+    for (const ref of manifest.images.map((im) => im.refs[0]!)) {
+      expect(count(`staging ${ref}: done`), `staging ${ref} in:\n${r.stderr}`).toBe(1);
+      expect(count(`loading ${ref}: done`) + count(`image ${ref} already on the engine`), `loading ${ref} in:\n${r.stderr}`).toBe(1);
+      expect(count(`${ref}: done`), `a bare "${ref}: done" in:\n${r.stderr}`).toBe(0);
+    }
+    expect(lines.filter((l) => /: done$/.test(l) && !/^(staging|loading) /.test(l))).toEqual([]);
   });
 
   it('restores release 2 when release 3 fails its health check (exit 7)', async () => {

@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseInventory, type Inventory } from '../../src/core/inventory.js';
@@ -150,6 +151,34 @@ describe('ferry host inventory', () => {
       compared = true;
     }
     expect(compared, 'the engine never held still for two inventories').toBe(true);
+  });
+
+  it('records the host by --host, the name install uses, and bundle create shows it as "built for"', async () => {
+    const state = join(work, 'no-such-state');
+    // Without --host: the machine's own hostname, as install's default.
+    const plain = await ferry(['host', 'inventory', '--state-dir', state], { env: env() });
+    expect(plain.code, plain.stderr).toBe(0);
+    expect((JSON.parse(plain.stdout) as Inventory).host).toBe(hostname());
+
+    const out = join(work, 'edge-1.inventory.json');
+    const named = await ferry(['host', 'inventory', '--host', 'edge-1', '--out', out, '--state-dir', state], { env: env() });
+    expect(named.code, named.stderr).toBe(0);
+    expect(parseInventory(await readFile(out, 'utf8'), out).host).toBe('edge-1');
+
+    const def = join(work, 'def-built-for');
+    await mkdir(def, { recursive: true });
+    await writeFile(join(def, 'ferry.yaml'), 'name: builtfor\nversion: 1.0.0\ncompose: compose.yaml\n');
+    await writeFile(join(def, 'compose.yaml'), `services:\n  app:\n    image: ${tag}\n`);
+    const created = await ferry(['bundle', 'create', def, '--out', join(work, 'built-for.ferry'), '--base', out], { env: env(), timeoutMs: 300_000 });
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout).toMatch(/^ {2}built for: edge-1; 3 layers \(.*\) left out, held by every base$/m);
+    expect(created.stderr).toContain('bases: inventory edge-1;');
+  });
+
+  it('refuses a --host that is no host name (exit 2)', async () => {
+    const r = await ferry(['host', 'inventory', '--host', 'edge 1/x', '--json', '--state-dir', work], { env: env() });
+    expect(r.code).toBe(2);
+    expect(json(r.stdout).error.code).toBe('BAD_FLAG');
   });
 
   it('reports an unreachable engine as a host precondition (exit 6)', async () => {

@@ -1,7 +1,9 @@
 import { Flags } from '@oclif/core';
 import { withHost } from '../../adapters/host-factory.js';
+import { isHostName } from '../../core/definition.js';
 import type { Inventory } from '../../core/inventory.js';
 import { hostInventory } from '../../services/inventory.js';
+import { UsageError } from '../../errors.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { renderInventory } from '../../ui/render/host.js';
@@ -18,17 +20,23 @@ Without --out the document goes to stdout, so \`ferry host inventory > host.json
 --out it is written atomically (never half a file) and a summary is printed. Under --json the
 result is the document itself. A missing state directory means no releases, not an error.
 
+The document names the host it describes; \`bundle create --base\` shows that name in its
+"built for" line. Give it the name you install with (--host edge-1, the name of the host's
+override in ferry.yaml); without --host it is the same default install uses: this machine's
+hostname, or with --ssh the remote host's.
+
 With --ssh [user@]host it describes that host (its engine through the SSH connection, its
 state directory over SFTP, its hostname) and writes the document here.`);
 
   static override examples = [
-    { description: 'Write the inventory to a stick', command: '<%= config.bin %> host inventory --out /media/usb/edge-1.inventory.json' },
+    { description: 'Write the inventory to a stick, named as install names this host', command: '<%= config.bin %> host inventory --host edge-1 --out /media/usb/edge-1.inventory.json' },
     { description: 'The same on stdout', command: '<%= config.bin %> host inventory > edge-1.inventory.json' },
-    { description: 'Over SSH from the build machine', command: '<%= config.bin %> host inventory --ssh deploy@edge-1 --out edge-1.json' },
+    { description: 'Over SSH from the build machine', command: '<%= config.bin %> host inventory --ssh deploy@edge-1 --host edge-1 --out edge-1.json' },
   ];
 
   static override flags = {
     out: Flags.string({ char: 'o', description: 'file to write the inventory to (replaced atomically); default: stdout' }),
+    host: Flags.string({ description: 'the name to record for this host, as `bundle install --host` names it (default: the host\'s own hostname)' }),
     ...stateDirFlags,
     ...sshFlags,
   };
@@ -37,10 +45,22 @@ state directory over SFTP, its hostname) and writes the document here.`);
     const { flags } = await this.parse(HostInventory);
     const target = singleTarget(flags);
     const options = { ...stateDirFrom(flags), out: flags.out };
+    const name = hostNameFrom(flags.host);
     const result = await withHost(target, sshOptionsFrom(flags, (w) => this.out.warn(w)), async (host) =>
-      hostInventory({ ...options, ...(target !== undefined ? { host: await host.hostname() } : {}) }, host, this.out),
+      hostInventory({ ...options, host: name ?? (await host.hostname()) }, host, this.out),
     );
     this.out.result(renderInventory(result));
     return result.inventory;
   }
+}
+
+/** --host as ferry.yaml's `hosts:` would spell it: a name that could never pick an override is a typo. */
+function hostNameFrom(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (!isHostName(value)) {
+    throw new UsageError('BAD_FLAG', `--host ${JSON.stringify(value)} is not a host name`, {
+      hint: 'Letters, digits, ".", "_" and "-", as the host is named in ferry.yaml, e.g. --host edge-1.',
+    });
+  }
+  return value;
 }
