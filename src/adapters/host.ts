@@ -15,7 +15,8 @@ export interface HostFs {
   rmrf(path: string): Promise<void>;
   /** Names in a directory; [] when it does not exist. */
   readdir(path: string): Promise<string[]>;
-  statfs(path: string): Promise<{ bytes: number; inodes: number }>;
+  /** Free bytes and inodes (for an unprivileged user), and the filesystem's totals. */
+  statfs(path: string): Promise<{ bytes: number; inodes: number; totalBytes: number; totalInodes: number }>;
   /** Whether something exists at the path (following symbolic links, as a bind mount does). */
   exists(path: string): Promise<boolean>;
   /** Creates a file only if it does not exist; false when it already does. */

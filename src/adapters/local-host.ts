@@ -42,7 +42,7 @@ export const localFs: HostFs = {
   },
   async statfs(path) {
     const s = await statfs(path);
-    return { bytes: s.bavail * s.bsize, inodes: s.ffree };
+    return { bytes: s.bavail * s.bsize, inodes: s.ffree, totalBytes: s.blocks * s.bsize, totalInodes: s.files };
   },
   async createExclusive(path, data) {
     try {

@@ -257,7 +257,8 @@ function sftpFs(conn: SshConnection): HostFs {
     },
     async statfs(path) {
       const st = await call<Record<string, number | bigint>>((s, cb) => s.ext_openssh_statvfs(path, cb as never));
-      return { bytes: Number(st.f_bavail ?? 0) * Number(st.f_frsize ?? st.f_bsize ?? 0), inodes: Number(st.f_ffree ?? 0) };
+      const unit = Number(st.f_frsize ?? st.f_bsize ?? 0);
+      return { bytes: Number(st.f_bavail ?? 0) * unit, inodes: Number(st.f_ffree ?? 0), totalBytes: Number(st.f_blocks ?? 0) * unit, totalInodes: Number(st.f_files ?? 0) };
     },
     async createExclusive(path, data) {
       try {

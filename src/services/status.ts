@@ -6,9 +6,11 @@
 import type { HostTarget } from '../adapters/host.js';
 import { projectContainers, type ContainerHealth, type ProjectContainer } from '../adapters/engine-containers.js';
 import { StateStore } from '../adapters/state-store.js';
-import { currentRelease, type ReleaseRecord, type StackState } from '../core/state.js';
+import { formatBytes } from '../core/format.js';
+import { currentRelease, imagesToRemove, type ReleaseRecord, type StackState } from '../core/state.js';
 import { HostPreconditionError, UsageError } from '../errors.js';
 import { engineIds } from './pinned-images.js';
+import type { Reporter } from './reporter.js';
 
 export interface StatusOptions {
   stateDir: string;
@@ -57,12 +59,36 @@ export interface StackStatus {
   services: ServiceStatus[];
 }
 
-export interface StatusResult {
-  stateDir: string;
-  stacks: StackStatus[];
+/** Room where the host keeps images and releases: layers with many small files run out of inodes first. */
+export interface DiskStatus {
+  what: 'engine data root' | 'state directory';
+  path: string;
+  freeBytes: number;
+  totalBytes: number;
+  freeInodes: number;
+  totalInodes: number;
+  /** Below LOW_ROOM of either: warned about, before an install refuses for want of it. */
+  low: boolean;
 }
 
-export async function hostStatus(options: StatusOptions, host: HostTarget): Promise<StatusResult> {
+/** What pruning to the current release alone (install --keep 1) would give back. */
+export interface Reclaimable {
+  releases: number;
+  images: number;
+  /** As the engine reports the images' sizes (layers shared with kept images count too). */
+  bytes: number;
+}
+
+export interface StatusResult {
+  stateDir: string;
+  stacks: (StackStatus & { reclaimable: Reclaimable })[];
+  disks: DiskStatus[];
+}
+
+/** Free space or inodes below this share of the filesystem is warned about. */
+export const LOW_ROOM = 0.1;
+
+export async function hostStatus(options: StatusOptions, host: HostTarget, reporter: Reporter): Promise<StatusResult> {
   const { engine } = host;
   const store = new StateStore(options.stateDir, host.fs);
   const known = await store.stacks();
@@ -75,8 +101,19 @@ export async function hostStatus(options: StatusOptions, host: HostTarget): Prom
   }
   const names = options.stack !== undefined ? [options.stack] : known;
   // Reach the engine once up front, so an absent one is ENGINE_UNREACHABLE even on a host with no stacks.
-  await engine.info();
-  const stacks: StackStatus[] = [];
+  const info = await engine.info();
+  const disks = await diskStatus(host, [
+    ['engine data root', info.dataRoot],
+    ['state directory', options.stateDir],
+  ]);
+  for (const d of disks.filter((x) => x.low)) {
+    reporter.warn({
+      code: 'LOW_ROOM',
+      subject: d.path,
+      message: `the ${d.what} ${d.path} has ${formatBytes(d.freeBytes)} (${percent(d.freeBytes, d.totalBytes)}) and ${d.freeInodes} inodes (${percent(d.freeInodes, d.totalInodes)}) free: an install may soon refuse for want of room; pruning old releases (install --keep) frees what the table shows`,
+    });
+  }
+  const stacks: StatusResult['stacks'] = [];
   for (const stack of names) {
     let state: StackState;
     try {
@@ -90,9 +127,32 @@ export async function hostStatus(options: StatusOptions, host: HostTarget): Prom
     }
     const current = currentRelease(state);
     const ids = await engineIds(engine, stack, (current?.services ?? []).map((s) => s.imageId));
-    stacks.push(stackStatus(state, await projectContainers(engine, stack), ids));
+    stacks.push({ ...stackStatus(state, await projectContainers(engine, stack), ids), reclaimable: await reclaimable(host, state) });
   }
-  return { stateDir: options.stateDir, stacks };
+  return { stateDir: options.stateDir, stacks, disks };
+}
+
+const percent = (part: number, whole: number) => (whole > 0 ? `${((part / whole) * 100).toFixed(1)}%` : '?');
+
+async function diskStatus(host: HostTarget, places: [DiskStatus['what'], string][]): Promise<DiskStatus[]> {
+  const out: DiskStatus[] = [];
+  for (const [what, path] of places) {
+    // A state directory not made yet sits on its parent's filesystem; a place that cannot be seen from here is left out.
+    let s = null;
+    for (let p = path; p && !s; p = p === '/' ? '' : p.replace(/\/[^/]*$/, '') || '/') s = await host.fs.statfs(p).catch(() => null);
+    if (!s || s.totalBytes === 0) continue;
+    const low = s.bytes < s.totalBytes * LOW_ROOM || (s.totalInodes > 0 && s.inodes < s.totalInodes * LOW_ROOM);
+    out.push({ what, path, freeBytes: s.bytes, totalBytes: s.totalBytes, freeInodes: s.inodes, totalInodes: s.totalInodes, low });
+  }
+  return out;
+}
+
+async function reclaimable(host: HostTarget, state: StackState): Promise<Reclaimable> {
+  const older = state.releases.filter((r) => r.id !== state.current);
+  const images = imagesToRemove({ ...state, releases: state.releases.filter((r) => r.id === state.current) }, older);
+  let bytes = 0;
+  for (const im of images) bytes += (await host.engine.inspectImage(im.tag).catch(() => null))?.size ?? 0;
+  return { releases: older.length, images: images.length, bytes };
 }
 
 /** Pure: the state and the containers of one stack, joined per service. */

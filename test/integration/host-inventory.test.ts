@@ -3,7 +3,7 @@
  * the docker CLI and docker-compose as the independent witnesses of what the engine holds and runs.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -279,6 +279,40 @@ describe('ferry host status', () => {
     expect(run1).toMatchObject({ state: 'running', imageId, oneOff: true, imageMatches: false });
     expect(run1.name).toMatch(new RegExp(`^${stack}_app_run_`));
     expect(s.services.some((x: { service: string }) => x.service === 'ghost')).toBe(false);
+  });
+
+  it('shows the room left for images and releases, warns (LOW_ROOM) below 10%, and what pruning would free', async () => {
+    const r = await ferry(['host', 'status', stack, '--state-dir', state, '--json'], { env: env() });
+    expect(r.code, r.stderr).toBe(0);
+    const doc = json(r.stdout);
+    expect(doc.result.disks.map((d: { what: string }) => d.what)).toEqual(['engine data root', 'state directory']);
+    for (const d of doc.result.disks) {
+      expect(d.totalBytes).toBeGreaterThan(0);
+      expect(d.freeBytes).toBeLessThanOrEqual(d.totalBytes);
+      expect(d.totalInodes).toBeGreaterThan(0);
+    }
+    // Release 1 is kept besides the current one; both pin the same image, so none is prunable.
+    expect(doc.result.stacks[0].reclaimable).toEqual({ releases: 1, images: 0, bytes: 0 });
+
+    // A state directory on a filesystem with under 10% left.
+    const small = join(work, 'small-state');
+    await mkdir(small, { recursive: true });
+    const mount = await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]);
+    expect(mount.code, mount.stderr).toBe(0);
+    try {
+      await cp(state, join(small, 'state'), { recursive: true });
+      await writeFile(join(small, 'filler'), Buffer.alloc(960 * 1024));
+      const low = await ferry(['host', 'status', stack, '--state-dir', join(small, 'state'), '--json'], { env: env() });
+      expect(low.code, low.stderr).toBe(0);
+      const lowDoc = json(low.stdout);
+      expect(lowDoc.result.disks.find((d: { what: string }) => d.what === 'state directory')).toMatchObject({ path: join(small, 'state'), low: true });
+      expect(lowDoc.warnings.map((w: { code: string; subject: string }) => `${w.code}:${w.subject}`)).toContain(`LOW_ROOM:${join(small, 'state')}`);
+      const text = await ferry(['host', 'status', stack, '--state-dir', join(small, 'state')], { env: env() });
+      expect(text.stderr).toMatch(/warning: the state directory .* has [\d.]+ kB \([\d.]+%\) and \d+ inodes/);
+      expect(text.stdout).toMatch(/state directory +.*small-state\/state +[\d.]+ kB \(\d+%\) +\d+ \(\d+%\) +LOW/);
+    } finally {
+      await run('umount', [small]);
+    }
   });
 
   it('refuses a stack the host does not know (exit 2), listing the known ones', async () => {

@@ -15,6 +15,11 @@ current release pinned. A service the release expects but that has no container 
 "missing" (except its smoke test, which runs once at install and is removed); one-off
 \`compose run\` containers are marked "(run)".
 
+Below the stacks: free space and free inodes of the engine's data root and of the state
+directory (a warning, LOW_ROOM, when either is under 10%: layers of many small files run out of
+inodes first), and per stack what pruning to the current release alone (install --keep 1) would
+give back.
+
 An unknown STACK is a usage error (exit 2) listing the stacks that are installed.
 
 With --ssh [user@]host the same for that host: its engine through the SSH connection, its state directory over SFTP.`);
@@ -38,7 +43,7 @@ With --ssh [user@]host the same for that host: its engine through the SSH connec
   async run(): Promise<StatusResult> {
     const { args, flags } = await this.parse(HostStatus);
     const options = { ...stateDirFrom(flags), stack: args.stack };
-    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) => hostStatus(options, host));
+    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) => hostStatus(options, host, this.out));
     this.out.result(renderStatus(result));
     return result;
   }

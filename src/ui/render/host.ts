@@ -1,8 +1,8 @@
 /** Text renderings of host results, for people. --json output never passes through here. */
 import { serializeInventory } from '../../core/inventory.js';
 import type { InventoryResult } from '../../services/inventory.js';
-import type { StackStatus, StatusResult } from '../../services/status.js';
-import { shortDigest, table } from '../format.js';
+import type { StatusResult } from '../../services/status.js';
+import { formatBytes, shortDigest, table } from '../format.js';
 
 /**
  * Without --out the document itself is the output, so `ferry host inventory > host.json` works;
@@ -21,11 +21,20 @@ export function renderInventory(r: InventoryResult): string {
 }
 
 export function renderStatus(r: StatusResult): string {
-  if (r.stacks.length === 0) return `no stacks installed (state directory ${r.stateDir})`;
-  return r.stacks.map(renderStack).join('\n\n');
+  const disks = r.disks.length
+    ? table(
+        ['ROOM', 'PATH', 'FREE', 'FREE INODES', ''],
+        r.disks.map((d) => [d.what, d.path, `${formatBytes(d.freeBytes)} (${pct(d.freeBytes, d.totalBytes)})`, `${d.freeInodes} (${pct(d.freeInodes, d.totalInodes)})`, d.low ? 'LOW' : '']),
+        [2, 3],
+      )
+    : '';
+  if (r.stacks.length === 0) return [`no stacks installed (state directory ${r.stateDir})`, disks].filter(Boolean).join('\n\n');
+  return [...r.stacks.map(renderStack), disks].filter(Boolean).join('\n\n');
 }
 
-function renderStack(s: StackStatus): string {
+const pct = (part: number, whole: number) => (whole > 0 ? `${((part / whole) * 100).toFixed(0)}%` : '?');
+
+function renderStack(s: StatusResult['stacks'][number]): string {
   const c = s.current;
   const signer = c?.signer ? `${c.signer.principals.join(', ') || '?'} (${c.signer.fingerprint})` : 'unsigned';
   const lines = [
@@ -41,6 +50,9 @@ function renderStack(s: StackStatus): string {
         [3],
       ),
     );
+  }
+  if (s.reclaimable.releases > 0) {
+    lines.push(`prunable  ${s.reclaimable.releases} older release${s.reclaimable.releases > 1 ? 's' : ''}, ${s.reclaimable.images} image${s.reclaimable.images === 1 ? '' : 's'} no current service uses (${formatBytes(s.reclaimable.bytes)} as the engine counts them): install --keep 1 frees them`);
   }
   lines.push('');
   if (s.services.length === 0) {
