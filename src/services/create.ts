@@ -60,6 +60,13 @@ export interface CreateOptions {
   /** The compose command that reads the project; default: v2 when present, else v1. */
   composeCmd?: string | undefined;
   now?: Date;
+  /**
+   * While the partial bundle directory exists, the service hands over how to remove it and takes
+   * it back (by calling the returned function) when the bundle is sealed or the create failed.
+   * The caller decides what an interruption is and how the process ends (the command: SIGINT or
+   * SIGTERM, then exit 130); services never exit the process.
+   */
+  onInterrupt?: (cleanup: () => Promise<void>) => () => void;
 }
 
 export interface CreateResult {
@@ -130,12 +137,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
   const partial = await createPartialSibling(out).catch(async (e: unknown) => {
     throw (await mediumWriteError(e, { what: 'the bundle', output: options.out })) ?? e;
   });
-  const onSignal = () => {
-    // Interrupted: leave no partial bundle behind (a SIGKILL leaves only a `.partial-` directory).
-    void removeTree(partial).finally(() => process.exit(130));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // Interrupted: leave no partial bundle behind (a SIGKILL leaves only a `.partial-` directory).
+  const releaseInterrupt = options.onInterrupt?.(() => removeTree(partial));
   const progress = reporter.progress();
   try {
     const store = new BlobStoreWriter(partial, { level: options.level, workers: options.workers, maxPartSize: options.maxPartSize });
@@ -304,8 +307,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     );
     throw (await mediumWriteError(e, { what: 'the bundle', output: options.out, ...(bytesWritten !== undefined ? { bytesWritten } : {}), ...(removed ? {} : { leftBehind: partial }) })) ?? e;
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    releaseInterrupt?.();
   }
 }
 

@@ -8,7 +8,7 @@
  * ran one host or many. The per-host codes are all in the result (and in --json).
  */
 import type { NamedHost } from '../adapters/host-factory.js';
-import { ExitCode, FerryError, type ExitCodeValue } from '../errors.js';
+import { ExitCode, FerryError } from '../errors.js';
 import { sha256Digest } from '../core/digest.js';
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
 import { installBundle, type InstallOptions, type InstallResult } from './install.js';
@@ -148,23 +148,4 @@ function describe(e: unknown): { exitCode: number; error: FleetHostError } {
     return { exitCode: e.exitCode, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.details !== undefined ? { details: e.details } : {}) } };
   }
   return { exitCode: ExitCode.bug, error: { code: 'UNEXPECTED', message: `unexpected error: ${e instanceof Error ? e.message : String(e)}` } };
-}
-
-/** Raised after the summary is shown when any host failed; its details are the whole result. */
-export class FleetFailedError extends FerryError {
-  readonly exitCode: ExitCodeValue;
-
-  constructor(readonly result: FleetResult) {
-    const bad = result.hosts.filter((h) => !h.ok && h.exitCode !== null);
-    const skipped = result.hosts.filter((h) => h.outcome === 'skipped').length;
-    super(
-      'FLEET_FAILED',
-      `${bad.length} of ${result.hosts.length} hosts failed: ${bad.map((h) => `${h.target} (${h.error?.code ?? '?'}, exit ${h.exitCode})`).join(', ')}${skipped ? `; ${skipped} not started (--fail-fast)` : ''}`,
-      {
-        details: result,
-        hint: 'The hosts that succeeded keep their new release. Fix the failed ones and run the same command again: hosts already current are a no-op.',
-      },
-    );
-    this.exitCode = result.exitCode as ExitCodeValue;
-  }
 }

@@ -38,11 +38,10 @@ import {
   type Problem,
 } from '../errors.js';
 import { formatBytes, shortDigest } from '../core/format.js';
-import type { ProgressReporter } from '../ui/progress.js';
 import { checkFiles, integrityFailure, openBundle, readVerified, type OpenedBundle, type TrustOptions } from './bundle.js';
 import { deploy, DeployFailure, isHealthy, type DeployContext } from './deploy.js';
 import { findPinned, type PinnedImage } from './pinned-images.js';
-import type { Reporter } from './reporter.js';
+import type { ProgressReporter, Reporter } from './reporter.js';
 
 export interface InstallOptions {
   bundle: string;

@@ -6,9 +6,10 @@
 import { Writable } from 'node:stream';
 import cliProgress from 'cli-progress';
 import type { FleetHostResult, FleetReporter } from '../services/fleet.js';
+import type { ProgressReporter, ProgressTask, Warning } from '../services/reporter.js';
 import { formatBytes } from './format.js';
-import type { Output, Warning } from './output.js';
-import { createProgress, type ProgressReporter, type ProgressTask } from './progress.js';
+import type { Output } from './output.js';
+import { createProgress } from './progress.js';
 
 export class FleetDisplay {
   private readonly mode: 'bars' | 'lines' | 'silent';

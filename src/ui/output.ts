@@ -3,14 +3,8 @@
  * document under --json) so that `ferry … --json | jq` always works; logs, warnings and progress
  * go to stderr, and progress bars only when a person is watching (stderr is a TTY).
  */
-import { ProgressReporter, createProgress } from './progress.js';
-
-export interface Warning {
-  code: string;
-  message: string;
-  /** What the warning is about: a service, an image, a file. */
-  subject?: string;
-}
+import type { ProgressReporter, Warning } from '../services/reporter.js';
+import { createProgress } from './progress.js';
 
 export interface OutputOptions {
   json: boolean;

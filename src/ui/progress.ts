@@ -1,26 +1,10 @@
 /**
- * Progress for long byte-moving work (saving, compressing, hashing, loading). Services report
- * through this narrow interface and never know whether a person, a log file or nobody watches.
+ * Progress for long byte-moving work (saving, compressing, hashing, loading): the ui's
+ * implementations of the services' ProgressReporter port (bars, plain lines, or nothing).
  */
 import cliProgress from 'cli-progress';
+import type { ProgressReporter, ProgressTask } from '../services/reporter.js';
 import { formatBytes } from './format.js';
-
-export interface ProgressTask {
-  /** Bytes done so far for this task (absolute, not a delta). */
-  update(doneBytes: number): void;
-  /** Total may only be learned late (a layer's size shows when its tar header arrives). */
-  setTotal(totalBytes: number): void;
-  done(summary?: string): void;
-}
-
-export interface ProgressReporter {
-  /** The overall bar; total may be an estimate and grow. */
-  overall(label: string, totalBytes: number): ProgressTask;
-  task(label: string, totalBytes: number): ProgressTask;
-  /** A line of detail (a layer done) that must not tear the bars. */
-  note(message: string): void;
-  stop(): void;
-}
 
 export function createProgress(
   mode: 'bars' | 'lines' | 'silent',

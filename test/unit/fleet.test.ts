@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { NamedHost } from '../../src/adapters/host-factory.js';
-import { HostPreconditionError, IntegrityError, PolicyError } from '../../src/errors.js';
-import { FleetFailedError, installFleet, type FleetHostResult, type FleetOptions, type FleetReporter } from '../../src/services/fleet.js';
+import { FleetFailedError, HostPreconditionError, IntegrityError, PolicyError } from '../../src/errors.js';
+import { installFleet, type FleetHostResult, type FleetOptions, type FleetReporter } from '../../src/services/fleet.js';
 import type { InstallOptions, InstallResult } from '../../src/services/install.js';
 import { silentReporter } from '../../src/services/reporter.js';
 

@@ -5,6 +5,7 @@ import { DEFAULT_MAX_PART_SIZE } from '../../core/manifest.js';
 import { createBundle, type CreateResult } from '../../services/create.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { parseExpiry, parseSize } from '../../ui/flags.js';
+import { exitOnInterrupt } from '../../ui/interrupt.js';
 import { renderCreate } from '../../ui/render/bundle.js';
 import { HOST_SECRETS_DIR } from '../../services/project.js';
 
@@ -99,6 +100,8 @@ records the chain ID each host must have, and install checks it before loading a
         excludeSecrets: flags['exclude-secrets'],
         composeCmd: flags['compose-cmd'],
         force: flags.force,
+        // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
+        onInterrupt: exitOnInterrupt,
       },
       new Engine(),
       this.out,

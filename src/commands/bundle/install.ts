@@ -1,7 +1,8 @@
 import { Args, Flags } from '@oclif/core';
 import { openHost, withHost } from '../../adapters/host-factory.js';
 import { DEFAULT_KEEP } from '../../core/state.js';
-import { checkBundleOnce, FleetFailedError, installFleet, type FleetResult } from '../../services/fleet.js';
+import { FleetFailedError } from '../../errors.js';
+import { checkBundleOnce, installFleet, type FleetResult } from '../../services/fleet.js';
 import { installBundle, type InstallResult } from '../../services/install.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { FleetDisplay } from '../../ui/fleet-output.js';
