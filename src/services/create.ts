@@ -57,6 +57,8 @@ export interface CreateOptions {
   excludeSecrets?: boolean;
   /** Write even when the output medium looks too small. */
   force?: boolean;
+  /** A line per layer (diffID, images, sizes, shipped or left out) besides the summary. */
+  verbose?: boolean;
   /** The compose command that reads the project; default: v2 when present, else v1. */
   composeCmd?: string | undefined;
   now?: Date;
@@ -151,6 +153,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       const d = [...details.values()].find((x) => x.id === id)!;
       return [id, { task: progress.task(refsById.get(id)![0]!, d.size), done: 0, diffIds: new Set(d.diffIds) }];
     }));
+    // --verbose names each layer by diffID and the images that hold it (not by the archive's paths).
+    const imagesOf = (diffId: string) => [...details.entries()].filter(([, d]) => d.diffIds.includes(diffId)).map(([ref]) => ref).join(', ') || 'no image';
     let streamed = 0;
     const archive = await engine.save(ids);
     const { images: saved, layers } = await readSaveArchive(
@@ -164,7 +168,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
           await new Promise((r) => entry.on('end', r));
           streamed = before + info.size;
           overall.update(streamed);
-          progress.note(`layer ${shortDigest(named[1]!)}  held by every base: left out`);
+          if (options.verbose) progress.note(`layer ${shortDigest(named[1]!)} of ${imagesOf(`sha256:${named[1]}`)}: held by every base, left out`);
           return { diffId: `sha256:${named[1]}`, size: info.size, blob: null };
         }
         const layer = await store.writeLayer(
@@ -178,11 +182,13 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
         for (const bar of imageBars.values()) {
           if (bar.diffIds.has(layer.diffId)) bar.task.update((bar.done += layer.size));
         }
-        progress.note(
-          layer.blob
-            ? `layer ${shortDigest(layer.diffId)}  ${formatBytes(layer.size)} → ${formatBytes(layer.blob.size)} (${info.path})`
-            : `layer ${shortDigest(layer.diffId)}  ${formatBytes(layer.size)} held by every base: left out`,
-        );
+        if (options.verbose) {
+          progress.note(
+            layer.blob
+              ? `layer ${shortDigest(layer.diffId)} of ${imagesOf(layer.diffId)}: ${formatBytes(layer.size)} → ${formatBytes(layer.blob.size)} shipped`
+              : `layer ${shortDigest(layer.diffId)} of ${imagesOf(layer.diffId)}: ${formatBytes(layer.size)}, held by every base, left out`,
+          );
+        }
         return layer;
       },
     ).catch((e) => {

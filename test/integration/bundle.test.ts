@@ -144,6 +144,19 @@ describe('bundle create', () => {
     expect(text.stdout).not.toMatch(/warning/);
   });
 
+  it('says per layer only with --verbose, naming it by diffID and image, never by archive path', async () => {
+    const quiet = await ferry(['bundle', 'create', def, '--out', join(work, 'quiet.ferry'), '--sign-key', key]);
+    expect(quiet.code, quiet.stderr).toBe(0);
+    expect(quiet.stderr).not.toMatch(/^layer /m);
+    expect(quiet.stderr).not.toContain('layer.tar');
+    const loud = await ferry(['bundle', 'create', def, '--out', join(work, 'verbose.ferry'), '--sign-key', key, '--verbose']);
+    expect(loud.code, loud.stderr).toBe(0);
+    const lines = loud.stderr.split('\n').filter((l) => l.startsWith('layer '));
+    expect(lines.length).toBe(4); // the four distinct layers of the two images
+    for (const l of lines) expect(l).toMatch(new RegExp(`^layer [0-9a-f]{12} of (${refs.web}|${refs.worker})(, (${refs.web}|${refs.worker}))*: [\\d.]+ [kM]?B → [\\d.]+ [kM]?B shipped$`));
+    expect(loud.stderr).not.toContain('layer.tar');
+  });
+
   it('writes a signature that ssh-keygen -Y verify accepts, and only for our namespace', async () => {
     const input = await readFile(join(bundle, 'ferry.json'));
     const verify = (ns: string) =>

@@ -80,6 +80,7 @@ records the chain ID each host must have, and install checks it before loading a
     }),
     'compose-cmd': Flags.string({ description: 'the Compose that reads the project, e.g. "docker compose" or "docker-compose" (default: v2 when present, else v1)' }),
     force: Flags.boolean({ description: 'write even when the output medium looks too small for the bundle (see NO_SPACE_ON_OUTPUT)', default: false }),
+    verbose: Flags.boolean({ char: 'v', description: 'a line per layer on stderr: its diffID, the images holding it, its size, shipped (compressed size) or left out', default: false }),
   };
 
   async run(): Promise<CreateResult> {
@@ -100,6 +101,7 @@ records the chain ID each host must have, and install checks it before loading a
         excludeSecrets: flags['exclude-secrets'],
         composeCmd: flags['compose-cmd'],
         force: flags.force,
+        verbose: flags.verbose,
         // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
         onInterrupt: exitOnInterrupt,
       },
