@@ -125,11 +125,7 @@ stop_all() { # name
     log "stopping $1 engine (pid $pid)"
     stop_pid "$pid" "$1 engine"
   fi
-  pid="$(pid_from "$d/containerd.pid")"
-  if is_ours "$pid" containerd "$d/containerd.toml"; then
-    log "stopping containerd of $1 (pid $pid)"
-    stop_pid "$pid" "containerd of $1"
-  fi
+  stop_if_ours "$d/containerd.pid" containerd "$d/containerd.toml" "containerd of $1"
   # Whatever is left with our dir in its command line: a containerd whose pid file was lost, the
   # shims of containers (they outlive both daemons), found by the marker, never by name alone.
   kill_stale_engine_children "$d/" "a previous $1 engine"

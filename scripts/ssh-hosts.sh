@@ -313,17 +313,9 @@ kill_sessions() {
 engine_down() {
   local i="$1" d pid
   d="$(hdir "$i")"
-  pid="$(pid_from "$d/dockerd.pid")"
-  if is_ours "$pid" dockerd "$d/docker.sock"; then
-    log "stopping host $i engine (pid $pid)"
-    stop_pid "$pid" "host $i engine"
-  fi
+  stop_if_ours "$d/dockerd.pid" dockerd "$d/docker.sock" "host $i engine"
   # A 26c host's own containerd, after the dockerd that used it.
-  pid="$(pid_from "$d/containerd.pid")"
-  if is_ours "$pid" containerd "$d/containerd.toml"; then
-    log "stopping host $i containerd (pid $pid)"
-    stop_pid "$pid" "host $i containerd"
-  fi
+  stop_if_ours "$d/containerd.pid" containerd "$d/containerd.toml" "host $i containerd"
   rm -f "$d/containerd.pid"
   # Left over from a killed engine: a containerd (20.10's own, under exec/, or a 26c host's whose
   # pid file was lost) and container shims, all naming a path under the host's dir.

@@ -84,6 +84,16 @@ unmount_under() { # dir
   done
 }
 
+# Stops the process pid file $1 names when it is ours ($2 its comm, $3 a marker in its command
+# line); $4 names it in the log. Nothing to stop is fine: stopping is idempotent.
+stop_if_ours() { # pidfile comm marker what
+  local pid
+  pid="$(pid_from "$1")"
+  is_ours "$pid" "$2" "$3" || return 0
+  log "stopping $4 (pid $pid)"
+  stop_pid "$pid" "$4"
+}
+
 # The config of a containerd of our own (for a Docker 26 engine): its root, state, opt dir and grpc
 # socket under $1, never the system's /run/containerd, and no CRI plugin (no Kubernetes here).
 write_containerd_config() { # dir socket
