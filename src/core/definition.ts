@@ -61,15 +61,15 @@ export function parseDefinition(doc: unknown, file: string): BundleDefinition {
     if (problem) return void fail(field, `${JSON.stringify(value)} ${problem}; use a path inside the definition directory`);
     return value.replace(/^\.\//, '');
   };
-  const list = (value: unknown, field: string): unknown[] => (value === undefined || value === null ? [] : Array.isArray(value) ? value : [value]);
-  const composeList = list(d.compose, 'compose');
+  const list = (value: unknown): unknown[] => (value === undefined || value === null ? [] : Array.isArray(value) ? value : [value]);
+  const composeList = list(d.compose);
   if (composeList.length === 0) fail('compose', 'required: the compose file, or a list of them in -f order');
   const compose = composeList.map((c, i) => relPath(c, composeList.length > 1 ? `compose[${i}]` : 'compose')).filter((c): c is string => !!c);
-  const envFiles = list(d.env_files, 'env_files')
+  const envFiles = list(d.env_files)
     .map((e, i) => relPath(e, `env_files[${i}]`))
     .filter((e): e is string => !!e);
   const profiles: string[] = [];
-  list(d.profiles, 'profiles').forEach((p, i) => {
+  list(d.profiles).forEach((p, i) => {
     if (typeof p === 'string' && PROFILE.test(p)) profiles.push(p);
     else fail(`profiles[${i}]`, 'must be a Compose profile name');
   });
