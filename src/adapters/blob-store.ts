@@ -8,10 +8,10 @@ import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises
 import { dirname, join } from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CompressStream } from 'zstd-napi';
 import { hexOf, sha256Digest } from '../core/digest.js';
 import type { BlobPart, FileEntry, LayerBlob } from '../core/manifest.js';
 import { LAYER_MEDIA_TYPE } from '../core/manifest.js';
+import { zstdCompressorFactory } from './zstd.js';
 
 export interface CompressOptions {
   level: number;
@@ -130,6 +130,7 @@ class PartSink extends Writable {
 export class BlobStoreWriter {
   private readonly entries = new Map<string, FileEntry>();
   private tmpCounter = 0;
+  private compressor: (() => Transform) | undefined;
 
   constructor(
     readonly root: string,
@@ -158,14 +159,8 @@ export class BlobStoreWriter {
   async writeLayer(input: Readable, onBytes?: (total: number) => void, keep: (diffId: string) => boolean = () => true): Promise<WrittenLayer> {
     const tmpBase = join(this.root, '.tmp', `layer-${process.pid}-${this.tmpCounter++}`);
     const hasher = new HashingPassThrough(onBytes);
-    const compressor = new CompressStream({
-      compressionLevel: this.options.level,
-      nbWorkers: this.options.workers,
-      // 2 MiB jobs instead of zstd's default (8 MiB at level 3): each worker's buffers shrink, which
-      // keeps peak memory under 200 MB; a full-window overlap keeps the ratio (measured 0.2% smaller).
-      ...(this.options.workers > 0 ? { jobSize: 2 * 1024 * 1024, overlapLog: 9 } : {}),
-      checksumFlag: true,
-    });
+    this.compressor ??= await zstdCompressorFactory(this.options);
+    const compressor = this.compressor();
     const sink = new PartSink(tmpBase, this.options.maxPartSize);
     try {
       await pipeline(input, hasher, compressor, sink);

@@ -6,7 +6,7 @@
  */
 import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
-import { DecompressStream } from 'zstd-napi';
+import { zstdDecompressor } from './zstd.js';
 
 const GZIP = [0x1f, 0x8b];
 const ZSTD = [0x28, 0xb5, 0x2f, 0xfd];
@@ -45,7 +45,7 @@ export async function uncompressedLayer(input: Readable): Promise<{ stream: Read
   );
   const compression = compressionOf(first);
   if (compression === 'none') return { stream: whole, compression };
-  const decoder = compression === 'gzip' ? zlib.createGunzip() : new DecompressStream();
+  const decoder = compression === 'gzip' ? zlib.createGunzip() : await zstdDecompressor();
   whole.on('error', (e) => decoder.destroy(e));
   return { stream: whole.pipe(decoder), compression };
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { DecompressStream } from 'zstd-napi';
+import { zstdDecompressor } from './zstd.js';
 import { hexOf } from '../core/digest.js';
 import type { LayerBlob } from '../core/manifest.js';
 
@@ -111,7 +111,7 @@ export function loadArchive(
         layers.push(name);
         if (written.has(l.diffId)) continue;
         written.set(l.diffId, { digest: l.diffId, size: l.size, gzip: false });
-        await entry(pack, name, [openBlob(root, l.blob), new DecompressStream(), new DiffIdCheck(l.diffId, l.size, onBytes)], l.size);
+        await entry(pack, name, [openBlob(root, l.blob), await zstdDecompressor(), new DiffIdCheck(l.diffId, l.size, onBytes)], l.size);
       }
       manifest.push({ Config: configName, RepoTags: im.tags, Layers: layers });
     }
