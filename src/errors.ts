@@ -168,6 +168,7 @@ export const WARNING_CODES = {
   IMAGE_SKIPPED: 'an image was left out of the host inventory',
   STATE_UNREADABLE: 'a stack\'s releases were left out of the host inventory (state unreadable)',
   HOST_KEY_ADDED: 'a new SSH host key was added to known_hosts (--accept-new-host-key)',
+  CONFIG_UNREADABLE: 'inspect --layers: an image config in the bundle cannot be read; its layers show no build instructions',
 } as const satisfies Record<string, string>;
 export type WarningCode = keyof typeof WARNING_CODES;
 

@@ -4,9 +4,36 @@
  * verify and install make (same flags, same codes); inspect never replaces verify.
  */
 import { exists } from '../adapters/fs.js';
+import { shortDigest } from '../core/format.js';
+import { layerHistory, type ImageLayerHistory } from '../core/layer-history.js';
+import { jsonShapeProblem, MAX_SMALL_FILE, type FerryManifest, type ManifestImage } from '../core/manifest.js';
 import { TrustError } from '../errors.js';
-import { checkSignature, readBundleUnverified, type TrustOptions } from './bundle.js';
+import { checkSignature, readBundleUnverified, readVerified, type TrustOptions } from './bundle.js';
 import type { Reporter } from './reporter.js';
+
+export interface InspectOptions {
+  /** Also read each image's config for the build history: which instruction made each layer. */
+  layers: boolean;
+}
+
+/** One layer of the bundle (a layer several images share is one row), for `--layers`. */
+export interface InspectLayer {
+  diffId: string;
+  /** Uncompressed. */
+  size: number;
+  /** In the bundle; null when the layer is assumed on the host. */
+  compressedSize: number | null;
+  /** Shipped in this bundle, or assumed present on the host (left out by --base). */
+  shipped: boolean;
+  parts: number;
+  /** The images holding it, by their first reference (or short ID). */
+  images: string[];
+  /** The full history `created_by` of the first image holding it; null when its config has none for it. */
+  createdBy: string | null;
+  comment: string | null;
+  /** Why createdBy is null: no history in the config, no entry for this layer, or the config unreadable. */
+  history: 'ok' | 'none' | 'unmatched' | 'unreadable';
+}
 
 export interface InspectResult {
   bundle: string;
@@ -48,9 +75,11 @@ export interface InspectResult {
     layers: { diffId: string; chainId: string; size: number; compressedSize: number; included: boolean; parts: number }[];
   }[];
   totals: { files: number; bundleBytes: number; imageBytes: number; uniqueLayerBytes: number; compressedBytes: number };
+  /** With --layers: every layer once, biggest first (uncompressed size), with the instruction that made it. */
+  layers?: InspectLayer[];
 }
 
-export async function inspectBundle(path: string, trust: TrustOptions, reporter: Reporter): Promise<InspectResult> {
+export async function inspectBundle(path: string, trust: TrustOptions, reporter: Reporter, options: InspectOptions = { layers: false }): Promise<InspectResult> {
   const { dir, manifest: m, manifestBytes, signatureBytes, signature, signatureError } = await readBundleUnverified(path);
   let trusted: boolean | null = null;
   let principals: string[] = [];
@@ -84,6 +113,7 @@ export async function inspectBundle(path: string, trust: TrustOptions, reporter:
       layers,
     };
   });
+  const layers = options.layers ? await layerRows(dir, m, reporter) : undefined;
   const manifestSize = manifestBytes.length;
   const sigSize = signatureBytes?.length ?? 0;
   return {
@@ -117,5 +147,70 @@ export async function inspectBundle(path: string, trust: TrustOptions, reporter:
       uniqueLayerBytes: [...unique.values()].reduce((n, l) => n + l.size, 0),
       compressedBytes: [...unique.values()].reduce((n, l) => n + l.compressed, 0),
     },
+    ...(layers ? { layers } : {}),
   };
+}
+
+async function layerRows(dir: string, m: FerryManifest, reporter: Reporter): Promise<InspectLayer[]> {
+  const rows = new Map<string, InspectLayer & { order: number }>();
+  for (const im of m.images) {
+    const history = await readHistory(dir, m, im, reporter);
+    const name = im.refs[0] ?? shortDigest(im.id);
+    im.layers.forEach((l, i) => {
+      const row = rows.get(l.diffId);
+      if (row) {
+        if (!row.images.includes(name)) row.images.push(name);
+        // Blobs are stored once per diffID; it counts as shipped when any image ships it.
+        if (l.included && !row.shipped) Object.assign(row, { shipped: true, compressedSize: l.blob?.size ?? 0, parts: partsOf(l.blob) });
+        if (row.createdBy === null && history?.origins[i]) Object.assign(row, { createdBy: history.origins[i].createdBy, comment: history.origins[i].comment, history: 'ok' });
+        return;
+      }
+      const origin = history?.origins[i] ?? null;
+      rows.set(l.diffId, {
+        order: rows.size,
+        diffId: l.diffId,
+        size: l.size,
+        compressedSize: l.included ? (l.blob?.size ?? 0) : null,
+        shipped: l.included,
+        parts: partsOf(l.blob),
+        images: [name],
+        createdBy: origin?.createdBy ?? null,
+        comment: origin?.comment ?? null,
+        history: origin ? 'ok' : history === null ? 'unreadable' : history.noHistory ? 'none' : 'unmatched',
+      });
+    });
+  }
+  return [...rows.values()].sort((a, b) => b.size - a.size || a.order - b.order).map(({ order: _order, ...row }) => row);
+}
+
+const partsOf = (blob: FerryManifest['images'][number]['layers'][number]['blob']) => blob?.parts?.length ?? (blob ? 1 : 0);
+
+/**
+ * An image's history from the config blob the bundle carries for docker load. inspect does not
+ * verify the bundle, but the config is read only as the manifest lists it (size and sha256, and
+ * sha256 is the image ID): a config that fails that is named in a warning and its layers are
+ * shown without instructions, so inspect still shows what it can.
+ */
+async function readHistory(dir: string, m: FerryManifest, im: ManifestImage, reporter: Reporter): Promise<ImageLayerHistory | null> {
+  const unreadable = (why: string) => {
+    reporter.warn({ code: 'CONFIG_UNREADABLE', subject: im.refs[0] ?? im.id, message: `the config of image ${im.refs[0] ?? im.id} (${im.config.path}) cannot be read, its layers are shown without build instructions: ${why}` });
+    return null;
+  };
+  const entry = m.files.find((f) => f.path === im.config.path);
+  if (!entry) return unreadable('the manifest does not list it');
+  if (`sha256:${entry.sha256}` !== im.id) return unreadable(`its sha256 in the manifest is not the image ID ${im.id}`);
+  if (entry.size > MAX_SMALL_FILE) return unreadable(`the manifest says ${entry.size} bytes, more than an image config may have (${MAX_SMALL_FILE})`);
+  let text: string;
+  try {
+    text = (await readVerified(dir, entry)).toString('utf8');
+  } catch (e) {
+    return unreadable((e as Error).message.replace(/\s+/g, ' '));
+  }
+  const shape = jsonShapeProblem(text);
+  if (shape) return unreadable(`the document ${shape}`);
+  try {
+    return layerHistory(JSON.parse(text));
+  } catch (e) {
+    return unreadable(`not JSON: ${(e as Error).message}`);
+  }
 }

@@ -2,6 +2,7 @@
 import type { CreateResult } from '../../services/create.js';
 import type { InspectResult } from '../../services/inspect.js';
 import type { VerifyResult } from '../../services/verify.js';
+import { NO_HISTORY, shortInstruction } from '../../core/layer-history.js';
 import { formatBytes, shortDigest, table } from '../format.js';
 
 export function renderCreate(r: CreateResult): string {
@@ -22,7 +23,7 @@ export function renderVerify(r: VerifyResult): string {
   return `OK ${r.name} ${r.version} (sequence ${r.sequence}): ${who}; ${r.files} files, ${formatBytes(r.bytes)} checked${r.expires ? `; expires ${r.expires}` : ''}`;
 }
 
-export function renderInspect(r: InspectResult, opts: { layers: boolean }): string {
+export function renderInspect(r: InspectResult, opts: { layers: boolean; width?: number | undefined }): string {
   const sig = r.signature;
   const signer = !sig.present
     ? 'none (UNSIGNED)'
@@ -47,22 +48,36 @@ export function renderInspect(r: InspectResult, opts: { layers: boolean }): stri
       [3, 4, 5, 6],
     ),
   ];
-  if (opts.layers) {
-    for (const im of r.images) {
-      lines.push('', `${im.refs[0] ?? shortDigest(im.id)}:`);
-      lines.push(
-        table(
-          ['DIFFID', 'SIZE', 'COMPRESSED', 'SHIPPED', 'PARTS'],
-          im.layers.map((l) => [shortDigest(l.diffId), formatBytes(l.size), formatBytes(l.compressedSize), l.included ? 'yes' : 'no (on host)', String(l.parts)]),
-          [1, 2, 4],
-        ),
-      );
-    }
-  }
+  if (opts.layers && r.layers) lines.push('', renderLayers(r.layers, opts.width));
   const t = r.totals;
   lines.push(
     '',
     `total     bundle ${formatBytes(t.bundleBytes)} in ${t.files} files; layers ${formatBytes(t.uniqueLayerBytes)} unique (${formatBytes(t.imageBytes)} summed over images), ${formatBytes(t.compressedBytes)} compressed (${t.uniqueLayerBytes ? ((t.compressedBytes / t.uniqueLayerBytes) * 100).toFixed(1) : '0'}%)`,
   );
   return lines.join('\n');
+}
+
+/** Without a terminal (a pipe, a log) the instruction is cut here. */
+const DEFAULT_INSTRUCTION_WIDTH = 60;
+const HISTORY_LABEL: Record<NonNullable<InspectResult['layers']>[number]['history'], string> = {
+  ok: '',
+  none: NO_HISTORY,
+  unmatched: '(no history entry for this layer)',
+  unreadable: '(config unreadable)',
+};
+
+/** One table of every layer, biggest first; the instruction column takes what the terminal leaves. */
+function renderLayers(layers: NonNullable<InspectResult['layers']>, width: number | undefined): string {
+  const headers = ['SIZE', 'IN BUNDLE', 'SHIPPED', 'DIFFID', 'IMAGES', 'CREATED BY'];
+  const rows = layers.map((l) => [
+    formatBytes(l.size),
+    l.compressedSize === null ? '-' : `${formatBytes(l.compressedSize)}${l.parts > 1 ? ` (${l.parts} parts)` : ''}`,
+    l.shipped ? 'shipped' : 'assumed',
+    shortDigest(l.diffId),
+    l.images.join(', '),
+  ]);
+  const used = headers.slice(0, -1).reduce((n, h, i) => n + Math.max(h.length, ...rows.map((r) => r[i]!.length)) + 2, 0);
+  const room = width && width > 0 ? width - used : DEFAULT_INSTRUCTION_WIDTH;
+  layers.forEach((l, i) => rows[i]!.push(l.createdBy === null || l.history !== 'ok' ? HISTORY_LABEL[l.history] || NO_HISTORY : shortInstruction(l.createdBy, Math.max(20, room))));
+  return `layers, biggest first:\n${table(headers, rows, [0, 1])}`;
 }
