@@ -69,6 +69,8 @@ check_packages() {
   need curl has curl
   need dosfstools has_sbin mkfs.vfat # a FAT32 medium for the output tests
   need fusefat has fusefat           # mounts it: kernels without a vfat module (these machines)
+  need strace has strace             # the executable's host paths never open a native addon
+  need binutils bash -c 'command -v objdump && command -v strip' # glibc versions; npm run package strips node
 }
 check_packages
 

@@ -1,0 +1,188 @@
+/**
+ * ferry as a host gets it: the single executable that `npm run package` builds, run inside a mount
+ * namespace where node, npm and this repository (sources, dist, node_modules) do not exist. The
+ * whole journey runs from it against the real engines: keys, create, verify, install, status,
+ * inventory, an upgrade built against that inventory, rollback. A future dynamic `import()` or a
+ * file read from the repository that only works under `node bin/ferry` fails here.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { COMMANDS } from '../../src/sea/commands.js';
+import { inTargetNetns, ROOT, run, type RunResult, targetDocker, tmpDir, uniqueName } from '../support/engines.js';
+
+const exec = promisify(execFile);
+
+let work: string;
+let exe: string;
+let stack: string;
+let trust: string;
+let key: string;
+let stateDir: string;
+const port = 20000 + ((process.pid + 7919) % 20000);
+// What to hide, found while node and npm are still there.
+const hide = { node: '', npm: '' };
+
+// Hides node (bind-mounting /dev/null over the binary), npm and global modules, and the repository.
+const HIDE = [
+  'set -e',
+  'mount --bind /dev/null "$FERRY_HIDE_NODE"',
+  'mount -t tmpfs -o size=1m ferry-hidden "$FERRY_HIDE_NPM"',
+  'mount -t tmpfs -o size=1m ferry-hidden "$FERRY_HIDE_ROOT"',
+  'exec "$@"',
+].join('\n');
+
+/** Runs a command in a fresh mount namespace without node, npm and the repository. */
+function hidden(command: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 300_000): Promise<RunResult> {
+  return run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', HIDE, 'hidden', ...command], {
+    // Not the repository: a working directory inside it would still see it under the tmpfs.
+    cwd: work,
+    env: { FERRY_HIDE_ROOT: ROOT, FERRY_HIDE_NODE: hide.node, FERRY_HIDE_NPM: hide.npm, NO_COLOR: '1', ...env },
+    timeoutMs,
+  });
+}
+
+const ferryHidden = (args: string[], env: NodeJS.ProcessEnv = {}) => hidden([exe, ...args], env);
+const onBuild = { DOCKER_HOST: process.env.FERRY_BUILD_DOCKER_HOST };
+const onTarget = { DOCKER_HOST: process.env.FERRY_TARGET_DOCKER_HOST };
+
+async function sha256(file: string): Promise<string> {
+  return createHash('sha256').update(await readFile(file)).digest('hex');
+}
+
+async function definition(version: string): Promise<string> {
+  const dir = join(work, `def-${version}`);
+  await cp(join(ROOT, 'bundles/demo'), dir, { recursive: true });
+  const edge1 = join(dir, 'hosts/edge-1.yaml');
+  await writeFile(edge1, (await readFile(edge1, 'utf8')).replace('"8081:8080"', `"${port}:8080"`));
+  const f = join(dir, 'ferry.yaml');
+  await writeFile(f, (await readFile(f, 'utf8')).replace(/^name: .*$/m, `name: ${stack}`).replace(/^version: .*$/m, `version: ${version}`));
+  const compose = join(dir, 'compose.yaml');
+  await writeFile(compose, (await readFile(compose, 'utf8')).replace(/ferry-demo\/(web|worker|smoke):1\.0\.0/g, `ferry-demo/$1:${version}`));
+  return dir;
+}
+
+async function page(): Promise<string> {
+  const r = await inTargetNetns('wget', ['-qO-', `http://127.0.0.1:${port}/`]);
+  return r.code === 0 ? r.stdout : `unreachable (${r.code}): ${r.stderr}`;
+}
+
+beforeAll(async () => {
+  work = await tmpDir('ferry-exe-');
+  stack = uniqueName('exe').replace(/-/g, '').slice(0, 30);
+  stateDir = join(work, 'state');
+  hide.node = (await exec('readlink', ['-f', process.execPath])).stdout.trim();
+  hide.npm = (await exec('npm', ['root', '-g'])).stdout.trim();
+  const built = await run(process.execPath, [join(ROOT, 'scripts/package.mjs'), '--out', join(work, 'release'), '--quiet'], { timeoutMs: 600_000, check: true });
+  exe = built.stdout.trim();
+  await exec('bash', [join(ROOT, 'scripts/build-demo-images.sh'), '--version', '1.1.0'], { env: { ...process.env, ...onBuild } });
+}, 900_000);
+
+afterAll(async () => {
+  if (!stack) return;
+  const ids = (await targetDocker().run(['ps', '-aq', '--filter', `label=com.docker.compose.project=${stack}`])).stdout.split('\n').filter(Boolean);
+  if (ids.length) await targetDocker().run(['rm', '-f', ...ids]);
+});
+
+describe('the single executable', () => {
+  it('is one file whose name carries the version, with a sha256 beside it that matches', async () => {
+    const { version } = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    expect(exe).toBe(join(work, 'release', `ferry-${version}-linux-x64`));
+    expect(await readFile(`${exe}.sha256`, 'utf8')).toBe(`${await sha256(exe)}  ferry-${version}-linux-x64\n`);
+  });
+
+  it('is rebuilt byte for byte from the same sources', async () => {
+    const again = await run(process.execPath, [join(ROOT, 'scripts/package.mjs'), '--out', join(work, 'release-again'), '--quiet'], { timeoutMs: 600_000, check: true });
+    expect(await sha256(again.stdout.trim())).toBe(await sha256(exe));
+  }, 600_000);
+
+  it('runs where node, npm and the repository do not exist (and they really do not)', async () => {
+    const probe = await hidden(['sh', '-c', 'node --version; echo "node:$?"; npm --version; echo "npm:$?"; ls -A "$FERRY_HIDE_ROOT" | wc -l']);
+    expect(probe.stdout).toMatch(/node:(126|127)/);
+    expect(probe.stdout).toMatch(/npm:(126|127)/);
+    expect(probe.stdout.trim().split('\n').pop()).toBe('0');
+    const version = await ferryHidden(['--version']);
+    expect(version.code, version.stderr).toBe(0);
+    expect(version.stdout).toMatch(/^ferry\/\d+\.\d+\.\d+ linux-x64 node-v2[4-9]\./);
+    // No experimental-feature warning from Node on a clean start.
+    expect(version.stderr).toBe('');
+  });
+
+  it('answers --help for every command', async () => {
+    for (const id of Object.keys(COMMANDS)) {
+      const r = await ferryHidden([...id.split(':'), '--help']);
+      expect(r.code, `${id}: ${r.stderr}`).toBe(0);
+      expect(r.stdout, id).toContain('USAGE');
+      expect(r.stdout, id).toContain(`ferry ${id.replace(':', ' ')}`);
+    }
+  });
+
+  it('needs no C library newer than glibc 2.28', async () => {
+    const { stdout } = await exec('objdump', ['-T', exe], { maxBuffer: 64 * 1024 * 1024 });
+    const versions = [...new Set(stdout.match(/GLIBC_[0-9.]+/g) ?? [])].map((v) => v.slice('GLIBC_'.length).split('.').map(Number));
+    expect(versions.length).toBeGreaterThan(0);
+    const newest = versions.sort((a, b) => a[0]! - b[0]! || (a[1] ?? 0) - (b[1] ?? 0)).pop()!;
+    expect(newest[0]).toBe(2);
+    expect(newest[1]).toBeLessThanOrEqual(28);
+  });
+});
+
+describe('the journey, from the executable only', () => {
+  let r1: string;
+  let r2: string;
+  let inventory: string;
+
+  it('makes a key and a bundle on the build server (zstd compression from the carried addon)', async () => {
+    key = join(work, 'signer');
+    const gen = await ferryHidden(['keys', 'generate', '--out', key, '--json']);
+    expect(gen.code, gen.stderr).toBe(0);
+    trust = join(work, 'allowed_signers');
+    await writeFile(trust, `${(JSON.parse(gen.stdout) as { result: { allowedSignersLine: string } }).result.allowedSignersLine}\n`);
+    r1 = join(work, 'r1.ferry');
+    const trace = join(work, 'create.strace');
+    const created = await hidden(['strace', '-f', '-qq', '-e', 'trace=openat', '-o', trace, exe, 'bundle', 'create', await definition('1.0.0'), '--out', r1, '--sign-key', key, '--sequence', '1'], onBuild);
+    expect(created.code, created.stderr).toBe(0);
+    // The compressor is native: it is written to a private directory, loaded, removed.
+    expect(await readFile(trace, 'utf8')).toMatch(/ferry-native-[^"]*\/zstd-napi\.node/);
+  });
+
+  it('verifies and installs without ever loading a native addon', async () => {
+    for (const [name, args, env] of [
+      ['verify', ['bundle', 'verify', r1, '--trust', trust], {}],
+      ['install', ['bundle', 'install', r1, '--trust', trust, '--host', 'edge-1', '--state-dir', stateDir, '--wait-timeout', '60'], onTarget],
+    ] as const) {
+      const trace = join(work, `${name}.strace`);
+      const r = await hidden(['strace', '-f', '-qq', '-e', 'trace=openat', '-o', trace, exe, ...args], env);
+      expect(r.code, `${name}: ${r.stderr}`).toBe(0);
+      const opened = await readFile(trace, 'utf8');
+      expect(opened, name).toContain('r1.ferry');
+      expect(opened, name).not.toMatch(/ferry-native-|\.node"/);
+    }
+    expect(await page()).toContain('1.0.0');
+  });
+
+  it('shows status and writes an inventory', async () => {
+    const status = await ferryHidden(['host', 'status', stack, '--state-dir', stateDir, '--json'], onTarget);
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.stringify(JSON.parse(status.stdout))).toContain('1.0.0');
+    inventory = join(work, 'edge-1.inventory.json');
+    const inv = await ferryHidden(['host', 'inventory', '--host', 'edge-1', '--out', inventory, '--state-dir', stateDir], onTarget);
+    expect(inv.code, inv.stderr).toBe(0);
+    expect(await readFile(inventory, 'utf8')).toContain('edge-1');
+  });
+
+  it('upgrades with a bundle built against that inventory, then rolls back', async () => {
+    r2 = join(work, 'r2.ferry');
+    const created = await ferryHidden(['bundle', 'create', await definition('1.1.0'), '--out', r2, '--sign-key', key, '--sequence', '2', '--base', inventory], onBuild);
+    expect(created.code, created.stderr).toBe(0);
+    const installed = await ferryHidden(['bundle', 'install', r2, '--trust', trust, '--host', 'edge-1', '--state-dir', stateDir, '--wait-timeout', '60'], onTarget);
+    expect(installed.code, installed.stderr).toBe(0);
+    expect(await page()).toContain('1.1.0');
+    const back = await ferryHidden(['host', 'rollback', stack, '--state-dir', stateDir, '--wait-timeout', '60'], onTarget);
+    expect(back.code, back.stderr).toBe(0);
+    expect(await page()).toContain('1.0.0');
+  });
+});
