@@ -38,6 +38,16 @@ export interface InventoryEngine {
   podman: boolean;
 }
 
+export interface InventoryTool {
+  name: string;
+  version: string;
+  /**
+   * The single executable the inventory was taken with (absent under `node bin/ferry`): a bundle
+   * built against this inventory need not carry the same executable again.
+   */
+  executable?: { sha256: string };
+}
+
 export interface InventoryImage {
   /** The image ID: its config digest; on a containerd image store, the manifest digest for images ferry did not load. */
   id: string;
@@ -71,7 +81,7 @@ export interface Inventory {
   format: typeof INVENTORY_FORMAT;
   host: string;
   created: string;
-  tool: { name: string; version: string };
+  tool: InventoryTool;
   engine: InventoryEngine;
   /** Sorted by id. */
   images: InventoryImage[];
@@ -92,7 +102,7 @@ export interface RawImage {
 export interface InventoryFacts {
   host: string;
   created: Date;
-  tool: { name: string; version: string };
+  tool: InventoryTool;
   engine: InventoryEngine;
   images: readonly RawImage[];
   stacks: readonly StackState[];
@@ -141,7 +151,7 @@ export function buildInventory(facts: InventoryFacts): Inventory {
     format: INVENTORY_FORMAT,
     host: facts.host,
     created: facts.created.toISOString(),
-    tool: { ...facts.tool },
+    tool: { name: facts.tool.name, version: facts.tool.version, ...(facts.tool.executable ? { executable: { sha256: facts.tool.executable.sha256 } } : {}) },
     engine: { ...facts.engine },
     images,
     layers: unionOfChainIds(images),
@@ -204,7 +214,7 @@ export function validateInventory(doc: unknown, source?: string): Inventory {
     format: INVENTORY_FORMAT,
     host: d.host,
     created: d.created,
-    tool: { name: d.tool.name, version: d.tool.version },
+    tool: { name: d.tool.name, version: d.tool.version, ...(d.tool.executable ? { executable: { sha256: d.tool.executable.sha256 } } : {}) },
     engine: {
       serverVersion: d.engine.serverVersion,
       apiVersion: d.engine.apiVersion,
@@ -241,6 +251,11 @@ function inventoryProblems(doc: unknown): string[] {
   if (tool) {
     v.string(tool.name, 'tool.name');
     v.string(tool.version, 'tool.version');
+    // Optional: inventories taken with `node bin/ferry`, or by ferry before the executable, have none.
+    if (tool.executable !== undefined) {
+      const exe = v.object(tool.executable, 'tool.executable');
+      if (exe) v.digest(exe.sha256, 'tool.executable.sha256');
+    }
   }
   const engine = v.object(d.engine, 'engine');
   if (engine) {

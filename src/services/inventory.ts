@@ -13,7 +13,7 @@ import type { StackState } from '../core/state.js';
 import { HostPreconditionError } from '../errors.js';
 import { shortDigest } from '../core/format.js';
 import type { Reporter } from './reporter.js';
-import { TOOL_VERSION } from '../adapters/tool-version.js';
+import { runningExecutableDigest, TOOL_VERSION } from '../adapters/tool-version.js';
 
 export interface InventoryOptions {
   stateDir: string;
@@ -48,10 +48,11 @@ export async function hostInventory(options: InventoryOptions, host: HostTarget,
     else reporter.warn({ code: 'IMAGE_SKIPPED', subject: im.id, message: `image ${im.id} left out of the inventory: ${problem}` });
   }
 
+  const executable = await runningExecutableDigest();
   const inventory = buildInventory({
     host: options.host,
     created: options.now ?? new Date(),
-    tool: { name: 'ferry', version: TOOL_VERSION },
+    tool: { name: 'ferry', version: TOOL_VERSION, ...(executable ? { executable: { sha256: executable } } : {}) },
     engine: {
       serverVersion: info.serverVersion,
       apiVersion: info.apiVersion,

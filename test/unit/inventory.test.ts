@@ -240,6 +240,16 @@ describe('parseInventory', () => {
     }
   });
 
+  it('keeps the executable the inventory was taken with, and checks its digest', () => {
+    const withExe = buildInventory({ ...facts(), tool: { name: 'ferry', version: '0.1.0', executable: { sha256: d('exe') } } });
+    expect(parseInventory(serializeInventory(withExe)).tool.executable).toEqual({ sha256: d('exe') });
+    // Older inventories have none, and stay readable.
+    expect(parseInventory(serializeInventory(buildInventory(facts()))).tool).toEqual({ name: 'ferry', version: '0.1.0' });
+    const doc = JSON.parse(serializeInventory(withExe)) as Record<string, any>;
+    doc.tool.executable.sha256 = 'md5:abc';
+    expect(problemsOf(doc).some((p) => p.startsWith('tool.executable.sha256 must be a sha256'))).toBe(true);
+  });
+
   it('refuses duplicates and missing arrays', () => {
     const dupImage = good();
     dupImage.images = [dupImage.images[0]!, ...dupImage.images];
