@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   TRUST_STORE_INVALID: { exit: ExitCode.trust, meaning: 'a line of the trust file cannot be read' },
   TRUST_REVOKED_UNREADABLE: { exit: ExitCode.trust, meaning: 'the revoked-keys file (--revoked, FERRY_REVOKED) cannot be read' },
   TRUST_REVOKED_INVALID: { exit: ExitCode.trust, meaning: 'a line of the revoked-keys file cannot be read' },
+  SHA256SUMS_SIGNATURE_INVALID: { exit: ExitCode.trust, meaning: 'SHA256SUMS.sig is missing, unreadable or does not verify over SHA256SUMS, or is not by the key that signed ferry.json' },
   HOST_KEY_CHANGED: { exit: ExitCode.trust, meaning: 'an SSH host presented another key than known_hosts lists' },
   HOST_KEY_REVOKED: { exit: ExitCode.trust, meaning: 'an SSH host presented a key known_hosts marks as revoked' },
   // 4: integrity
@@ -78,6 +79,7 @@ export const ERROR_CODES = {
   MANIFEST_MISSING: { exit: ExitCode.integrity, meaning: 'the bundle has no ferry.json' },
   MANIFEST_UNREADABLE: { exit: ExitCode.integrity, meaning: 'ferry.json cannot be read' },
   MANIFEST_INVALID: { exit: ExitCode.integrity, meaning: 'ferry.json is not a valid manifest' },
+  SHA256SUMS_INVALID: { exit: ExitCode.integrity, meaning: 'SHA256SUMS is unreadable, removed, or does not list exactly the bundle\'s files with the digests ferry.json gives' },
   LOADED_IMAGE_MISMATCH: { exit: ExitCode.integrity, meaning: 'after loading, an image on the engine is absent or has other layers' },
   ENGINE_ARCHIVE_INVALID: { exit: ExitCode.integrity, meaning: 'the engine\'s save archive cannot be read' },
   ENGINE_LAYER_MISMATCH: { exit: ExitCode.integrity, meaning: 'the engine\'s save archive does not match the image\'s config' },
@@ -168,6 +170,7 @@ export const WARNING_CODES = {
   IMAGE_SKIPPED: 'an image was left out of the host inventory',
   STATE_UNREADABLE: 'a stack\'s releases were left out of the host inventory (state unreadable)',
   HOST_KEY_ADDED: 'a new SSH host key was added to known_hosts (--accept-new-host-key)',
+  SHA256SUMS_MISSING: 'the bundle has no SHA256SUMS (made by an older ferry): it cannot be checked with stock tools alone',
   CONFIG_UNREADABLE: 'inspect --layers: an image config in the bundle cannot be read; its layers show no build instructions',
 } as const satisfies Record<string, string>;
 export type WarningCode = keyof typeof WARNING_CODES;
@@ -263,6 +266,6 @@ export class FleetFailedError<R extends FleetOutcome = FleetOutcome> extends Fer
 export interface Problem {
   /** The bundle-relative file (or other thing) the problem is about. */
   file: string;
-  kind: 'missing' | 'extra' | 'size' | 'digest' | 'not-regular' | 'unreadable';
+  kind: 'missing' | 'extra' | 'size' | 'digest' | 'not-regular' | 'unreadable' | 'malformed';
   message: string;
 }

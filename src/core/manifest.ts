@@ -5,6 +5,7 @@
  */
 import { JsonChecker } from './json-checker.js';
 import { safeRelativePathProblem } from './paths.js';
+import { SUMS_FILE, SUMS_SIGNATURE_FILE } from './sha256sums.js';
 
 export const MANIFEST_FORMAT = 'ferry.bundle/v1';
 export const MANIFEST_FILE = 'ferry.json';
@@ -227,7 +228,8 @@ export function parseManifest(bytes: Buffer): FerryManifest {
     if (typeof e.path === 'string') {
       if (seen.has(e.path)) problems.push(`files[${i}].path ${describeValue(e.path)} is listed twice`);
       seen.add(e.path);
-      if (e.path === MANIFEST_FILE || e.path === SIGNATURE_FILE) problems.push(`files[${i}].path may not name ${e.path}`);
+      // These four sign or list the listing itself; they are never part of it.
+      if (e.path === MANIFEST_FILE || e.path === SIGNATURE_FILE || e.path === SUMS_FILE || e.path === SUMS_SIGNATURE_FILE) problems.push(`files[${i}].path may not name ${e.path}`);
       // Read whole into memory on the host (compose files, env files): bounded here, before anything is read.
       if (safe && e.path.startsWith('compose/') && typeof e.size === 'number' && e.size > MAX_SMALL_FILE) problems.push(`files[${i}] ${e.path} is ${e.size} bytes, more than ${MAX_SMALL_FILE} for a compose-side file`);
     }

@@ -4,6 +4,13 @@
  */
 import type { Problem } from '../errors.js';
 import { MANIFEST_FILE, SIGNATURE_FILE, type FileEntry } from './manifest.js';
+import { SUMS_FILE, SUMS_SIGNATURE_FILE } from './sha256sums.js';
+
+/**
+ * The files a bundle holds besides those its manifest lists: the manifest, its signature, and the
+ * SHA256SUMS pair that lists the manifest. Their content is checked when the bundle is opened.
+ */
+export const OUTSIDE_LISTING: ReadonlySet<string> = new Set([MANIFEST_FILE, SIGNATURE_FILE, SUMS_FILE, SUMS_SIGNATURE_FILE]);
 
 export interface ListingEntry {
   path: string;
@@ -39,7 +46,7 @@ export function compareListing(expected: FileEntry[], listing: ListingEntry[]): 
     else toHash.push(f);
   }
   for (const e of listing) {
-    if (expectedPaths.has(e.path) || e.path === MANIFEST_FILE || e.path === SIGNATURE_FILE) continue;
+    if (expectedPaths.has(e.path) || OUTSIDE_LISTING.has(e.path)) continue;
     if (e.kind === 'directory' && neededDirs.has(e.path)) continue;
     problems.push({ file: e.path, kind: 'extra', message: `${e.path} is not listed in the manifest (${e.kind === 'file' ? 'extra file' : `extra ${describeKind(e.kind)}`})` });
   }

@@ -15,13 +15,15 @@ import {
   type SignatureInfo,
   type VerifiedSignature,
 } from '../adapters/signing.js';
+import { DEFAULT_TRUST_FILE, README_FILE } from '../core/bundle-readme.js';
 import { hexOf, sha256Digest } from '../core/digest.js';
 import { MANIFEST_FILE, ManifestInvalid, MAX_MANIFEST_BYTES, parseManifest, SIGNATURE_FILE, type FerryManifest, type FileEntry } from '../core/manifest.js';
+import { compareSha256Sums, SUMS_FILE, SUMS_SIGNATURE_FILE } from '../core/sha256sums.js';
 import { compareListing } from '../core/verify.js';
 import { IntegrityError, TrustError, UsageError, type Problem } from '../errors.js';
 import type { Reporter } from './reporter.js';
 
-export const DEFAULT_TRUST_FILE = '/etc/ferry/allowed_signers';
+export { DEFAULT_TRUST_FILE };
 /** A signature file larger than this is garbage, not a signature. */
 const MAX_SIGNATURE_BYTES = 64 * 1024;
 
@@ -46,7 +48,15 @@ export interface OpenedBundle {
   signatureBytes: Buffer | null;
   /** null only for an unsigned bundle accepted with --allow-unsigned. */
   signer: VerifiedSignature | null;
+  /**
+   * SHA256SUMS, checked against the manifest (and its signature against the same trust):
+   * `signed`, `unsigned` (an unsigned bundle's), or `absent` (a bundle from an older ferry).
+   */
+  sha256sums: Sha256SumsState;
 }
+
+export type Sha256SumsState = 'signed' | 'unsigned' | 'absent';
+
 
 export async function requireBundleDir(path: string): Promise<string> {
   const dir = resolve(path);
@@ -102,14 +112,10 @@ export async function openBundle(path: string, trust: TrustOptions, reporter: Re
   const dir = await requireBundleDir(path);
   const manifestBytes = await readManifestBytes(dir);
   const sig = await readSignatureBytes(dir);
-  const signer = await checkSignature(manifestBytes, sig, trust, reporter);
-  return {
-    dir,
-    manifestBytes,
-    manifest: parseOrRefuse(manifestBytes),
-    signatureBytes: sig,
-    signer,
-  };
+  const { signer, verifier } = await decideSignature(manifestBytes, sig, trust, reporter);
+  const manifest = parseOrRefuse(manifestBytes);
+  const sha256sums = await checkSha256Sums(dir, { manifest, manifestBytes, signatureBytes: sig, signer }, verifier, reporter);
+  return { dir, manifestBytes, manifest, signatureBytes: sig, signer, sha256sums };
 }
 
 /**
@@ -118,6 +124,13 @@ export async function openBundle(path: string, trust: TrustOptions, reporter: Re
  * signer (null for an unsigned bundle accepted with --allow-unsigned).
  */
 export async function checkSignature(manifestBytes: Buffer, sig: Buffer | null, trust: TrustOptions, reporter: Reporter): Promise<VerifiedSignature | null> {
+  return (await decideSignature(manifestBytes, sig, trust, reporter)).signer;
+}
+
+/** Checks one more signature with the trust files as read for the manifest's (same signers, revoked keys and time). */
+type Verifier = (data: Buffer, sig: Buffer) => VerifiedSignature;
+
+async function decideSignature(manifestBytes: Buffer, sig: Buffer | null, trust: TrustOptions, reporter: Reporter): Promise<{ signer: VerifiedSignature | null; verifier: Verifier | null }> {
   if (!sig) {
     if (!trust.allowUnsigned) {
       throw new TrustError('TRUST_UNSIGNED', `the bundle is not signed (${SIGNATURE_FILE} is missing)`, {
@@ -126,7 +139,7 @@ export async function checkSignature(manifestBytes: Buffer, sig: Buffer | null, 
       });
     }
     reporter.warn({ code: 'UNSIGNED_ACCEPTED', message: 'ACCEPTING AN UNSIGNED BUNDLE (--allow-unsigned): nothing proves who made it' });
-    return null;
+    return { signer: null, verifier: null };
   }
   await warnIfExposed(trust.trust, 'trust file', reporter);
   const signers = await readAllowedSigners(trust.trust);
@@ -135,12 +148,91 @@ export async function checkSignature(manifestBytes: Buffer, sig: Buffer | null, 
     await warnIfExposed(trust.revoked, 'revoked-keys file', reporter);
     revoked = await readRevokedKeys(trust.revoked);
   }
+  const now = new Date();
+  const verifier: Verifier = (data, s) => verifySignature(data, s, BUNDLE_NAMESPACE, signers, now, revoked);
   try {
-    return verifySignature(manifestBytes, sig, BUNDLE_NAMESPACE, signers, new Date(), revoked);
+    return { signer: verifier(manifestBytes, sig), verifier };
   } catch (e) {
     if (e instanceof TrustError) throw withFile(e);
     throw e;
   }
+}
+
+/**
+ * SHA256SUMS and its signature, which let an operator check the stick with ssh-keygen and
+ * sha256sum before running ferry, must say what the manifest says: otherwise those stock tools
+ * would pass a stick ferry refuses, or the other way round. Signature first (the same trust
+ * decision as the manifest's, by the same key), then the listing: exactly the manifest's files
+ * with its digests, plus ferry.json and ferry.json.sig as read. Nothing is hashed here beyond those
+ * two; checkFiles then holds every other file to the manifest, hence to SHA256SUMS.
+ */
+async function checkSha256Sums(
+  dir: string,
+  opened: Pick<OpenedBundle, 'manifest' | 'manifestBytes' | 'signatureBytes' | 'signer'>,
+  verifier: Verifier | null,
+  reporter: Reporter,
+): Promise<Sha256SumsState> {
+  const sums = await readBounded(join(dir, SUMS_FILE), MAX_MANIFEST_BYTES, { singleLink: true }).catch((e: Error) => {
+    throw sumsInvalid([{ file: SUMS_FILE, kind: 'unreadable', message: `${SUMS_FILE} cannot be read: ${e.message}` }]);
+  });
+  const sumsSig = await readBounded(join(dir, SUMS_SIGNATURE_FILE), MAX_SIGNATURE_BYTES, { singleLink: true }).catch((e: Error) => {
+    throw sumsSignatureInvalid(`${SUMS_SIGNATURE_FILE} cannot be read: ${e.message}`, null);
+  });
+  if (!sums) {
+    if (sumsSig) throw sumsInvalid([{ file: SUMS_FILE, kind: 'missing', message: `${SUMS_FILE} is missing while ${SUMS_SIGNATURE_FILE} is there: it was removed` }]);
+    // Only a ferry that writes SHA256SUMS writes README.txt: its listing in the signed manifest
+    // tells a bundle whose SHA256SUMS was removed from one made before SHA256SUMS existed.
+    if (opened.manifest.files.some((f) => f.path === README_FILE)) {
+      throw sumsInvalid([{ file: SUMS_FILE, kind: 'missing', message: `${SUMS_FILE} is missing: the signed ${MANIFEST_FILE} lists ${README_FILE}, so the bundle was made with one and it was removed` }]);
+    }
+    reporter.warn({
+      code: 'SHA256SUMS_MISSING',
+      subject: SUMS_FILE,
+      message: `the bundle has no ${SUMS_FILE} (made by an older ferry): it cannot be checked with ssh-keygen and sha256sum alone; ferry checks it against its signed manifest as before`,
+    });
+    return 'absent';
+  }
+  if (opened.signer === null) {
+    if (sumsSig) throw sumsSignatureInvalid(`${SUMS_SIGNATURE_FILE} is there but ${MANIFEST_FILE} is unsigned: a signature was removed`, null);
+  } else {
+    if (!sumsSig) throw sumsSignatureInvalid(`${SUMS_SIGNATURE_FILE} is missing while ${MANIFEST_FILE} is signed`, null);
+    let signer: VerifiedSignature;
+    try {
+      signer = verifier!(sums, sumsSig);
+    } catch (e) {
+      if (!(e instanceof TrustError)) throw e;
+      const why = e.code === 'TRUST_SIGNATURE_INVALID' ? ` (${SUMS_FILE} was changed, or the signature belongs to another ${SUMS_FILE})` : '';
+      throw sumsSignatureInvalid(`${SUMS_SIGNATURE_FILE}: ${e.message}${why}`, e);
+    }
+    if (signer.fingerprint !== opened.signer.fingerprint) {
+      throw sumsSignatureInvalid(`${SUMS_SIGNATURE_FILE} is by the key ${signer.fingerprint}, ${SIGNATURE_FILE} by ${opened.signer.fingerprint}: both must come from the key that made the bundle`, null);
+    }
+  }
+  const expected = [
+    ...opened.manifest.files.map((f) => ({ path: f.path, sha256: f.sha256 })),
+    { path: MANIFEST_FILE, sha256: hexOf(sha256Digest(opened.manifestBytes)) },
+    ...(opened.signatureBytes ? [{ path: SIGNATURE_FILE, sha256: hexOf(sha256Digest(opened.signatureBytes)) }] : []),
+  ];
+  const problems = compareSha256Sums(sums, expected);
+  if (problems.length > 0) throw sumsInvalid(problems);
+  return opened.signer ? 'signed' : 'unsigned';
+}
+
+function sumsInvalid(problems: Problem[]): IntegrityError {
+  const shown = problems.slice(0, 20).map((p) => `  - ${p.message}`);
+  if (problems.length > 20) shown.push(`  … and ${problems.length - 20} more (see --json)`);
+  return new IntegrityError('SHA256SUMS_INVALID', `${SUMS_FILE} does not list exactly the bundle's files with the digests ${MANIFEST_FILE} gives, ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${shown.join('\n')}`, {
+    details: { file: SUMS_FILE, problems },
+    hint: 'Do not install it: the stick was changed after it was made. Copy the bundle again from the build server and verify the copy.',
+  });
+}
+
+function sumsSignatureInvalid(message: string, cause: TrustError | null): TrustError {
+  return new TrustError('SHA256SUMS_SIGNATURE_INVALID', message, {
+    details: { ...(cause && typeof cause.details === 'object' && cause.details !== null ? cause.details : {}), ...(cause ? { reason: cause.code } : {}), file: SUMS_SIGNATURE_FILE, files: [SUMS_SIGNATURE_FILE, SUMS_FILE] },
+    hint: cause?.hint ?? 'Do not install it: the stick was changed after it was signed. Copy the bundle again from the build server and verify the copy.',
+    ...(cause ? { cause } : {}),
+  });
 }
 
 async function warnIfExposed(file: string, what: string, reporter: Reporter): Promise<void> {

@@ -32,6 +32,8 @@ import {
   type ManifestLayer,
 } from '../core/manifest.js';
 import { imageIndex, imageManifest, OCI_LAYOUT } from '../core/oci.js';
+import { bundleReadme, README_FILE } from '../core/bundle-readme.js';
+import { formatSha256Sums, SUMS_FILE, SUMS_SIGNATURE_FILE } from '../core/sha256sums.js';
 import { BuildInputError, IntegrityError, UsageError } from '../errors.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { loadDefinition, SHIPPED_COMPOSE } from './project.js';
@@ -244,6 +246,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     await store.writeFile(SHIPPED_COMPOSE, Buffer.from(loaded.shipped, 'utf8'));
     for (const f of loaded.projectFiles) await store.writeFile(f.path, f.data);
     for (const rel of loaded.files) await store.writeFile(`compose/${rel}`, Buffer.from(await readText(join(loaded.dir, rel)), 'utf8'));
+    // Listed in the manifest like any file, so the stock-tool check and ferry's cover it alike.
+    await store.writeFile(README_FILE, Buffer.from(bundleReadme({ name: def.name, version, signer: key?.fingerprint ?? null, namespace: BUNDLE_NAMESPACE }), 'utf8'));
     await store.finishScratch();
 
     const manifest: FerryManifest = {
@@ -270,6 +274,11 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     const sealed = new BlobStoreWriter(partial, { level: options.level, workers: options.workers, maxPartSize: options.maxPartSize });
     await sealed.writeFile(MANIFEST_FILE, manifestBytes);
     if (key) await sealed.writeFile(SIGNATURE_FILE, Buffer.from(key.sign(manifestBytes, BUNDLE_NAMESPACE), 'utf8'));
+    // Last, as they list everything else (the manifest and its signature too), and still inside
+    // the partial directory: a bundle is sealed with both or not at all.
+    const sums = formatSha256Sums([...manifest.files, ...sealed.files()]);
+    await sealed.writeFile(SUMS_FILE, sums);
+    if (key) await sealed.writeFile(SUMS_SIGNATURE_FILE, Buffer.from(key.sign(sums, BUNDLE_NAMESPACE), 'utf8'));
     progress.stop();
     await sealDirectory(partial, out);
     await checkSealed(out, [...manifest.files, ...sealed.files()], options.out);

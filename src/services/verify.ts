@@ -1,6 +1,6 @@
 /** `ferry bundle verify`: signature, then every file, then the bundle's own policy (expiry). */
 import { PolicyError } from '../errors.js';
-import { checkFiles, integrityFailure, openBundle, type TrustOptions } from './bundle.js';
+import { checkFiles, integrityFailure, openBundle, type Sha256SumsState, type TrustOptions } from './bundle.js';
 import type { Reporter } from './reporter.js';
 
 export interface VerifyResult {
@@ -14,6 +14,8 @@ export interface VerifyResult {
   signer: { fingerprint: string; principals: string[] } | null;
   files: number;
   bytes: number;
+  /** SHA256SUMS agreed with the manifest and its signature with the trust file; `absent`: an older bundle. */
+  sha256sums: Sha256SumsState;
 }
 
 export async function verifyBundle(path: string, trust: TrustOptions, reporter: Reporter, now = new Date()): Promise<VerifyResult> {
@@ -38,5 +40,6 @@ export async function verifyBundle(path: string, trust: TrustOptions, reporter: 
     signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
     files,
     bytes,
+    sha256sums: opened.sha256sums,
   };
 }

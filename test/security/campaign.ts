@@ -71,10 +71,38 @@ export function signerLine(key: Key, options = 'namespaces="ferry-bundle"'): str
   return `ferry ${options ? `${options} ` : ''}${key.publicKeyLine}`;
 }
 
-/** Signs `<bundle>/ferry.json` again (as the build server would), replacing the signature. */
+/**
+ * Signs `<bundle>/ferry.json` again (as the build server would), replacing the signature, and
+ * re-makes the SHA256SUMS pair that lists it, as create would have: a key holder's bundle is
+ * consistent, so what a case tests is the manifest, not a stale SHA256SUMS.
+ */
 export async function sign(bundle: string, key: Key, namespace = 'ferry-bundle'): Promise<void> {
   await rm(join(bundle, 'ferry.json.sig'), { force: true });
   await exec('ssh-keygen', ['-q', '-Y', 'sign', '-f', key.path, '-n', namespace, join(bundle, 'ferry.json')]);
+  await remakeSums(bundle, key, namespace);
+}
+
+/** An unsigned bundle as create makes one without a key: no ferry.json.sig, SHA256SUMS unsigned. */
+export async function unsign(bundle: string): Promise<void> {
+  await rm(join(bundle, 'ferry.json.sig'), { force: true });
+  await remakeSums(bundle, null);
+}
+
+const SUMS_PAIR = new Set(['SHA256SUMS', 'SHA256SUMS.sig']);
+
+/** SHA256SUMS from the regular files on disk (what `sha256sum` would print, sorted), signed with `key` if given. */
+export async function remakeSums(bundle: string, key: Key | null, namespace = 'ferry-bundle'): Promise<void> {
+  if (!(await lstat(join(bundle, 'SHA256SUMS')).catch(() => null))) return; // a bundle from before SHA256SUMS
+  await rm(join(bundle, 'SHA256SUMS.sig'), { force: true });
+  const paths: string[] = [];
+  for (const e of await readdir(bundle, { recursive: true, withFileTypes: true })) {
+    const rel = join(e.parentPath ?? e.path, e.name).slice(bundle.length + 1);
+    if (e.isFile() && !SUMS_PAIR.has(rel)) paths.push(rel);
+  }
+  paths.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const lines = await Promise.all(paths.map(async (p) => `${createHash('sha256').update(await readFile(join(bundle, p))).digest('hex')}  ${p}\n`));
+  await writeFile(join(bundle, 'SHA256SUMS'), lines.join(''));
+  if (key) await exec('ssh-keygen', ['-q', '-Y', 'sign', '-f', key.path, '-n', namespace, join(bundle, 'SHA256SUMS')]);
 }
 
 /** Rewrites the manifest with `edit` and signs it with `key`: a hostile manifest from a trusted signer. */

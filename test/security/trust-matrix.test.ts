@@ -10,13 +10,13 @@
  * joins the matrix.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Config } from '@oclif/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ferry, ROOT, targetDocker, tmpDir, uniqueName, type DockerClient, type RunResult } from '../support/engines.js';
 import { hostDocker, sshHostsDown, sshHostsUp, type SshHosts } from '../support/ssh-hosts.js';
-import { buildDemoImages, copyBundle, createBundle, demoDefinition, engineSnapshot, makeKey, outcome, recordFigure, sign, signerLine, type Key } from './campaign.js';
+import { buildDemoImages, copyBundle, createBundle, demoDefinition, engineSnapshot, makeKey, outcome, recordFigure, sign, signerLine, unsign, type Key } from './campaign.js';
 
 let work: string;
 let hosts: SshHosts;
@@ -143,7 +143,7 @@ beforeAll(async () => {
   bundles.aliceFileNs = await copyBundle(bundles.alice, join(work, 'alice-file-ns.ferry'));
   await sign(bundles.aliceFileNs, keys.alice, 'file');
   bundles.unsigned = await copyBundle(bundles.alice, join(work, 'unsigned.ferry'));
-  await rm(join(bundles.unsigned, 'ferry.json.sig'));
+  await unsign(bundles.unsigned);
   files.trust = join(work, 'allowed_signers');
   await writeFile(files.trust, `${signerLine(keys.alice)}\n`);
   files.expired = join(work, 'allowed_signers.expired');

@@ -41,6 +41,7 @@ import {
   sign,
   signerLine,
   treeSnapshot,
+  unsign,
   type Key,
   type ManifestView,
   type Outcome,
@@ -174,10 +175,10 @@ async function filesOf(dir: string, rel = ''): Promise<string[]> {
 
 const sha = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
 
-/** What a damaged file must be refused with: trust (3) for the signed pair, integrity (4) for the rest. */
+/** What a damaged file must be refused with: trust (3) for the signed pairs, integrity (4) for the rest. */
 function expectation(file: string, kind: string): { exit: number; names: string[] } {
-  if (file === 'ferry.json') return kind === 'delete' ? { exit: 4, names: ['ferry.json'] } : { exit: 3, names: ['ferry.json'] };
-  if (file === 'ferry.json.sig') return { exit: 3, names: ['ferry.json.sig'] };
+  if (file === 'ferry.json' || file === 'SHA256SUMS') return kind === 'delete' ? { exit: 4, names: [file] } : { exit: 3, names: [file] };
+  if (file === 'ferry.json.sig' || file === 'SHA256SUMS.sig') return { exit: 3, names: [file] };
   return { exit: 4, names: [file] };
 }
 
@@ -382,7 +383,7 @@ describe('3. hostile structure', () => {
             else {
               const text = await readFile(join(d, 'ferry.json'), 'utf8');
               await writeFile(join(d, 'ferry.json'), h.edit(text));
-              await rm(join(d, 'ferry.json.sig'));
+              await unsign(d);
             }
           },
           exit: 4,

@@ -21,3 +21,12 @@ describe('bundle listing against the manifest', () => {
     expect(toHash.map((x) => x.path)).toEqual(['a/x', 'd']);
   });
 });
+
+describe('the files a bundle holds outside its listing', () => {
+  it('are ferry.json, its signature and the SHA256SUMS pair; README.txt must be listed like any file', () => {
+    const outside = ['ferry.json', 'ferry.json.sig', 'SHA256SUMS', 'SHA256SUMS.sig'].map((path) => ({ path, kind: 'file' as const, size: 1 }));
+    expect(compareListing([f('a')], [{ path: 'a', kind: 'file', size: 5 }, ...outside]).problems).toEqual([]);
+    const { problems } = compareListing([f('a')], [{ path: 'a', kind: 'file', size: 5 }, ...outside, { path: 'README.txt', kind: 'file', size: 1 }, { path: 'SHA256SUMS.bak', kind: 'file', size: 1 }]);
+    expect(problems.map((p) => `${p.kind}:${p.file}`).sort()).toEqual(['extra:README.txt', 'extra:SHA256SUMS.bak']);
+  });
+});
