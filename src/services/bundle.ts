@@ -104,9 +104,9 @@ function parseOrRefuse(bytes: Buffer): FerryManifest {
 }
 
 /**
- * Signature first (trusted key, our namespace, not revoked), then parse. Warns when someone other
- * than root could change the trust file or the revoked-keys file: whoever can write those decides
- * what this host installs.
+ * Signature first (trusted key, our namespace, not revoked), then parse, then SHA256SUMS against
+ * both. Warns when someone other than root could change the trust file or the revoked-keys file:
+ * whoever can write those decides what this host installs.
  */
 export async function openBundle(path: string, trust: TrustOptions, reporter: Reporter): Promise<OpenedBundle> {
   const dir = await requireBundleDir(path);
