@@ -170,6 +170,8 @@ export const WARNING_CODES = {
   IMAGE_SKIPPED: 'an image was left out of the host inventory',
   STATE_UNREADABLE: 'a stack\'s releases were left out of the host inventory (state unreadable)',
   HOST_KEY_ADDED: 'a new SSH host key was added to known_hosts (--accept-new-host-key)',
+  ENGINE_RETRY: 'the engine did not answer (refused, reset, no socket): a call that changes nothing is tried again after a pause',
+  SSH_RETRY: 'an SSH host refused, reset or timed out the connection: connecting is tried again after a pause',
   SHA256SUMS_MISSING: 'the bundle has no SHA256SUMS (made by an older ferry): it cannot be checked with stock tools alone',
   CONFIG_UNREADABLE: 'inspect --layers: an image config in the bundle cannot be read; its layers show no build instructions',
 } as const satisfies Record<string, string>;

@@ -43,13 +43,13 @@ export interface ProjectContainer {
 export async function projectContainers(engine: Engine, project: string): Promise<ProjectContainer[]> {
   let listed: Docker.ContainerInfo[];
   try {
-    listed = await engine.api.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT_LABEL}=${project}`] } });
+    listed = await engine.idempotent(() => engine.api.listContainers({ all: true, filters: { label: [`${COMPOSE_PROJECT_LABEL}=${project}`] } }));
   } catch (e) {
     throw engineError(engine, e);
   }
   const inspected = await mapBounded(listed, 4, async (c) => {
     try {
-      return await engine.api.getContainer(c.Id).inspect();
+      return await engine.idempotent(() => engine.api.getContainer(c.Id).inspect());
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) return undefined;
       throw engineError(engine, e);

@@ -26,7 +26,7 @@ export async function listImagesWithLayers(engine: Engine, concurrency = DEFAULT
   try {
     // all=false: intermediate images of the classic builder are parents of listed ones, so their
     // chain IDs are prefixes of the listed images' chains and add nothing.
-    listed = await engine.api.listImages({ all: false });
+    listed = await engine.idempotent(() => engine.api.listImages({ all: false }));
   } catch (e) {
     throw engineError(engine, e);
   }
@@ -35,7 +35,7 @@ export async function listImagesWithLayers(engine: Engine, concurrency = DEFAULT
     const id = normalizeId(entry.Id);
     let raw: { Id?: string; RepoTags?: string[] | null; RootFS?: { Layers?: string[] | null }; Size?: number };
     try {
-      raw = await engine.api.getImage(id).inspect();
+      raw = await engine.idempotent(() => engine.api.getImage(id).inspect());
     } catch (e) {
       const status = (e as { statusCode?: number }).statusCode;
       if (status === undefined) throw engineError(engine, e);
@@ -54,7 +54,7 @@ export async function listImagesWithLayers(engine: Engine, concurrency = DEFAULT
 
 export async function isPodman(engine: Engine): Promise<boolean> {
   try {
-    return podmanFromVersion(await engine.api.version());
+    return podmanFromVersion(await engine.idempotent(() => engine.api.version()));
   } catch (e) {
     throw engineError(engine, e);
   }

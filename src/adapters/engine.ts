@@ -6,7 +6,9 @@ import { request, type Agent } from 'node:http';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import type { InventoryEngine } from '../core/inventory.js';
+import { transientEngineFailure } from '../core/retry.js';
 import { HostPreconditionError } from '../errors.js';
+import { withRetry, type RetryWarning } from './retry.js';
 
 export interface ImageDetails {
   id: string;
@@ -32,6 +34,11 @@ export function describeDockerHost(host = process.env.DOCKER_HOST): string {
 /** dockerode's options plus docker-modem's `agent`, which its typings leave out. */
 export type EngineOptions = Docker.DockerOptions & { agent?: Agent };
 
+export interface EngineRetryOptions {
+  /** Told before each pause of a retried call (ENGINE_RETRY). */
+  warn?: ((w: RetryWarning) => void) | undefined;
+}
+
 export class Engine {
   private readonly docker: Docker;
   private readonly socketPath: string | undefined;
@@ -44,6 +51,7 @@ export class Engine {
   constructor(
     readonly host: string = describeDockerHost(),
     options?: EngineOptions,
+    private readonly retry: EngineRetryOptions = {},
   ) {
     this.docker = options ? new Docker(options) : host.startsWith('unix://') ? new Docker({ socketPath: host.slice('unix://'.length) }) : new Docker();
     this.socketPath = !options && host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
@@ -74,6 +82,16 @@ export class Engine {
     return this.docker;
   }
 
+  /**
+   * Runs a call that changes nothing on the engine (ping, info, version, inspect, list) again
+   * while the engine is not answering, as during its restart; see core/retry.ts for how long.
+   * Never for load, tag, remove or container changes: a failed one may have happened.
+   */
+  idempotent<T>(call: () => Promise<T>): Promise<T> {
+    const subject = `engine at ${this.host}`;
+    return withRetry({ subject, transient: transientEngineFailure, onRetry: (message) => this.retry.warn?.({ code: 'ENGINE_RETRY', subject, message }) }, call);
+  }
+
   private unreachable(e: unknown): HostPreconditionError {
     return new HostPreconditionError('ENGINE_UNREACHABLE', `cannot reach the Docker engine at ${this.host}: ${(e as Error).message}`, {
       hint: this.host.startsWith('ssh://')
@@ -88,7 +106,7 @@ export class Engine {
     let info: Record<string, unknown>;
     let version: Record<string, unknown>;
     try {
-      [info, version] = await Promise.all([this.docker.info(), this.docker.version() as Promise<unknown> as Promise<Record<string, unknown>>]);
+      [info, version] = await this.idempotent(() => Promise.all([this.docker.info(), this.docker.version() as Promise<unknown> as Promise<Record<string, unknown>>]));
     } catch (e) {
       throw this.unreachable(e);
     }
@@ -108,7 +126,7 @@ export class Engine {
   async inspectImage(ref: string): Promise<ImageDetails | null> {
     let raw: Docker.ImageInspectInfo;
     try {
-      raw = await this.docker.getImage(ref).inspect();
+      raw = await this.idempotent(() => this.docker.getImage(ref).inspect());
     } catch (e) {
       const status = (e as { statusCode?: number }).statusCode;
       if (status === 404) return null;

@@ -4,6 +4,7 @@
  * which transport carries it.
  */
 import { hostname } from 'node:os';
+import { Engine } from './engine.js';
 import type { HostTarget } from './host.js';
 import { localHost } from './local-host.js';
 import { sshHost, type SshHostOptions } from './ssh-host.js';
@@ -15,7 +16,7 @@ export interface NamedHost extends HostTarget {
 
 /** `target` undefined: the local machine. */
 export async function openHost(target: string | undefined, options: SshHostOptions = {}): Promise<NamedHost> {
-  if (target === undefined) return { ...localHost(), hostname: async () => hostname() };
+  if (target === undefined) return { ...localHost(new Engine(undefined, undefined, { warn: options.warn })), hostname: async () => hostname() };
   return sshHost(target, options);
 }
 

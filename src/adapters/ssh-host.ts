@@ -20,6 +20,8 @@ import type { ComposeRunner, HostFs, HostTarget } from './host.js';
 import { connectSsh, type SshConnection, type SshOptions } from './ssh.js';
 
 export const DEFAULT_REMOTE_DOCKER_SOCKET = '/var/run/docker.sock';
+/** RFC 4254's SSH_OPEN_CONNECT_FAILED: the server could not connect where the channel was to go. */
+const SSH_OPEN_CONNECT_FAILED = 2;
 
 export interface SshHostOptions extends SshOptions {
   /** --remote-docker-socket: the engine's unix socket on the host. */
@@ -46,7 +48,7 @@ export async function sshHost(target: string, options: SshHostOptions = {}): Pro
     cert: undefined,
     key: undefined,
     timeout: undefined,
-  });
+  }, { warn: options.warn });
   return {
     label: conn.label,
     connection: conn,
@@ -85,6 +87,8 @@ class SshSocketAgent extends Agent {
       (ch) => callback?.(null, asSocket(ch)),
       (e: Error) => {
         const err = e instanceof HostPreconditionError ? e : new Error(`cannot open ${this.socketPath} on ${this.conn.label} over SSH: ${e.message} (is the engine running there, and does sshd allow AllowStreamLocalForwarding?)`);
+        // sshd says "connect failed" when the engine's socket is absent or refuses, as while it restarts: worth a retry.
+        if ((e as { reason?: unknown }).reason === SSH_OPEN_CONNECT_FAILED) Object.assign(err, { code: 'ECONNREFUSED' });
         callback?.(err, undefined as unknown as Duplex);
       },
     );

@@ -21,8 +21,10 @@ import {
 } from '../core/known-hosts.js';
 import { matchPattern, resolveSshConfig, SshConfigError, type SshConfigFile, type SshHostConfig } from '../core/ssh-config.js';
 import { parseSshTarget, TargetError, type SshTarget } from '../core/ssh-target.js';
+import { transientSshFailure } from '../core/retry.js';
 import { publicKeyType } from '../core/ssh-wire.js';
 import { HostPreconditionError, TrustError, UsageError } from '../errors.js';
+import { withRetry } from './retry.js';
 
 export interface SshOptions {
   /** --identity: private key files tried first, in order. */
@@ -289,112 +291,125 @@ export async function connectSsh(spec: string, options: SshOptions = {}): Promis
   const keepaliveIntervalMs = options.keepaliveIntervalMs ?? (config.serverAliveIntervalS ? config.serverAliveIntervalS * 1000 : DEFAULT_KEEPALIVE_MS);
   const keepaliveCountMax = options.keepaliveCountMax ?? config.serverAliveCountMax ?? DEFAULT_KEEPALIVE_COUNT;
 
-  // The verifier's verdict, kept so that ssh2's generic "Host denied" becomes a precise error.
-  let keyError: Error | undefined;
-  let presented: { type: string; fingerprint: string } | undefined;
-  const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
-    const type = safeKeyType(key);
-    const fp = fingerprint(key);
-    presented = { type, fingerprint: fp };
-    const verdict = checkHostKey(known.entries, khName, key);
-    switch (verdict.kind) {
-      case 'trusted':
-        verify(true);
-        return;
-      case 'revoked':
-        keyError = new TrustError('HOST_KEY_REVOKED', `${label} presented the ${type} key ${fp}, which ${verdict.entry.where} marks as REVOKED: refusing to connect`, {
-          details: { host: label, keyType: type, fingerprint: fp, entry: verdict.entry.where },
-          hint: 'Ask the host\'s administrator for its current key.',
-        });
-        verify(false);
-        return;
-      case 'changed': {
-        const listed = verdict.known.map((e) => `${e.keyType} ${fingerprint(e.key)} (${e.where})`);
-        keyError = new TrustError(
-          'HOST_KEY_CHANGED',
-          `WARNING: THE HOST KEY OF ${label} HAS CHANGED. It presented ${type} ${fp}, but known_hosts lists ${listed.join(', ')}. ` +
-            'Someone may be intercepting this connection (man-in-the-middle), or the host was reinstalled. ferry refuses to connect; --accept-new-host-key never accepts a changed key.',
-          {
-            details: { host: label, knownHostsName: khName, keyType: type, fingerprint: fp, known: verdict.known.map((e) => ({ keyType: e.keyType, fingerprint: fingerprint(e.key), where: e.where })) },
-            hint: `Confirm the new fingerprint with the host's administrator (ssh-keygen -lf /etc/ssh/ssh_host_${type.replace(/^ssh-/, '').replace(/-.*$/, '')}_key.pub on the host). If it is right, remove the old entry with \`ssh-keygen -R '${khName}' -f ${verdict.known[0]!.where.replace(/ line \d+$/, '')}\` and connect again.`,
-          },
-        );
-        verify(false);
-        return;
-      }
-      case 'unknown':
-        if (!options.acceptNewHostKey) {
-          keyError = new HostPreconditionError('HOST_KEY_UNKNOWN', `the host key of ${label} is not known: it presented ${type} ${fp}, and ${known.files.filter((f) => !f.startsWith('/etc/')).join(' and ')} list no key for ${khName}`, {
-            details: { host: label, knownHostsName: khName, keyType: type, fingerprint: fp, knownHosts: known.appendTo },
-            hint: `Check that fingerprint with the host's administrator, then re-run with --accept-new-host-key to add it to ${known.appendTo}, or add the host's key there yourself (ssh-keyscan, checked against the host).`,
+  // One attempt: a fresh client and a fresh verdict each time, so nothing of a failed one leaks into the next.
+  const attempt = async (): Promise<{ client: Client; presented: { type: string; fingerprint: string } | undefined }> => {
+    // The verifier's verdict, kept so that ssh2's generic "Host denied" becomes a precise error.
+    let keyError: Error | undefined;
+    let presented: { type: string; fingerprint: string } | undefined;
+    const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
+      const type = safeKeyType(key);
+      const fp = fingerprint(key);
+      presented = { type, fingerprint: fp };
+      const verdict = checkHostKey(known.entries, khName, key);
+      switch (verdict.kind) {
+        case 'trusted':
+          verify(true);
+          return;
+        case 'revoked':
+          keyError = new TrustError('HOST_KEY_REVOKED', `${label} presented the ${type} key ${fp}, which ${verdict.entry.where} marks as REVOKED: refusing to connect`, {
+            details: { host: label, keyType: type, fingerprint: fp, entry: verdict.entry.where },
+            hint: 'Ask the host\'s administrator for its current key.',
           });
           verify(false);
           return;
+        case 'changed': {
+          const listed = verdict.known.map((e) => `${e.keyType} ${fingerprint(e.key)} (${e.where})`);
+          keyError = new TrustError(
+            'HOST_KEY_CHANGED',
+            `WARNING: THE HOST KEY OF ${label} HAS CHANGED. It presented ${type} ${fp}, but known_hosts lists ${listed.join(', ')}. ` +
+              'Someone may be intercepting this connection (man-in-the-middle), or the host was reinstalled. ferry refuses to connect; --accept-new-host-key never accepts a changed key.',
+            {
+              details: { host: label, knownHostsName: khName, keyType: type, fingerprint: fp, known: verdict.known.map((e) => ({ keyType: e.keyType, fingerprint: fingerprint(e.key), where: e.where })) },
+              hint: `Confirm the new fingerprint with the host's administrator (ssh-keygen -lf /etc/ssh/ssh_host_${type.replace(/^ssh-/, '').replace(/-.*$/, '')}_key.pub on the host). If it is right, remove the old entry with \`ssh-keygen -R '${khName}' -f ${verdict.known[0]!.where.replace(/ line \d+$/, '')}\` and connect again.`,
+            },
+          );
+          verify(false);
+          return;
         }
-        appendKnownHost(known.appendTo, knownHostsLine(khName, key)).then(
-          () => {
-            options.warn?.({ code: 'HOST_KEY_ADDED', subject: label, message: `added ${khName} (${type} ${fp}) to ${known.appendTo} (--accept-new-host-key)` });
-            verify(true);
-          },
-          (e: Error) => {
-            keyError = new HostPreconditionError('KNOWN_HOSTS_UNWRITABLE', `cannot add the host key of ${label} to ${known.appendTo}: ${e.message}`, { cause: e });
+        case 'unknown':
+          if (!options.acceptNewHostKey) {
+            keyError = new HostPreconditionError('HOST_KEY_UNKNOWN', `the host key of ${label} is not known: it presented ${type} ${fp}, and ${known.files.filter((f) => !f.startsWith('/etc/')).join(' and ')} list no key for ${khName}`, {
+              details: { host: label, knownHostsName: khName, keyType: type, fingerprint: fp, knownHosts: known.appendTo },
+              hint: `Check that fingerprint with the host's administrator, then re-run with --accept-new-host-key to add it to ${known.appendTo}, or add the host's key there yourself (ssh-keyscan, checked against the host).`,
+            });
             verify(false);
-          },
-        );
-        return;
-    }
-  };
-
-  let methodIndex = 0;
-  const authHandler = (_left: AuthenticationType[], _partial: boolean, next: NextAuthHandler): void => {
-    const m = creds.methods[methodIndex++];
-    // ssh2 takes `false` for "no more methods"; its typings only list the method shapes.
-    next((m ?? false) as AnyAuthMethod);
-  };
-
-  const client: Client = new ssh2.Client();
-  const connectConfig: ConnectConfig = {
-    host: hostName,
-    port,
-    username: user,
-    readyTimeout: timeoutMs,
-    keepaliveInterval: keepaliveIntervalMs,
-    keepaliveCountMax,
-    hostVerifier,
-    authHandler,
-    ...(preferred.length > 0 ? { algorithms: { serverHostKey: { prepend: preferred } as unknown as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] } } : {}),
-    ...(process.env.FERRY_SSH_DEBUG === '1' ? { debug: (m: string) => process.stderr.write(`ssh2 ${label}: ${m}\n`) } : {}),
-  };
-
-  await new Promise<void>((resolvePromise, reject) => {
-    let settled = false;
-    // readyTimeout covers the handshake; this also bounds a TCP connect that hangs on a dropped SYN.
-    const guard = setTimeout(() => fail(Object.assign(new Error('Timed out while waiting for handshake'), { level: 'client-timeout' })), timeoutMs + 1000);
-    const fail = (err: Error & { level?: string; code?: string }) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(guard);
-      client.end();
-      reject(mapConnectError(err, { label, hostName, port, timeoutMs, keyError, creds }));
+            return;
+          }
+          appendKnownHost(known.appendTo, knownHostsLine(khName, key)).then(
+            () => {
+              options.warn?.({ code: 'HOST_KEY_ADDED', subject: label, message: `added ${khName} (${type} ${fp}) to ${known.appendTo} (--accept-new-host-key)` });
+              verify(true);
+            },
+            (e: Error) => {
+              keyError = new HostPreconditionError('KNOWN_HOSTS_UNWRITABLE', `cannot add the host key of ${label} to ${known.appendTo}: ${e.message}`, { cause: e });
+              verify(false);
+            },
+          );
+          return;
+      }
     };
-    client.once('ready', () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(guard);
-      // Every API call is a small request and answer: Nagle's algorithm would hold each back
-      // for the peer's delayed ACK (about 40 ms a round trip).
-      client.setNoDelay(true);
-      resolvePromise();
-    });
-    client.once('error', fail);
-    client.once('close', () => fail(new Error('the connection closed during the handshake')));
-    try {
-      client.connect(connectConfig);
-    } catch (e) {
-      fail(e as Error);
-    }
-  });
 
+    let methodIndex = 0;
+    const authHandler = (_left: AuthenticationType[], _partial: boolean, next: NextAuthHandler): void => {
+      const m = creds.methods[methodIndex++];
+      // ssh2 takes `false` for "no more methods"; its typings only list the method shapes.
+      next((m ?? false) as AnyAuthMethod);
+    };
+
+    const client: Client = new ssh2.Client();
+    const connectConfig: ConnectConfig = {
+      host: hostName,
+      port,
+      username: user,
+      readyTimeout: timeoutMs,
+      keepaliveInterval: keepaliveIntervalMs,
+      keepaliveCountMax,
+      hostVerifier,
+      authHandler,
+      ...(preferred.length > 0 ? { algorithms: { serverHostKey: { prepend: preferred } as unknown as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] } } : {}),
+      ...(process.env.FERRY_SSH_DEBUG === '1' ? { debug: (m: string) => process.stderr.write(`ssh2 ${label}: ${m}\n`) } : {}),
+    };
+
+    await new Promise<void>((resolvePromise, reject) => {
+      let settled = false;
+      // readyTimeout covers the handshake; this also bounds a TCP connect that hangs on a dropped SYN.
+      const guard = setTimeout(() => fail(Object.assign(new Error('Timed out while waiting for handshake'), { level: 'client-timeout' })), timeoutMs + 1000);
+      const fail = (err: Error & { level?: string; code?: string }) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(guard);
+        client.end();
+        reject(mapConnectError(err, { label, hostName, port, timeoutMs, keyError, creds }));
+      };
+      client.once('ready', () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(guard);
+        // Every API call is a small request and answer: Nagle's algorithm would hold each back
+        // for the peer's delayed ACK (about 40 ms a round trip).
+        client.setNoDelay(true);
+        resolvePromise();
+      });
+      client.once('error', fail);
+      client.once('close', () => fail(new Error('the connection closed during the handshake')));
+      try {
+        client.connect(connectConfig);
+      } catch (e) {
+        fail(e as Error);
+      }
+    });
+    return { client, presented };
+  };
+
+  const { client, presented } = await withRetry(
+    {
+      subject: `SSH host ${label} (${hostName}:${port})`,
+      // Only "cannot reach": a refused key or a host key problem is final.
+      transient: (e) => (e instanceof HostPreconditionError && e.code === 'SSH_UNREACHABLE' ? transientSshFailure(e.cause) : null),
+      onRetry: (message) => options.warn?.({ code: 'SSH_RETRY', subject: label, message }),
+    },
+    attempt,
+  );
   return openConnection(client, resolved, presented ?? { type: '?', fingerprint: '?' });
 }
 

@@ -105,7 +105,7 @@ records the chain ID each host must have, and install checks it before loading a
         // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
         onInterrupt: exitOnInterrupt,
       },
-      new Engine(),
+      new Engine(undefined, undefined, { warn: (w) => this.out.warn(w) }),
       this.out,
     );
     this.out.result(renderCreate(result));
