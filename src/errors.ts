@@ -145,7 +145,7 @@ export const ERROR_CODES = {
   OUTPUT_GONE: { exit: ExitCode.buildInput, meaning: 'the output medium or directory disappeared' },
   OUTPUT_NOT_WRITABLE: { exit: ExitCode.buildInput, meaning: 'no permission to write the output' },
   // a fleet
-  FLEET_FAILED: { exit: 'fleet', meaning: 'bundle install --ssh a,b,c: some hosts failed (each host\'s code is in the result)' },
+  FLEET_FAILED: { exit: 'fleet', meaning: 'bundle install or host status --ssh a,b,c: some hosts failed (each host\'s code is in the result)' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 export type ErrorCode = keyof typeof ERROR_CODES;
 
@@ -249,7 +249,10 @@ export interface FleetOutcome {
 export class FleetFailedError<R extends FleetOutcome = FleetOutcome> extends FerryError {
   readonly exitCode: ExitCodeValue;
 
-  constructor(readonly result: R) {
+  constructor(
+    readonly result: R,
+    hint = 'The hosts that succeeded keep their new release. Fix the failed ones and run the same command again: hosts already current are a no-op.',
+  ) {
     const bad = result.hosts.filter((h) => !h.ok && h.exitCode !== null);
     const skipped = result.hosts.filter((h) => h.outcome === 'skipped').length;
     super(
@@ -257,7 +260,7 @@ export class FleetFailedError<R extends FleetOutcome = FleetOutcome> extends Fer
       `${bad.length} of ${result.hosts.length} hosts failed: ${bad.map((h) => `${h.target} (${h.error?.code ?? '?'}, exit ${h.exitCode})`).join(', ')}${skipped ? `; ${skipped} not started (--fail-fast)` : ''}`,
       {
         details: result,
-        hint: 'The hosts that succeeded keep their new release. Fix the failed ones and run the same command again: hosts already current are a no-op.',
+        hint,
       },
     );
     this.exitCode = result.exitCode as ExitCodeValue;

@@ -5,10 +5,11 @@
  */
 import type { HostTarget } from '../adapters/host.js';
 import { projectContainers, type ContainerHealth, type ProjectContainer } from '../adapters/engine-containers.js';
+import { mapBounded } from '../adapters/engine-inventory.js';
 import { StateStore } from '../adapters/state-store.js';
 import { formatBytes } from '../core/format.js';
 import { currentRelease, imagesToRemove, type ReleaseRecord, type StackState } from '../core/state.js';
-import { HostPreconditionError, UsageError } from '../errors.js';
+import { ExitCode, FerryError, HostPreconditionError, UsageError } from '../errors.js';
 import { engineIds } from './pinned-images.js';
 import type { Reporter } from './reporter.js';
 
@@ -195,4 +196,71 @@ export function stackStatus(state: StackState, containers: readonly ProjectConta
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several hosts: `host status --ssh a,b,c`
+
+export interface FleetStatusHost {
+  /** The --ssh target as given. */
+  target: string;
+  ok: boolean;
+  outcome: 'read' | 'failed';
+  /** 0, or the exit code this host alone would have given. */
+  exitCode: number;
+  error?: { code: string; message: string; hint?: string };
+  /** What the host runs; absent when it could not be read. */
+  status?: StatusResult;
+  /** STACK was asked for and this host has none of it: a state, not a failure. */
+  stackMissing?: boolean;
+  durationMs: number;
+}
+
+export interface FleetStatusResult {
+  ok: boolean;
+  /** 0, or the exit code of the first failed host in the order given. */
+  exitCode: number;
+  hosts: FleetStatusHost[];
+  durationMs: number;
+}
+
+export interface FleetStatusDeps {
+  /** Opens a host; `warn` receives that host's warnings (SSH_RETRY, ENGINE_RETRY, HOST_KEY_ADDED). */
+  open(target: string, warn: Reporter['warn']): Promise<HostTarget>;
+  /** Hosts read at the same time. */
+  parallel?: number;
+}
+
+/**
+ * The status of every host, each on its own connection: a host that cannot be reached or read is
+ * one failed entry, and every other host is still shown. Hosts' warnings name their host.
+ */
+export async function fleetStatus(options: StatusOptions, targets: string[], deps: FleetStatusDeps, reporter: Reporter): Promise<FleetStatusResult> {
+  const started = Date.now();
+  const hosts = await mapBounded(targets, deps.parallel ?? 8, async (target): Promise<FleetStatusHost> => {
+    const t0 = Date.now();
+    const hostReporter: Reporter = {
+      log: (m) => reporter.log(`[${target}] ${m}`),
+      warn: (w) => reporter.warn({ ...w, subject: w.subject ?? target, message: `[${target}] ${w.message}` }),
+      progress: () => reporter.progress(),
+    };
+    let host: HostTarget | undefined;
+    try {
+      host = await deps.open(target, hostReporter.warn);
+      try {
+        const status = await hostStatus(options, host, hostReporter);
+        return { target, ok: true, outcome: 'read', exitCode: 0, status, durationMs: Date.now() - t0 };
+      } catch (e) {
+        if (!(e instanceof UsageError && e.code === 'STACK_UNKNOWN')) throw e;
+        return { target, ok: true, outcome: 'read', exitCode: 0, status: { stateDir: options.stateDir, stacks: [], disks: [] }, stackMissing: true, durationMs: Date.now() - t0 };
+      }
+    } catch (e) {
+      const error = e instanceof FerryError ? { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } : { code: 'UNEXPECTED', message: `unexpected error: ${e instanceof Error ? e.message : String(e)}` };
+      return { target, ok: false, outcome: 'failed', exitCode: e instanceof FerryError ? e.exitCode : ExitCode.bug, error, durationMs: Date.now() - t0 };
+    } finally {
+      await host?.close().catch(() => undefined);
+    }
+  });
+  const failed = hosts.find((h) => !h.ok);
+  return { ok: !failed, exitCode: failed?.exitCode ?? 0, hosts, durationMs: Date.now() - started };
 }

@@ -1,9 +1,10 @@
 import { Args } from '@oclif/core';
-import { withHost } from '../../adapters/host-factory.js';
-import { hostStatus, type StatusResult } from '../../services/status.js';
+import { openHost, withHost } from '../../adapters/host-factory.js';
+import { FleetFailedError } from '../../errors.js';
+import { fleetStatus, hostStatus, type FleetStatusResult, type StatusResult } from '../../services/status.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
-import { renderStatus } from '../../ui/render/host.js';
+import { renderFleetStatus, renderStatus } from '../../ui/render/host.js';
 import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
 export default class HostStatus extends FerryCommand {
@@ -22,13 +23,24 @@ give back.
 
 An unknown STACK is a usage error (exit 2) listing the stacks that are installed.
 
-With --ssh [user@]host the same for that host: its engine through the SSH connection, its state directory over SFTP.`);
+With --ssh [user@]host the same for that host: its engine through the SSH connection, its state directory over SFTP.
+
+With several hosts (--ssh a,b,c, or --ssh repeated) one table of what runs where: per host,
+stack and service the release, state, health and whether the service runs its pinned image. A
+host that cannot be reached or read is a row of its own with its error code; the other hosts are
+shown all the same. --json gives one entry per host (its whole status, or its error). Exit code:
+0 when every host was read, else that of the first host that failed, in the order given
+(FLEET_FAILED).
+
+An engine or SSH host that refuses or drops the connection (restarting) is asked again, up to 5
+times over about 10 s, with a warning before each pause (ENGINE_RETRY, SSH_RETRY).`);
 
   static override examples = [
     '<%= config.bin %> host status',
     '<%= config.bin %> host status shop',
     { description: 'Services not on their pinned image', command: '<%= config.bin %> host status shop --json | jq \'.result.stacks[].services[] | select(.imageMatches == false)\'' },
     { description: 'On a host reached over SSH', command: '<%= config.bin %> host status shop --ssh deploy@edge-2' },
+    { description: 'What runs where across a fleet', command: '<%= config.bin %> host status shop --ssh deploy@edge-1,deploy@edge-2,deploy@edge-3' },
   ];
 
   static override args = {
@@ -40,11 +52,19 @@ With --ssh [user@]host the same for that host: its engine through the SSH connec
     ...sshFlags,
   };
 
-  async run(): Promise<StatusResult> {
+  async run(): Promise<StatusResult | FleetStatusResult> {
     const { args, flags } = await this.parse(HostStatus);
     const options = { ...stateDirFrom(flags), stack: args.stack };
-    const result = await withHost(singleTarget(flags), sshOptionsFrom(flags, (w) => this.out.warn(w)), (host) => hostStatus(options, host, this.out));
-    this.out.result(renderStatus(result));
+    const ssh = sshOptionsFrom(flags, (w) => this.out.warn(w));
+    const targets = flags.ssh ?? [];
+    if (targets.length <= 1) {
+      const result = await withHost(singleTarget(flags), ssh, (host) => hostStatus(options, host, this.out));
+      this.out.result(renderStatus(result));
+      return result;
+    }
+    const result = await fleetStatus(options, targets, { open: (t, warn) => openHost(t, { ...ssh, warn }) }, this.out);
+    this.out.result(renderFleetStatus(result, args.stack));
+    if (!result.ok) throw new FleetFailedError(result, 'The other hosts are shown all the same. Check the failed ones (is sshd running, is the engine up?) and run the same command again.');
     return result;
   }
 }

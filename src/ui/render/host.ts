@@ -1,7 +1,7 @@
 /** Text renderings of host results, for people. --json output never passes through here. */
 import { serializeInventory } from '../../core/inventory.js';
 import type { InventoryResult } from '../../services/inventory.js';
-import type { StatusResult } from '../../services/status.js';
+import type { FleetStatusResult, StatusResult } from '../../services/status.js';
 import { formatBytes, shortDigest, table } from '../format.js';
 
 /**
@@ -72,5 +72,42 @@ function renderStack(s: StatusResult['stacks'][number]): string {
       ),
     );
   }
+  return lines.join('\n');
+}
+
+/** Several hosts: one table, a row per host, stack and service; a host that failed is one row with its code. */
+export function renderFleetStatus(r: FleetStatusResult, stack: string | undefined): string {
+  const rows: string[][] = [];
+  for (const h of r.hosts) {
+    if (!h.ok || !h.status) {
+      rows.push([h.target, '-', '-', '-', '-', `FAILED ${h.error?.code ?? '?'}`, '']);
+      continue;
+    }
+    if (h.status.stacks.length === 0) {
+      rows.push([h.target, stack ?? '-', '-', '-', '-', h.stackMissing ? 'not installed' : 'no stacks installed', '']);
+      continue;
+    }
+    for (const s of h.status.stacks) {
+      const release = s.current?.version ?? 'none';
+      if (s.services.length === 0) rows.push([h.target, s.stack, release, '-', '-', 'no containers', '']);
+      for (const v of s.services) {
+        rows.push([
+          h.target,
+          s.stack,
+          release,
+          v.oneOff ? `${v.service} (run)` : v.service,
+          v.imageMatches === null ? '-' : v.imageMatches ? 'yes' : 'NO',
+          v.exitCode !== null && v.state !== 'missing' ? `${v.state} (${v.exitCode})` : v.state,
+          v.health,
+        ]);
+      }
+    }
+  }
+  const failed = r.hosts.filter((h) => !h.ok);
+  const lines = [table(['HOST', 'STACK', 'RELEASE', 'SERVICE', 'PINNED', 'STATE', 'HEALTH'], rows)];
+  for (const h of failed) lines.push('', `${h.target}: ${h.error?.message ?? 'failed'}`, ...(h.error?.hint ? [`  ${h.error.hint}`] : []));
+  const low = r.hosts.flatMap((h) => (h.status?.disks ?? []).filter((d) => d.low).map((d) => `${h.target}: ${d.what} ${d.path} LOW (${formatBytes(d.freeBytes)}, ${d.freeInodes} inodes free)`));
+  if (low.length) lines.push('', ...low);
+  lines.push('', `${r.hosts.length - failed.length} of ${r.hosts.length} hosts read in ${(r.durationMs / 1000).toFixed(1)} s`);
   return lines.join('\n');
 }
