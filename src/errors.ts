@@ -57,6 +57,8 @@ export const ERROR_CODES = {
   IDENTITY_UNREADABLE: { exit: ExitCode.usage, meaning: 'the --identity file cannot be read' },
   IDENTITY_UNUSABLE: { exit: ExitCode.usage, meaning: 'the --identity file is not a key ferry can use (e.g. passphrase-protected)' },
   BUNDLE_NOT_FOUND: { exit: ExitCode.usage, meaning: 'the path given is not a bundle directory' },
+  SETUP_NEEDS_EXECUTABLE: { exit: ExitCode.usage, meaning: 'host setup runs under node: run it from the ferry executable, or name one with --executable' },
+  SETUP_TRUST_DIFFERS: { exit: ExitCode.usage, meaning: 'host setup: the host\'s allowed_signers lists other keys (--force replaces it)' },
   STACK_UNKNOWN: { exit: ExitCode.usage, meaning: 'no releases of that stack are recorded on the host' },
   RELEASE_UNKNOWN: { exit: ExitCode.usage, meaning: 'rollback --to names a release the host does not keep' },
   NO_OLDER_RELEASE: { exit: ExitCode.usage, meaning: 'rollback: no kept release is older than the current one' },
@@ -71,6 +73,7 @@ export const ERROR_CODES = {
   TRUST_STORE_INVALID: { exit: ExitCode.trust, meaning: 'a line of the trust file cannot be read' },
   TRUST_REVOKED_UNREADABLE: { exit: ExitCode.trust, meaning: 'the revoked-keys file (--revoked, FERRY_REVOKED) cannot be read' },
   TRUST_REVOKED_INVALID: { exit: ExitCode.trust, meaning: 'a line of the revoked-keys file cannot be read' },
+  SETUP_EXECUTABLE_UNVERIFIED: { exit: ExitCode.trust, meaning: 'host setup: the executable is not the one the signed bundle lists (or the bundle carries none)' },
   SHA256SUMS_SIGNATURE_INVALID: { exit: ExitCode.trust, meaning: 'SHA256SUMS.sig is missing, unreadable or does not verify over SHA256SUMS, or is not by the key that signed ferry.json' },
   HOST_KEY_CHANGED: { exit: ExitCode.trust, meaning: 'an SSH host presented another key than known_hosts lists' },
   HOST_KEY_REVOKED: { exit: ExitCode.trust, meaning: 'an SSH host presented a key known_hosts marks as revoked' },
@@ -144,6 +147,7 @@ export const ERROR_CODES = {
   OUTPUT_IO_ERROR: { exit: ExitCode.buildInput, meaning: 'the output medium failed to write, or lost files' },
   OUTPUT_GONE: { exit: ExitCode.buildInput, meaning: 'the output medium or directory disappeared' },
   OUTPUT_NOT_WRITABLE: { exit: ExitCode.buildInput, meaning: 'no permission to write the output' },
+  FERRY_EXECUTABLE_UNUSABLE: { exit: ExitCode.buildInput, meaning: 'create --with-ferry: the executable does not run here (build it with npm run package) or changed while copied' },
   // a fleet
   FLEET_FAILED: { exit: 'fleet', meaning: 'bundle install or host status --ssh a,b,c: some hosts failed (each host\'s code is in the result)' },
 } as const satisfies Record<string, ErrorCodeInfo>;
@@ -170,6 +174,7 @@ export const WARNING_CODES = {
   IMAGE_SKIPPED: 'an image was left out of the host inventory',
   STATE_UNREADABLE: 'a stack\'s releases were left out of the host inventory (state unreadable)',
   HOST_KEY_ADDED: 'a new SSH host key was added to known_hosts (--accept-new-host-key)',
+  ALLOW_UNSIGNED_IGNORED: 'host setup was given --allow-unsigned: it never accepts an unsigned bundle',
   ENGINE_RETRY: 'the engine did not answer (refused, reset, no socket): a call that changes nothing is tried again after a pause',
   SSH_RETRY: 'an SSH host refused, reset or timed out the connection: connecting is tried again after a pause',
   SHA256SUMS_MISSING: 'the bundle has no SHA256SUMS (made by an older ferry): it cannot be checked with stock tools alone',

@@ -4,13 +4,14 @@
  * so the manifest's file list comes from what actually reached the disk, with no second read.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hexOf, sha256Digest } from '../core/digest.js';
 import type { BlobPart, FileEntry, LayerBlob } from '../core/manifest.js';
 import { LAYER_MEDIA_TYPE } from '../core/manifest.js';
+import { copyHashed } from './fs.js';
 import { zstdCompressorFactory } from './zstd.js';
 
 export interface CompressOptions {
@@ -218,6 +219,23 @@ export class BlobStoreWriter {
     const entry = { path, size: data.length, sha256 };
     this.entries.set(path, entry);
     return entry;
+  }
+
+  /**
+   * A file copied in as it is, executable (the ferry executable a bundle carries, run from the
+   * stick): hashed from the same read that copies it, so the listed digest is what was written.
+   */
+  async copyExecutable(src: string, path: string): Promise<FileEntry> {
+    const target = join(this.root, path);
+    try {
+      const { sha256, bytes } = await copyHashed(src, target, Number.MAX_SAFE_INTEGER);
+      await chmod(target, 0o755);
+      const entry = { path, size: bytes, sha256 };
+      this.entries.set(path, entry);
+      return entry;
+    } catch (e) {
+      throw withPath(e, target);
+    }
   }
 
   private async place(tmpFile: string, path: string, size: number, sha256: string): Promise<void> {

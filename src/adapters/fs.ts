@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, opendir, readFile, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { chmod, lstat, mkdir, open, opendir, readFile, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { HostPreconditionError } from '../errors.js';
 
@@ -315,4 +315,35 @@ async function syncDirectory(path: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Installs a copy of `src` at `dst` (mode exact, whatever the umask) so that `dst` is either the
+ * old file or the complete new one, never part of it: copied beside it while hashing, fsynced,
+ * renamed. Returns the sha256 of what was written, from the same read.
+ */
+export async function installFileAtomic(src: string, dst: string, mode: number): Promise<{ sha256: string; bytes: number }> {
+  const tmp = `${dst}.partial-${process.pid}`;
+  try {
+    const copied = await copyHashed(src, tmp, Number.MAX_SAFE_INTEGER);
+    await chmod(tmp, mode);
+    await rename(tmp, dst);
+    const dir = await open(dirname(dst), constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+    return { sha256: copied.sha256, bytes: copied.bytes };
+  } catch (e) {
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw e;
+  }
+}
+
+/** Creates a directory (and its parents) with `mode` for those it creates; true when it was new. */
+export async function ensureDirectory(path: string, mode: number): Promise<boolean> {
+  if (await isDirectory(path)) return false;
+  await mkdir(path, { recursive: true, mode });
+  return true;
 }

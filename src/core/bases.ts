@@ -55,3 +55,12 @@ export function neededDiffIds(images: { diffIds: string[]; chainIds: string[] }[
   for (const im of images) im.diffIds.forEach((d, i) => !held.has(im.chainIds[i]!) && needed.add(d));
   return needed;
 }
+
+/**
+ * Whether every target already has the ferry executable with this digest. Only an inventory taken
+ * with that executable says so (`null`: a previous bundle, or an inventory taken otherwise); with
+ * no bases at all nothing is known, and the executable travels.
+ */
+export function executableHeldByAll(executables: readonly (string | null)[], digest: string): boolean {
+  return executables.length > 0 && executables.every((e) => e === digest);
+}

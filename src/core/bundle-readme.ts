@@ -18,10 +18,12 @@ export interface ReadmeInput {
   signer: string | null;
   /** The namespace the manifest and SHA256SUMS are signed for. */
   namespace: string;
+  /** The bundle carries the ferry executable (./ferry): the text says how a first visit sets it up. */
+  carriesFerry?: boolean;
 }
 
 export function bundleReadme(r: ReadmeInput): string {
-  const install = [
+  const install = r.carriesFerry ? carriedInstall(r) : [
     'Then install:',
     '',
     '  ./ferry bundle install .',
@@ -64,4 +66,23 @@ export function bundleReadme(r: ReadmeInput): string {
     ...install,
     '',
   ].join('\n');
+}
+
+/** With ./ferry on the stick: a first visit installs it (verified against the bundle) before the bundle. */
+function carriedInstall(r: ReadmeInput): string[] {
+  const unsigned = r.signer === null;
+  return [
+    'Then, on a host without ferry (a first visit), install the ferry on this stick and the',
+    `trust file; setup checks that ./ferry is the executable the signed bundle lists:`,
+    '',
+    unsigned ? '  (host setup refuses unsigned bundles: sign them for hosts that need setup)' : '  ./ferry host setup --trust allowed_signers',
+    '  ferry bundle install .',
+    '',
+    `allowed_signers is the file with the build server's key you were given for this host (not`,
+    `one from this stick); setup copies it to ${DEFAULT_TRUST_FILE} and ferry to /usr/local/bin.`,
+    `On a first visit, also give that file to ssh-keygen -f above.`,
+    '',
+    'On later visits: ferry bundle install .',
+    'ferry checks the signature and every file again before anything reaches Docker.',
+  ];
 }

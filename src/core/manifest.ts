@@ -98,7 +98,22 @@ export interface FerryManifest {
   /** What the targets were known to hold when the bundle was made; empty for a full bundle. */
   bases: ManifestBase[];
   files: FileEntry[];
+  /** The ferry executable the bundle carries (bundle create --with-ferry), run from the stick. */
+  ferry?: ManifestExecutable;
 }
+
+export interface ManifestExecutable {
+  /** Always EXECUTABLE_FILE: the operator runs ./ferry from the bundle's root. */
+  path: string;
+  /** What it says it is (`ferry --version`). */
+  version: string;
+  /** sha256:<hex> of the file, as its files entry lists it. */
+  sha256: string;
+  size: number;
+}
+
+/** Where a bundle carries the ferry executable. */
+export const EXECUTABLE_FILE = 'ferry';
 
 export interface ManifestProjectFile {
   /** Bundle path (listed in files). */
@@ -265,6 +280,19 @@ export function parseManifest(bytes: Buffer): FerryManifest {
         if (v.string(e.path, `compose.hostPaths[${i}].path`) && !(e.path as string).startsWith('/')) problems.push(`compose.hostPaths[${i}].path must be absolute`);
         if (!PROJECT_FILE_KINDS.has(e.kind as string)) problems.push(`compose.hostPaths[${i}].kind is not one of ${[...PROJECT_FILE_KINDS].join(', ')}`);
       });
+    }
+  }
+  if (m.ferry !== undefined) {
+    const exe = v.object(m.ferry, 'ferry');
+    if (exe) {
+      if (exe.path !== EXECUTABLE_FILE) problems.push(`ferry.path must be ${JSON.stringify(EXECUTABLE_FILE)}`);
+      v.string(exe.version, 'ferry.version');
+      v.digest(exe.sha256, 'ferry.sha256');
+      v.size(exe.size, 'ferry.size');
+      const entry = (files as { path?: unknown; sha256?: unknown; size?: unknown }[]).find((f) => f && f.path === EXECUTABLE_FILE);
+      // The files entry is what verify checks: the two must describe the same bytes.
+      if (!entry) problems.push(`ferry.path ${EXECUTABLE_FILE} is not in files`);
+      else if (`sha256:${String(entry.sha256)}` !== exe.sha256 || entry.size !== exe.size) problems.push('ferry.sha256 and ferry.size differ from its files entry');
     }
   }
   const hosts = v.object(m.hosts, 'hosts');

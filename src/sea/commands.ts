@@ -9,6 +9,7 @@ import BundleInstall from '../commands/bundle/install.js';
 import BundleVerify from '../commands/bundle/verify.js';
 import HostInventory from '../commands/host/inventory.js';
 import HostRollback from '../commands/host/rollback.js';
+import HostSetup from '../commands/host/setup.js';
 import HostStatus from '../commands/host/status.js';
 import KeysGenerate from '../commands/keys/generate.js';
 
@@ -19,6 +20,7 @@ export const COMMANDS = {
   'bundle:verify': BundleVerify,
   'host:inventory': HostInventory,
   'host:rollback': HostRollback,
+  'host:setup': HostSetup,
   'host:status': HostStatus,
   'keys:generate': KeysGenerate,
 };

@@ -6,7 +6,7 @@
 import { join, resolve } from 'node:path';
 import { BlobStoreWriter } from '../adapters/blob-store.js';
 import { Engine } from '../adapters/engine.js';
-import { createPartialSibling, exists, isDirectory, listTree, readBounded, readText, removeTree, sealDirectory, treeBytes } from '../adapters/fs.js';
+import { createPartialSibling, exists, hashFile, isDirectory, listTree, readBounded, readText, removeTree, sealDirectory, treeBytes } from '../adapters/fs.js';
 import { compareListing } from '../core/verify.js';
 import { versionFromGit } from '../adapters/git.js';
 import { uncompressedLayer } from '../adapters/layer-stream.js';
@@ -14,10 +14,11 @@ import { mediumOf, mediumWriteError } from '../adapters/medium.js';
 import { readSaveArchive, SaveArchiveError, type SavedImage } from '../adapters/save-archive.js';
 import { BUNDLE_NAMESPACE, loadSigningKey, type SigningKey } from '../adapters/signing.js';
 import { fieldWarnings } from '../core/compose.js';
-import { baseFromBundle, baseFromInventory, heldByAll, neededDiffIds, type BundleBase } from '../core/bases.js';
+import { baseFromBundle, baseFromInventory, executableHeldByAll, heldByAll, neededDiffIds, type BundleBase } from '../core/bases.js';
 import { chainIds, hexOf, sha256Digest } from '../core/digest.js';
-import { MAX_INVENTORY_BYTES } from '../core/inventory.js';
+import { MAX_INVENTORY_BYTES, parseInventory } from '../core/inventory.js';
 import {
+  EXECUTABLE_FILE,
   FAT32_MAX_FILE,
   MANIFEST_FILE,
   ManifestInvalid,
@@ -38,7 +39,7 @@ import { BuildInputError, IntegrityError, UsageError } from '../errors.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { loadDefinition, SHIPPED_COMPOSE } from './project.js';
 import type { Reporter } from './reporter.js';
-import { TOOL_VERSION } from '../adapters/tool-version.js';
+import { executableVersion, TOOL_VERSION } from '../adapters/tool-version.js';
 
 export interface CreateOptions {
   /** The definition directory, or its ferry.yaml. */
@@ -63,6 +64,8 @@ export interface CreateOptions {
   verbose?: boolean;
   /** The compose command that reads the project; default: v2 when present, else v1. */
   composeCmd?: string | undefined;
+  /** Carry this ferry executable in the bundle (left out when every base is an inventory taken with it). */
+  withFerry?: string | null;
   now?: Date;
   /**
    * While the partial bundle directory exists, the service hands over how to remove it and takes
@@ -107,8 +110,13 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     reporter.warn({ code: 'UNSIGNED', message: 'no --sign-key: the bundle is UNSIGNED; hosts refuse it unless installed with --allow-unsigned' });
   }
 
-  const bases = await loadBases(options.bases ?? []);
+  const { bases, executables } = await loadBases(options.bases ?? []);
   const held = heldByAll(bases);
+  let carry = options.withFerry ? await ferryToCarry(options.withFerry) : null;
+  if (carry && executableHeldByAll(executables, carry.sha256)) {
+    reporter.log(`ferry executable left out: ${bases.map((b) => b.name).join(', ')} has it (ferry ${carry.version}, ${shortDigest(carry.sha256)}), as the inventory says`);
+    carry = null;
+  }
 
   // Pin every image by ID now: a tag that moves while we save cannot change the bundle.
   const refs = [...new Set([...loaded.compose.services.map((s) => s.image), ...def.images])];
@@ -137,7 +145,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
   const refsById = new Map<string, string[]>();
   for (const [ref, d] of details) refsById.set(d.id, [...(refsById.get(d.id) ?? []), ref]);
 
-  await checkRoom(out, [...details.values()], needed, options.force ?? false, reporter);
+  await checkRoom(out, [...details.values()], needed, carry?.size ?? 0, options.force ?? false, reporter);
   const partial = await createPartialSibling(out).catch(async (e: unknown) => {
     throw (await mediumWriteError(e, { what: 'the bundle', output: options.out })) ?? e;
   });
@@ -246,8 +254,14 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     await store.writeFile(SHIPPED_COMPOSE, Buffer.from(loaded.shipped, 'utf8'));
     for (const f of loaded.projectFiles) await store.writeFile(f.path, f.data);
     for (const rel of loaded.files) await store.writeFile(`compose/${rel}`, Buffer.from(await readText(join(loaded.dir, rel)), 'utf8'));
+    if (carry) {
+      const entry = await store.copyExecutable(carry.path, EXECUTABLE_FILE);
+      // The copy's own digest: an executable replaced since it was checked is caught here.
+      if (`sha256:${entry.sha256}` !== carry.sha256) throw new BuildInputError('FERRY_EXECUTABLE_UNUSABLE', `${carry.path} changed while it was copied into the bundle`, { details: { path: carry.path } });
+      reporter.log(`carrying the ferry executable ${carry.version} (${formatBytes(carry.size)})`);
+    }
     // Listed in the manifest like any file, so the stock-tool check and ferry's cover it alike.
-    await store.writeFile(README_FILE, Buffer.from(bundleReadme({ name: def.name, version, signer: key?.fingerprint ?? null, namespace: BUNDLE_NAMESPACE }), 'utf8'));
+    await store.writeFile(README_FILE, Buffer.from(bundleReadme({ name: def.name, version, signer: key?.fingerprint ?? null, namespace: BUNDLE_NAMESPACE, carriesFerry: carry !== null }), 'utf8'));
     await store.finishScratch();
 
     const manifest: FerryManifest = {
@@ -269,6 +283,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
       images,
       bases,
       files: store.files(),
+      ...(carry ? { ferry: { path: EXECUTABLE_FILE, version: carry.version, sha256: carry.sha256, size: carry.size } } : {}),
     };
     const manifestBytes = serializeManifest(manifest);
     const sealed = new BlobStoreWriter(partial, { level: options.level, workers: options.workers, maxPartSize: options.maxPartSize });
@@ -349,7 +364,7 @@ async function checkSealed(out: string, files: FileEntry[], output: string): Pro
  * (layers not held by every base) at a zstd ratio of one half, which real stacks beat (the bench
  * stack: 0.31) and only incompressible layers exceed. --force writes anyway.
  */
-async function checkRoom(out: string, images: { diffIds: string[]; size: number }[], needed: Set<string>, force: boolean, reporter: Reporter): Promise<void> {
+async function checkRoom(out: string, images: { diffIds: string[]; size: number }[], needed: Set<string>, extraBytes: number, force: boolean, reporter: Reporter): Promise<void> {
   const medium = await mediumOf(out).catch(() => null);
   if (!medium || medium.freeBytes === null) return;
   // Image sizes are whole-image sums; a layer's share is not known before the save, so an image
@@ -362,7 +377,7 @@ async function checkRoom(out: string, images: { diffIds: string[]; size: number 
     seen.add(key);
     raw += im.size;
   }
-  const estimate = Math.ceil(raw * 0.5) + 1024 * 1024;
+  const estimate = Math.ceil(raw * 0.5) + extraBytes + 1024 * 1024;
   if (medium.freeBytes >= estimate) return;
   const message = `the bundle needs about ${formatBytes(estimate)} and ${medium.mountPoint} (${medium.fsType}) has ${formatBytes(medium.freeBytes)} free`;
   if (force) {
@@ -376,14 +391,17 @@ async function checkRoom(out: string, images: { diffIds: string[]; size: number 
 }
 
 /** Reads each --base: a directory is a previous bundle (its manifest), a file a host inventory. */
-async function loadBases(paths: string[]): Promise<BundleBase[]> {
+async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; executables: (string | null)[] }> {
   const bases: BundleBase[] = [];
+  const executables: (string | null)[] = [];
   for (const path of paths) {
     if (await isDirectory(path)) {
       const bytes = await readBounded(join(path, MANIFEST_FILE), MAX_MANIFEST_BYTES).catch(() => null);
       if (!bytes) throw new BuildInputError('BASE_INVALID', `--base ${path} is a directory without a readable ${MANIFEST_FILE}: not a ferry bundle`);
       try {
         bases.push(baseFromBundle(bytes, parseManifest(bytes)));
+        // A host may never have run host setup with a previous bundle's executable: unknown.
+        executables.push(null);
       } catch (e) {
         if (e instanceof ManifestInvalid) throw new BuildInputError('BASE_INVALID', `--base ${path}: ${e.message}`, { details: { problems: e.problems } });
         throw e;
@@ -398,9 +416,23 @@ async function loadBases(paths: string[]): Promise<BundleBase[]> {
         });
       }
       bases.push(baseFromInventory(bytes, path));
+      executables.push(parseInventory(bytes, path).tool.executable?.sha256 ?? null);
     }
   }
-  return bases;
+  return { bases, executables };
+}
+
+/** The executable --with-ferry names, checked before minutes of saving: it must be a ferry that runs. */
+async function ferryToCarry(path: string): Promise<{ path: string; version: string; sha256: string; size: number }> {
+  const said = await executableVersion(path);
+  if (said === null) {
+    throw new BuildInputError('FERRY_EXECUTABLE_UNUSABLE', `${path} is not a ferry executable that runs here (\`${path} --version\` failed)`, {
+      details: { path },
+      hint: 'Build it with npm run package, or name one with --ferry-executable PATH.',
+    });
+  }
+  const { sha256, bytes } = await hashFile(path, Number.MAX_SAFE_INTEGER);
+  return { path, version: said.version, sha256: `sha256:${sha256}`, size: bytes };
 }
 
 /**

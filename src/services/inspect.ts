@@ -66,6 +66,8 @@ export interface InspectResult {
   /** What the bundle was built against: layers every base holds are assumed on the host. */
   bases: { kind: string; name: string; digest: string; layers: number }[];
   hosts: string[];
+  /** The ferry executable the bundle carries (--with-ferry), run from the stick; null when none. */
+  ferry: { path: string; version: string; sha256: string; size: number } | null;
   images: {
     refs: string[];
     id: string;
@@ -135,6 +137,7 @@ export async function inspectBundle(path: string, trust: TrustOptions, reporter:
     },
     services: m.compose.services,
     smoke: m.compose.smoke,
+    ferry: m.ferry ?? null,
     projectFiles: (m.compose.projectFiles ?? []).map((f) => ({ ...f, size: m.files.find((x) => x.path === f.path)?.size ?? 0 })),
     hostPaths: (m.compose.hostPaths ?? []).map((h) => ({ path: h.path, kind: h.kind, services: h.services, excludedSecret: h.excludedSecret ?? false })),
     bases: m.bases.map((b) => ({ kind: b.kind, name: b.name, digest: b.digest, layers: b.held.length })),

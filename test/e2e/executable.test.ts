@@ -7,12 +7,12 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cp, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, cp, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../src/sea/commands.js';
-import { inTargetNetns, ROOT, run, type RunResult, targetDocker, tmpDir, uniqueName } from '../support/engines.js';
+import { ferry, inTargetNetns, ROOT, run, type RunResult, targetDocker, tmpDir, uniqueName } from '../support/engines.js';
 
 const exec = promisify(execFile);
 
@@ -32,15 +32,21 @@ const HIDE = [
   'mount --bind /dev/null "$FERRY_HIDE_NODE"',
   'mount -t tmpfs -o size=1m ferry-hidden "$FERRY_HIDE_NPM"',
   'mount -t tmpfs -o size=1m ferry-hidden "$FERRY_HIDE_ROOT"',
+  // Directories a command may write into, made fresh: an overlay keeps what is there readable and
+  // sends every write to a scratch directory that goes with the namespace.
+  'for d in $FERRY_OVERLAY; do',
+  '  up=$(mktemp -d); mkdir "$up/u" "$up/w"',
+  '  mount -t overlay ferry-overlay -o "lowerdir=$d,upperdir=$up/u,workdir=$up/w" "$d"',
+  'done',
   'exec "$@"',
 ].join('\n');
 
 /** Runs a command in a fresh mount namespace without node, npm and the repository. */
-function hidden(command: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 300_000): Promise<RunResult> {
+function hidden(command: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 300_000, overlay: string[] = []): Promise<RunResult> {
   return run('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', HIDE, 'hidden', ...command], {
     // Not the repository: a working directory inside it would still see it under the tmpfs.
     cwd: work,
-    env: { FERRY_HIDE_ROOT: ROOT, FERRY_HIDE_NODE: hide.node, FERRY_HIDE_NPM: hide.npm, NO_COLOR: '1', ...env },
+    env: { FERRY_HIDE_ROOT: ROOT, FERRY_HIDE_NODE: hide.node, FERRY_HIDE_NPM: hide.npm, FERRY_OVERLAY: overlay.join(' '), NO_COLOR: '1', ...env },
     timeoutMs,
   });
 }
@@ -53,13 +59,13 @@ async function sha256(file: string): Promise<string> {
   return createHash('sha256').update(await readFile(file)).digest('hex');
 }
 
-async function definition(version: string): Promise<string> {
-  const dir = join(work, `def-${version}`);
+async function definition(version: string, name = stack, webPort = port): Promise<string> {
+  const dir = join(work, `def-${name}-${version}`);
   await cp(join(ROOT, 'bundles/demo'), dir, { recursive: true });
   const edge1 = join(dir, 'hosts/edge-1.yaml');
-  await writeFile(edge1, (await readFile(edge1, 'utf8')).replace('"8081:8080"', `"${port}:8080"`));
+  await writeFile(edge1, (await readFile(edge1, 'utf8')).replace('"8081:8080"', `"${webPort}:8080"`));
   const f = join(dir, 'ferry.yaml');
-  await writeFile(f, (await readFile(f, 'utf8')).replace(/^name: .*$/m, `name: ${stack}`).replace(/^version: .*$/m, `version: ${version}`));
+  await writeFile(f, (await readFile(f, 'utf8')).replace(/^name: .*$/m, `name: ${name}`).replace(/^version: .*$/m, `version: ${version}`));
   const compose = join(dir, 'compose.yaml');
   await writeFile(compose, (await readFile(compose, 'utf8')).replace(/ferry-demo\/(web|worker|smoke):1\.0\.0/g, `ferry-demo/$1:${version}`));
   return dir;
@@ -83,8 +89,10 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!stack) return;
-  const ids = (await targetDocker().run(['ps', '-aq', '--filter', `label=com.docker.compose.project=${stack}`])).stdout.split('\n').filter(Boolean);
-  if (ids.length) await targetDocker().run(['rm', '-f', ...ids]);
+  for (const project of [stack, `${stack}fv`]) {
+    const ids = (await targetDocker().run(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await targetDocker().run(['rm', '-f', ...ids]);
+  }
 });
 
 describe('the single executable', () => {
@@ -184,5 +192,85 @@ describe('the journey, from the executable only', () => {
     const back = await ferryHidden(['host', 'rollback', stack, '--state-dir', stateDir, '--wait-timeout', '60'], onTarget);
     expect(back.code, back.stderr).toBe(0);
     expect(await page()).toContain('1.0.0');
+  });
+});
+
+describe('the first visit: the stick carries ferry, stock tools check it, ferry sets itself up', () => {
+  let stick: string;
+  const firstVisit = () => `${stack}fv`;
+  const fvPort = port + 1;
+
+  it('create --with-ferry carries the running executable, listed, summed and signed like any file', async () => {
+    stick = join(work, 'stick.ferry');
+    const created = await ferryHidden(['bundle', 'create', await definition('1.0.0', firstVisit(), fvPort), '--out', stick, '--sign-key', key, '--sequence', '1', '--with-ferry'], onBuild);
+    expect(created.code, created.stderr).toBe(0);
+    const digest = await sha256(exe);
+    expect((await stat(join(stick, 'ferry'))).mode & 0o777).toBe(0o755);
+    expect(await sha256(join(stick, 'ferry'))).toBe(digest);
+    const manifest = JSON.parse(await readFile(join(stick, 'ferry.json'), 'utf8')) as { ferry?: { path: string; sha256: string; version: string } };
+    expect(manifest.ferry).toMatchObject({ path: 'ferry', sha256: `sha256:${digest}` });
+    expect(await readFile(join(stick, 'SHA256SUMS'), 'utf8')).toContain(`${digest}  ferry\n`);
+    expect(await readFile(join(stick, 'README.txt'), 'utf8')).toContain('./ferry host setup');
+    const inspect = await ferryHidden(['bundle', 'inspect', stick, '--trust', trust]);
+    expect(inspect.code, inspect.stderr).toBe(0);
+    expect(inspect.stdout).toContain(`ferry executable ${manifest.ferry!.version}`);
+  });
+
+  it('on a host with nothing but Docker and OpenSSH: check with ssh-keygen and sha256sum, ./ferry host setup, ferry bundle install', async () => {
+    const fvState = join(work, 'state-first-visit');
+    const script = [
+      'set -e',
+      'cd "$STICK"',
+      'if command -v ferry || test -e /etc/ferry/allowed_signers; then echo "not a first visit"; exit 99; fi',
+      // Exactly what README.txt on the stick says, before anything on it runs.
+      'ssh-keygen -Y verify -f "$TRUST" -I ferry -n ferry-bundle -s SHA256SUMS.sig < SHA256SUMS',
+      'sha256sum --quiet -c SHA256SUMS',
+      './ferry host setup --trust "$TRUST" --state-dir "$STATE"',
+      'stat -c "mode %a %U %n" /usr/local/bin/ferry /etc/ferry/allowed_signers',
+      './ferry host setup --trust "$TRUST" --state-dir "$STATE" --json > "$WORK/setup-again.json"',
+      // From here on the installed ferry and the host's own trust file (the default --trust).
+      'cd /',
+      'ferry bundle install "$STICK" --host edge-1 --state-dir "$STATE" --wait-timeout 60',
+      'ferry host inventory --host edge-1 --state-dir "$STATE" --out "$WORK/first-visit.inventory.json"',
+    ].join('\n');
+    const r = await hidden(['sh', '-c', script], { ...onTarget, STICK: stick, TRUST: trust, STATE: fvState, WORK: work, PATH: '/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' }, 300_000, ['/usr/local', '/etc']);
+    expect(r.code, `${r.stdout}\n${r.stderr}`).toBe(0);
+    expect(r.stdout).toContain('Good "ferry-bundle" signature');
+    expect(r.stdout).toMatch(/mode 755 root \/usr\/local\/bin\/ferry/);
+    expect(r.stdout).toMatch(/mode 644 root \/etc\/ferry\/allowed_signers/);
+    const again = JSON.parse(await readFile(join(work, 'setup-again.json'), 'utf8')) as { result: { executable: { action: string }; trust: { action: string } } };
+    expect(again.result.executable.action).toBe('unchanged');
+    expect(again.result.trust.action).toBe('unchanged');
+    const inv = JSON.parse(await readFile(join(work, 'first-visit.inventory.json'), 'utf8')) as { tool: { executable?: { sha256: string } } };
+    expect(inv.tool.executable).toEqual({ sha256: `sha256:${await sha256(exe)}` });
+    const served = await inTargetNetns('wget', ['-qO-', `http://127.0.0.1:${fvPort}/`]);
+    expect(served.stdout).toContain('1.0.0');
+  });
+
+  it('the next bundle built against that inventory leaves the executable out, and says so', async () => {
+    const next = join(work, 'next.ferry');
+    const created = await ferryHidden(['bundle', 'create', await definition('1.1.0', firstVisit(), fvPort), '--out', next, '--sign-key', key, '--sequence', '2', '--with-ferry', '--base', join(work, 'first-visit.inventory.json')], onBuild);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stderr).toMatch(/ferry executable left out: .*edge-1.* has it/);
+    await expect(stat(join(next, 'ferry'))).rejects.toThrow();
+    expect((JSON.parse(await readFile(join(next, 'ferry.json'), 'utf8')) as { ferry?: unknown }).ferry).toBeUndefined();
+  });
+
+  it('host setup refuses an executable the signed bundle does not list, and installs nothing', async () => {
+    const tampered = join(work, 'ferry-tampered');
+    await copyFile(exe, tampered);
+    await appendFile(tampered, Buffer.from('x'));
+    const bin = join(work, 'bin-refused');
+    const etc = join(work, 'etc-refused');
+    const r = await ferry(['host', 'setup', '--trust', trust, '--bundle', stick, '--executable', tampered, '--bin-dir', bin, '--config-dir', etc, '--state-dir', join(work, 'state-refused'), '--json']);
+    expect(r.code, r.stderr).toBe(3);
+    expect((JSON.parse(r.stdout) as { error: { code: string } }).error.code).toBe('SETUP_EXECUTABLE_UNVERIFIED');
+    for (const path of [bin, etc]) await expect(stat(path)).rejects.toThrow();
+  });
+
+  it('host setup under node needs --executable, and says so', async () => {
+    const r = await ferry(['host', 'setup', '--trust', trust, '--bin-dir', join(work, 'bin-node'), '--config-dir', join(work, 'etc-node'), '--json']);
+    expect(r.code).toBe(2);
+    expect((JSON.parse(r.stdout) as { error: { code: string } }).error.code).toBe('SETUP_NEEDS_EXECUTABLE');
   });
 });

@@ -42,3 +42,16 @@ describe('what bases hold', () => {
     expect(b.digest).toBe(sha256Digest(serializeManifest(m)));
   });
 });
+
+describe('whether every target has the ferry executable', () => {
+  it('only when every base is an inventory taken with that same executable', async () => {
+    const { executableHeldByAll } = await import('../../src/core/bases.js');
+    const exe = d('ferry-0.1.0');
+    expect(executableHeldByAll([exe, exe], exe)).toBe(true);
+    expect(executableHeldByAll([exe, d('ferry-0.0.9')], exe)).toBe(false);
+    // A previous bundle, or an inventory taken under node: unknown, so it travels.
+    expect(executableHeldByAll([exe, null], exe)).toBe(false);
+    // No base at all: nothing is known about the target.
+    expect(executableHeldByAll([], exe)).toBe(false);
+  });
+});

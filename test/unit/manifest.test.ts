@@ -108,6 +108,18 @@ describe('manifest', () => {
     expect(text).toMatch(/this ferry reads ferry\.bundle\/v1/);
   });
 
+  it('checks the carried executable against its files entry', () => {
+    const m = validManifest();
+    const entry = { path: 'ferry', size: 10, sha256: 'ab'.repeat(32) };
+    m.files.push(entry);
+    m.ferry = { path: 'ferry', version: '0.1.0', sha256: `sha256:${entry.sha256}`, size: 10 };
+    expect(problemsOf(JSON.parse(serializeManifest(m).toString()))).toEqual([]);
+    expect(problemsOf({ ...JSON.parse(serializeManifest(m).toString()), ferry: { ...m.ferry, size: 11 } })).toContain('ferry.sha256 and ferry.size differ from its files entry');
+    expect(problemsOf({ ...JSON.parse(serializeManifest(m).toString()), ferry: { ...m.ferry, path: 'bin/ferry' } })).toContain('ferry.path must be "ferry"');
+    m.files.pop();
+    expect(problemsOf(JSON.parse(serializeManifest(m).toString()))).toContain('ferry.path ferry is not in files');
+  });
+
   it('refuses garbage without throwing anything but ManifestInvalid', () => {
     for (const bytes of ['', 'null', '[]', '"x"', '{"format":', '{}', '{"files":{"length":1e9}}', '\u0000\u0001']) {
       expect(() => parseManifest(Buffer.from(bytes))).toThrow(ManifestInvalid);

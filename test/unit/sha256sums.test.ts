@@ -96,3 +96,15 @@ describe('the manifest never lists the SHA256SUMS pair', () => {
     expect(() => parseManifest(Buffer.from(JSON.stringify(m)))).toThrow(new RegExp(`may not name ${path.replace('.', '\\.')}`));
   });
 });
+
+describe('README.txt of a bundle that carries ferry', () => {
+  it('says how a first visit sets ferry up before installing, and what later visits run', () => {
+    const text = bundleReadme({ name: 'shop', version: '1.4.2', signer: 'SHA256:abc', namespace: 'ferry-bundle', carriesFerry: true });
+    expect(text).toContain('./ferry host setup --trust allowed_signers\n  ferry bundle install .');
+    expect(text).toContain('On later visits: ferry bundle install .');
+    expect(text).toContain('sha256sum -c SHA256SUMS');
+    const unsigned = bundleReadme({ name: 'lab', version: '0.1', signer: null, namespace: 'ferry-bundle', carriesFerry: true });
+    expect(unsigned).toContain('host setup refuses unsigned bundles');
+    expect(unsigned).toContain('On later visits: ferry bundle install . --allow-unsigned');
+  });
+});

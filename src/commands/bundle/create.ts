@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { Args, Flags } from '@oclif/core';
 import { Engine } from '../../adapters/engine.js';
+import { defaultExecutable } from '../../adapters/tool-version.js';
 import { DEFAULT_MAX_PART_SIZE } from '../../core/manifest.js';
 import { createBundle, type CreateResult } from '../../services/create.js';
 import { FerryCommand } from '../../ui/base-command.js';
@@ -81,6 +82,11 @@ records the chain ID each host must have, and install checks it before loading a
     'compose-cmd': Flags.string({ description: 'the Compose that reads the project, e.g. "docker compose" or "docker-compose" (default: v2 when present, else v1)' }),
     force: Flags.boolean({ description: 'write even when the output medium looks too small for the bundle (see NO_SPACE_ON_OUTPUT)', default: false }),
     verbose: Flags.boolean({ char: 'v', description: 'a line per layer on stderr: its diffID, the images holding it, its size, shipped (compressed size) or left out', default: false }),
+    'with-ferry': Flags.boolean({
+      description: 'carry the ferry executable in the bundle (./ferry on the stick; listed and signed like any file): the running one, or under node the one npm run package built. Left out when every --base is an inventory taken with that same executable',
+      default: false,
+    }),
+    'ferry-executable': Flags.string({ description: 'the ferry executable to carry (implies --with-ferry)' }),
   };
 
   async run(): Promise<CreateResult> {
@@ -102,6 +108,7 @@ records the chain ID each host must have, and install checks it before loading a
         composeCmd: flags['compose-cmd'],
         force: flags.force,
         verbose: flags.verbose,
+        withFerry: flags['ferry-executable'] ?? (flags['with-ferry'] ? defaultExecutable() : null),
         // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
         onInterrupt: exitOnInterrupt,
       },

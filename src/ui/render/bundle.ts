@@ -37,6 +37,7 @@ export function renderInspect(r: InspectResult, opts: { layers: boolean; width?:
     ...(r.bases.length ? [`built for ${r.bases.map((b) => `${b.name} (${b.kind})`).join(', ')}: layers they all hold are assumed, not shipped`] : []),
     `services  ${r.services.map((s) => (s.name === r.smoke ? `${s.name} (smoke test)` : s.name)).join(', ')}`,
     ...(r.projectFiles.length ? [`files     ${r.projectFiles.length} project file${r.projectFiles.length > 1 ? 's' : ''} carried (${formatBytes(r.projectFiles.reduce((n, f) => n + f.size, 0))}): ${r.projectFiles.map((f) => `${f.path.replace(/^compose\/project\//, '')} (${f.kind}${f.kind === 'secret' ? ', IN THE CLEAR' : ''})`).join(', ')}`] : []),
+    ...(r.ferry ? [`ferry     ./${r.ferry.path}: the ferry executable ${r.ferry.version} (${formatBytes(r.ferry.size)}, ${shortDigest(r.ferry.sha256)}), for host setup on a first visit`] : []),
     ...(r.hostPaths.length ? [`host      paths read on the host, checked at install: ${r.hostPaths.map((h) => `${h.path} (${h.excludedSecret ? 'secret left out' : h.kind} of ${h.services.join(', ') || 'the project'})`).join(', ')}`] : []),
     '',
     table(
