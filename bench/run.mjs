@@ -22,6 +22,7 @@ import { benchContainerd } from './sections/containerd.mjs';
 import { benchSsh } from './sections/ssh.mjs';
 import { benchInstall } from './sections/install.mjs';
 import { benchDelta } from './sections/delta.mjs';
+import { benchBinary } from './sections/binary.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS_DIR = join(ROOT, '.bench');
@@ -206,6 +207,7 @@ const SECTIONS = {
   install: benchInstall,
   delta: benchDelta,
   containerd: benchContainerd,
+  binary: benchBinary,
 };
 
 async function main() {
