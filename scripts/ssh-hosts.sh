@@ -39,6 +39,11 @@
 # scratch; with it unset, hosts already up keep theirs (new ones get 20.10). reset-engine, down and
 # status go by the record. `env` prints the 26c hosts as FERRY_SSH_DOCKER26C_HOSTS.
 #
+# FERRY_SSH_NAME (default ferry-ssh) names the namespaces and root-side links (NAME1, NAME2, …) and
+# FERRY_SSH_HOSTNAME (default edge) the hosts' hostnames: with FERRY_ENGINES_DIR and
+# FERRY_SSH_NET_PREFIX also set, a second set of hosts runs beside the first (scripts/swarm.sh's).
+# A file listen-extra in a host's dir (an address of that host) makes its sshd listen there too.
+#
 # Ownership as in engines.sh: only processes whose pid files and command lines are ours are ever
 # signalled, never anything by name; only namespaces, links and mounts this script made are removed.
 set -euo pipefail
@@ -50,6 +55,8 @@ SSHD=/usr/sbin/sshd
 D26="${FERRY_DOCKER26_PREFIX:-/opt/docker26}"
 D26="${D26%/}"
 SFTP_SERVER=/usr/lib/openssh/sftp-server
+NAME="${FERRY_SSH_NAME:-ferry-ssh}"
+HOSTNAME_PREFIX="${FERRY_SSH_HOSTNAME:-edge}"
 
 log() { echo "ssh-hosts: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -72,7 +79,7 @@ kind_label() { case "$1" in 26c) echo "Docker 26 on the containerd store" ;; *) 
 # Docker 26's bin dirs first: dockerd looks up containerd-shim-runc-v2, docker-proxy and docker-init
 # on PATH; runc (and tini) come from this machine's packages further down.
 d26_path() { echo "$D26/usr/bin:$D26/usr/sbin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"; }
-netns() { echo "ferry-ssh$1"; }
+netns() { echo "$NAME$1"; }
 addr() { echo "$NET_PREFIX.$1.2"; }
 peer() { echo "$NET_PREFIX.$1.1"; }
 # shellcheck source=scripts/lib/procs.sh
@@ -102,7 +109,7 @@ write_known_hosts() {
 net_up() {
   local i="$1" ns link
   ns="$(netns "$i")"
-  link="ferry-ssh$i"
+  link="$NAME$i"
   if ! { [ -e "/var/run/netns/$ns" ] && nsenter --net="/var/run/netns/$ns" true 2>/dev/null; }; then
     [ -e "/var/run/netns/$ns" ] && { ip netns delete "$ns" 2>/dev/null || rm -f "/var/run/netns/$ns"; }
     # A direct or local route to our address means the range is someone else's here.
@@ -156,7 +163,7 @@ fs_up() {
     ln -s '$d/docker.sock' /run/docker.sock
     mount --bind '$d/state' /var/lib/ferry
     mount --bind '$d/root-home' /root
-    hostname 'edge-$i'
+    hostname '$HOSTNAME_PREFIX-$i'
   "
   touch "$d/ns/ready"
 }
@@ -233,13 +240,13 @@ dockerd_up() {
     containerd_up "$i"
     PATH="$(d26_path)" setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" "$D26/usr/sbin/dockerd" \
       --config-file "$d/daemon.json" --containerd "$d/containerd.sock" --data-root "$d/root" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
-      -H "unix://$d/docker.sock" --containerd-namespace "ferry-ssh$i" --containerd-plugins-namespace "ferry-ssh$i-plugins" \
+      -H "unix://$d/docker.sock" --containerd-namespace "$NAME$i" --containerd-plugins-namespace "$NAME$i-plugins" \
       >>"$d/dockerd.log" 2>&1 </dev/null 9>&- &
   else
     echo '{}' >"$d/daemon.json"
     setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" dockerd \
       --config-file "$d/daemon.json" --data-root "$d/root" --exec-root "$d/exec" --pidfile "$d/dockerd.pid" \
-      -H "unix://$d/docker.sock" --containerd-namespace "ferry-ssh$i" --containerd-plugins-namespace "ferry-ssh$i-plugins" \
+      -H "unix://$d/docker.sock" --containerd-namespace "$NAME$i" --containerd-plugins-namespace "$NAME$i-plugins" \
       >>"$d/dockerd.log" 2>&1 </dev/null 9>&- &
   fi
   for ((k = 0; k < START_TIMEOUT * 2; k++)); do
@@ -274,6 +281,7 @@ Subsystem sftp $SFTP_SERVER
 EOF
   # A Docker 26 host's own tools first in its sessions (the 26 CLI; `docker-compose` is v2 there).
   [ "$(kind_of "$i")" != 26c ] || echo "SetEnv PATH=$(d26_path)" >>"$d/sshd_config"
+  [ ! -s "$d/listen-extra" ] || echo "ListenAddress $(cat "$d/listen-extra"):22" >>"$d/sshd_config"
   rm -f "$d/sshd.pid"
   : >"$d/sshd.log"
   setsid nsenter --net="/var/run/netns/$(netns "$i")" --mount="$d/ns/mnt" --uts="$d/ns/uts" "$SSHD" -D -e -f "$d/sshd_config" \
@@ -337,7 +345,7 @@ host_down() {
     ip netns delete "$(netns "$i")" 2>/dev/null || true
   fi
   # The root end of the veth goes with the namespace, but only once its last process has exited.
-  ip link delete "ferry-ssh$i" 2>/dev/null || true
+  ip link delete "$NAME$i" 2>/dev/null || true
   rm -rf "$d"
 }
 
@@ -400,7 +408,7 @@ case "$cmd" in
     for p in "${pids[@]}"; do wait "$p" || die "an engine failed to start"; done
     for ((i = 1; i <= n; i++)); do sshd_up "$i"; done
     write_known_hosts "$n"
-    log "$n hosts up: $(for ((i = 1; i <= n; i++)); do printf 'edge-%s=%s ' "$i" "$(addr "$i")"; done)"
+    log "$n hosts up: $(for ((i = 1; i <= n; i++)); do printf '%s-%s=%s ' "$HOSTNAME_PREFIX" "$i" "$(addr "$i")"; done)"
     print_env
     ;;
   down)
@@ -450,7 +458,7 @@ case "$cmd" in
       e=down; s=down
       engine_answers "$d/docker.sock" && e=up
       is_ours "$(pid_from "$d/sshd.pid")" sshd "$d/sshd_config" && s=up
-      echo "edge-$i: root@$(addr "$i") engine $e ($(kind_label "$(kind_of "$i")")), sshd $s"
+      echo "$HOSTNAME_PREFIX-$i: root@$(addr "$i") engine $e ($(kind_label "$(kind_of "$i")")), sshd $s"
       [ "$e" = up ] && [ "$s" = up ] || rc=1
     done
     exit "$rc"
