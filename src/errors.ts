@@ -98,6 +98,7 @@ export const ERROR_CODES = {
   MISSING_BASE_LAYERS: { exit: ExitCode.hostPrecondition, meaning: 'the engine lacks layers the bundle assumes it holds (--base)' },
   HOST_PATHS_MISSING: { exit: ExitCode.hostPrecondition, meaning: 'host paths the stack reads do not exist on the host' },
   HOST_BUSY: { exit: ExitCode.hostPrecondition, meaning: 'another ferry is working on this host' },
+  BLUE_GREEN_UNSUPPORTED: { exit: ExitCode.hostPrecondition, meaning: 'blue/green cannot run with this engine and Compose (Compose v1 on Docker 25+ cannot update the front in place)' },
   HOSTNAME_UNKNOWN: { exit: ExitCode.hostPrecondition, meaning: 'the remote host\'s name cannot be read (to pick its override)' },
   LOAD_FAILED: { exit: ExitCode.hostPrecondition, meaning: 'loading images into the engine failed; nothing was switched' },
   STATE_DIR_UNWRITABLE: { exit: ExitCode.hostPrecondition, meaning: 'the state directory cannot be created' },
@@ -114,6 +115,7 @@ export const ERROR_CODES = {
   // 7 and 8: deploy
   DEPLOY_FAILED_RESTORED: { exit: ExitCode.deployRestored, meaning: 'the new release failed; the previous one was restored and is healthy' },
   DEPLOY_FAILED_NO_PREVIOUS: { exit: ExitCode.deployRestored, meaning: 'the new release failed and was stopped; there was no previous release' },
+  DEPLOY_FAILED_KEPT: { exit: ExitCode.deployRestored, meaning: 'blue/green: the new colour failed before the switch and was removed; the previous release kept serving' },
   RESTORE_FAILED: { exit: ExitCode.deployFailed, meaning: 'the new release failed and restoring the previous one failed too' },
   // 10: build input and output medium
   DEFINITION_NOT_FOUND: { exit: ExitCode.buildInput, meaning: 'no ferry.yaml at the path given' },
@@ -121,6 +123,9 @@ export const ERROR_CODES = {
   DEFINITION_FILE_MISSING: { exit: ExitCode.buildInput, meaning: 'a file ferry.yaml names does not exist' },
   YAML_INVALID: { exit: ExitCode.buildInput, meaning: 'a YAML file cannot be parsed' },
   COMPOSE_INVALID: { exit: ExitCode.buildInput, meaning: 'Compose refused the project, or its model is not usable' },
+  BLUE_GREEN_INVALID: { exit: ExitCode.buildInput, meaning: 'x-ferry switch, front or shared is malformed or names no service, or a coloured service sets container_name' },
+  BLUE_GREEN_PORT: { exit: ExitCode.buildInput, meaning: 'blue/green: a service that runs once per colour publishes a host port' },
+  BLUE_GREEN_VOLUME: { exit: ExitCode.buildInput, meaning: 'blue/green: a service that runs once per colour mounts a named volume (declare its owner shared)' },
   COMPOSE_VARIABLE_UNSET: { exit: ExitCode.buildInput, meaning: 'the compose project requires a variable that is not set' },
   COMPOSE_ENV_FILES: { exit: ExitCode.buildInput, meaning: 'Compose v1 reads one env file and ferry.yaml lists several' },
   COMPOSE_NO_IMAGE: { exit: ExitCode.buildInput, meaning: 'a service has neither image: nor build:' },
@@ -170,6 +175,7 @@ export const WARNING_CODES = {
   NO_SPACE_ON_OUTPUT: 'the output medium looks too small; writing anyway (--force)',
   PARTIAL_LOAD_UNSAFE: '--splice never: the engine may refuse a partial archive',
   COMPOSE_V1_RECREATE: 'Compose v1 on Docker 25+: containers are removed before the new release starts',
+  BLUE_GREEN_IN_PLACE: 'blue/green: a front or shared service changed and is updated in place, not tested before the switch',
   LOW_ROOM: 'little space or few inodes left on the host for the next install',
   IMAGE_SKIPPED: 'an image was left out of the host inventory',
   STATE_UNREADABLE: 'a stack\'s releases were left out of the host inventory (state unreadable)',

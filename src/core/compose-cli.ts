@@ -38,9 +38,13 @@ export type ComposeAction =
       services: string[];
       /** Let `up` itself wait this long for running|healthy, where this Compose can. */
       waitSeconds?: number;
+      /** Start only the services named, not what they depend on (blue/green splits a stack in projects). */
+      noDeps?: boolean;
     }
   | { kind: 'run-once'; service: string }
   | { kind: 'down' }
+  | { kind: 'stop'; services: string[] }
+  | { kind: 'rm'; services: string[] }
   | { kind: 'ps' };
 
 /** The long flags (`--name`) that a `--help` text declares, without those its descriptions mention. */
@@ -78,12 +82,16 @@ export function composeArgs(cmd: ComposeCommand, project: string, files: string[
       const pull = cmd.features.upPull ? ['--pull', 'never'] : [];
       const wait = action.waitSeconds !== undefined && upWaits(cmd) ? ['--wait', '--wait-timeout', String(Math.max(1, Math.ceil(action.waitSeconds)))] : [];
       // --no-build: a host never builds; --remove-orphans: services a release dropped go away.
-      return [...base, 'up', '--detach', '--no-build', '--remove-orphans', ...pull, ...wait, ...action.services];
+      return [...base, 'up', '--detach', '--no-build', '--remove-orphans', ...(action.noDeps ? ['--no-deps'] : []), ...pull, ...wait, ...action.services];
     }
     case 'run-once':
       return [...base, 'run', '--rm', '--no-deps', ...(cmd.features.runPull ? ['--pull', 'never'] : []), '-T', action.service];
     case 'down':
       return [...base, 'down', '--remove-orphans'];
+    case 'stop':
+      return [...base, 'stop', ...action.services];
+    case 'rm':
+      return [...base, 'rm', '--stop', '--force', ...action.services];
     case 'ps':
       return [...base, 'ps'];
   }

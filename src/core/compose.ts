@@ -4,6 +4,7 @@
  * the parsed document; the compose tool itself stays the authority on running it.
  */
 import { BuildInputError } from '../errors.js';
+import { checkBlueGreen, parseSwitch, SwitchSpecError, type SwitchSpec } from './compose-colours.js';
 
 export interface ComposeService {
   name: string;
@@ -19,6 +20,8 @@ export interface ComposeService {
 export interface ComposeAnalysis {
   services: ComposeService[];
   smoke: string | null;
+  /** x-ferry's switch: in place (default) or blue/green with its front and shared services. */
+  switch: SwitchSpec;
   binds: { service: string; source: string; target: string }[];
 }
 
@@ -73,7 +76,18 @@ export function analyzeCompose(doc: unknown, file: string): ComposeAnalysis {
       smoke = s;
     }
   }
-  return { services, smoke, binds };
+  let switchSpec: SwitchSpec;
+  try {
+    switchSpec = parseSwitch(d);
+    checkBlueGreen(d, switchSpec, smoke);
+  } catch (e) {
+    if (e instanceof SwitchSpecError) throw new BuildInputError(e.code, `${file}: ${e.message}`, { details: { file, service: e.subject } });
+    throw e;
+  }
+  if (switchSpec.mode === 'blue-green' && smoke && switchSpec.front.concat(switchSpec.shared).includes(smoke)) {
+    throw new BuildInputError('BLUE_GREEN_INVALID', `${file}: the smoke test "${smoke}" runs against the new colour and cannot be a front or shared service`, { details: { file, service: smoke } });
+  }
+  return { services, smoke, switch: switchSpec, binds };
 }
 
 /** Volumes of an override file: only the bind mounts matter, for the warnings. */

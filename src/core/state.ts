@@ -22,6 +22,15 @@ export interface ReleaseRecord {
   /** Compose files, relative to the release directory, in -f order (ferry's pinning override last). */
   composeFiles: string[];
   smoke: string | null;
+  /**
+   * Absent or "in-place": the stack is one compose project. "blue-green": the front and shared
+   * services run in the project named after the stack, the others in STACK-<colour>.
+   */
+  switch?: 'in-place' | 'blue-green';
+  front?: string[];
+  shared?: string[];
+  /** Blue/green: the colour this release last ran as. */
+  colour?: 'blue' | 'green';
   signer: { fingerprint: string; principals: string[] } | null;
   /** Summary of the verification that admitted this release; the full report is in its directory. */
   verification?: VerificationSummary;

@@ -20,10 +20,19 @@ export interface DeployContext {
   reporter: Reporter;
 }
 
+/**
+ * What a failed deploy left serving. `failed`: the new release may have replaced the old one (in
+ * place): the caller restores. The others come from blue/green, which never touched the old
+ * colour before the switch: `kept` (it kept serving), `flipped-back` (the switch was undone),
+ * `not-serving` (the previous release does not answer either), `nothing` (there was none).
+ */
+export type DeployOutcome = 'failed' | 'kept' | 'flipped-back' | 'not-serving' | 'nothing';
+
 export class DeployFailure extends Error {
   constructor(
     message: string,
     readonly output = '',
+    readonly outcome: DeployOutcome = 'failed',
   ) {
     super(message);
   }
@@ -79,12 +88,15 @@ export async function deploy(ctx: DeployContext, release: ReleaseRecord, release
   }
 }
 
-/** once: a single look after a failed `up --wait`, which returns (not waits) while services are pending. */
-async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services: string[], deadline: number, once = false): Promise<void> {
+/**
+ * once: a single look after a failed `up --wait`, which returns (not waits) while services are pending.
+ * project: where the services run when not in the stack's own project (a blue/green colour).
+ */
+export async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services: string[], deadline: number, once = false, project = ctx.project): Promise<void> {
   const expected = await expectedImages(ctx.engine, ctx.project, release);
   const said = new Map<string, string>();
   for (;;) {
-    const containers = (await projectContainers(ctx.engine, ctx.project)).filter((c) => !c.oneOff);
+    const containers = (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff);
     const pending: string[] = [];
     for (const svc of services) {
       const mine = containers.filter((c) => c.service === svc);
@@ -114,15 +126,17 @@ async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services:
 }
 
 /** Whether every service has a running container on the release's image (healthy or not yet). */
-async function runsRelease(ctx: DeployContext, release: ReleaseRecord, services: string[]): Promise<boolean> {
+export async function runsRelease(ctx: DeployContext, release: ReleaseRecord, services: string[], project = ctx.project): Promise<boolean> {
   const expected = await expectedImages(ctx.engine, ctx.project, release);
-  const containers = (await projectContainers(ctx.engine, ctx.project)).filter((c) => !c.oneOff);
+  const containers = (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff);
   return services.every((svc) => containers.some((c) => c.service === svc && c.imageId === expected.get(svc) && c.state === 'running'));
 }
 
 /** True when every service of the release runs its image and is healthy (or running, without a check). */
 export async function isHealthy(engine: Engine, project: string, release: ReleaseRecord): Promise<boolean> {
-  const containers = (await projectContainers(engine, project)).filter((c) => !c.oneOff);
+  // Blue/green: the front and shared services in the stack's project, the others in the colour's.
+  const colour = release.switch === 'blue-green' && release.colour ? [`${project}-${release.colour}`] : [];
+  const containers = (await Promise.all([project, ...colour].map((p) => projectContainers(engine, p)))).flat().filter((c) => !c.oneOff);
   const expected = await expectedImages(engine, project, release);
   return release.services
     .filter((s) => s.name !== release.smoke)
@@ -130,7 +144,7 @@ export async function isHealthy(engine: Engine, project: string, release: Releas
 }
 
 /** Service → the image ID its containers must show: the pinned config digest, as this engine names it. */
-async function expectedImages(engine: Engine, project: string, release: ReleaseRecord): Promise<Map<string, string>> {
+export async function expectedImages(engine: Engine, project: string, release: ReleaseRecord): Promise<Map<string, string>> {
   const ids = await engineIds(engine, project, [...new Set(release.services.map((s) => s.imageId))]);
   return new Map(release.services.map((s) => [s.name, ids.get(s.imageId) ?? s.imageId]));
 }
@@ -138,10 +152,14 @@ async function expectedImages(engine: Engine, project: string, release: ReleaseR
 /** Docker 25 (API 1.44) dropped ContainerConfig from image inspect; Compose v1 crashes recreating without it. */
 async function composeV1CannotRecreate(ctx: DeployContext): Promise<boolean> {
   if ((await projectContainers(ctx.engine, ctx.project)).filter((c) => !c.oneOff).length === 0) return false;
-  const [major = 0, minor = 0] = (await ctx.engine.info()).apiVersion.split('.').map(Number);
+  return engineDroppedContainerConfig(ctx.engine);
+}
+
+export async function engineDroppedContainerConfig(engine: Engine): Promise<boolean> {
+  const [major = 0, minor = 0] = (await engine.info()).apiVersion.split('.').map(Number);
   return major > 1 || (major === 1 && minor >= 44);
 }
 
-function lastLines(text: string, n = 6): string {
+export function lastLines(text: string, n = 6): string {
   return text.trim().split('\n').slice(-n).join(' | ');
 }

@@ -30,6 +30,7 @@ import {
 } from '../core/state.js';
 import { compareListing } from '../core/verify.js';
 import {
+  BuildInputError,
   DeployFailedError,
   DeployRestoredError,
   HostPreconditionError,
@@ -39,7 +40,10 @@ import {
 } from '../errors.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { checkFiles, integrityFailure, openBundle, readVerified, type OpenedBundle, type TrustOptions } from './bundle.js';
-import { deploy, DeployFailure, isHealthy, type DeployContext } from './deploy.js';
+import { DeployFailure, isHealthy, type DeployContext } from './deploy.js';
+import { colourFile, colouredOf, deployRelease } from './blue-green.js';
+import { COLOURS, DEFAULT_DRAIN_SECONDS, hostOverridePorts, parseSwitch, renderColourOverride, SwitchSpecError } from '../core/compose-colours.js';
+import { parseYaml } from '../core/yaml.js';
 import { findPinned, type PinnedImage } from './pinned-images.js';
 import type { ProgressReporter, Reporter } from './reporter.js';
 
@@ -67,6 +71,8 @@ export interface InstallOptions {
    * in place still re-checks every layer's digest as it streams into the engine.
    */
   filesChecked?: { manifestSha256: string };
+  /** Blue/green: how long the old colour keeps running after the switch (default 10 s). */
+  drainMs?: number;
   now?: Date;
 }
 
@@ -171,11 +177,15 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
 
       // e + f. switch and confirm; g. restore on failure.
       const ctx: DeployContext = { engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter };
+      const drainMs = options.drainMs ?? DEFAULT_DRAIN_SECONDS * 1000;
       try {
-        await step('deploy', () => deploy(ctx, release, store.releaseDir(m.name, id)));
+        await step('deploy', () => deployRelease(ctx, release, store.releaseDir(m.name, id), previous, drainMs));
       } catch (e) {
         if (!(e instanceof DeployFailure)) throw e;
-        throw await restore(ctx, store, previous, release, `${m.name} ${m.version} failed: ${e.message}`);
+        const err = await deployFailed(ctx, store, previous, release, e, `${m.name} ${m.version} failed: ${e.message}`, drainMs);
+        // A blue/green restore ran the previous release as another colour: its record says which.
+        if (previous?.switch === 'blue-green') await store.save({ ...state, releases: state.releases.map((r) => (r.id === previous.id ? previous : r)) });
+        throw err;
       }
 
       const { state: next, pruned } = recordInstalled(state, release, options.keep);
@@ -471,7 +481,40 @@ async function writeRelease(store: StateStore, m: FerryManifest, release: Releas
   const override = renderImageOverride(m.compose.services.map((s) => ({ name: s.name, tag: ferryTag(m.name, s.imageId) })));
   await store.fs.writeFileAtomic(posix.join(dir, 'ferry.override.yaml'), Buffer.from(override));
   const composeYaml = (p: string) => /\.ya?ml$/.test(p);
-  return [m.compose.file, ...hostFiles.filter(composeYaml), 'ferry.override.yaml'];
+  const files = [m.compose.file, ...hostFiles.filter(composeYaml), 'ferry.override.yaml'];
+  await readSwitch(store, m, release, dir, files);
+  return files;
+}
+
+/**
+ * x-ferry's switch, read from the signed compose file the release runs (create refused what
+ * cannot work); for blue/green, each colour's override, and the host override checked as create
+ * checked the compose file.
+ */
+async function readSwitch(store: StateStore, m: FerryManifest, release: ReleaseRecord, dir: string, files: string[]): Promise<void> {
+  const read = async (rel: string) => parseYaml(((await store.fs.readFile(posix.join(dir, rel))) ?? Buffer.from('')).toString('utf8'), rel);
+  const model = await read(m.compose.file);
+  let spec;
+  try {
+    spec = parseSwitch(model);
+  } catch (e) {
+    if (e instanceof SwitchSpecError) throw new BuildInputError(e.code, `${m.compose.file}: ${e.message}`, { details: { service: e.subject } });
+    throw e;
+  }
+  if (spec.mode !== 'blue-green') return;
+  release.switch = 'blue-green';
+  release.front = spec.front;
+  release.shared = spec.shared;
+  for (const f of files.slice(1, -1)) {
+    const service = hostOverridePorts(await read(f), colouredOf(release));
+    if (service) {
+      throw new BuildInputError('BLUE_GREEN_PORT', `${f} gives service "${service}" a host port, but it runs once per colour (blue/green): both colours cannot bind it. Nothing was switched.`, {
+        details: { file: f, service },
+        hint: 'Publish ports from a front service (x-ferry.front) in the host override.',
+      });
+    }
+  }
+  for (const colour of COLOURS) await store.fs.writeFileAtomic(posix.join(dir, colourFile(colour)), Buffer.from(renderColourOverride(model, m.name, colour)));
 }
 
 /**
@@ -500,8 +543,34 @@ async function writeVerificationReport(store: StateStore, m: FerryManifest, rele
   return { at, report: name, manifestSha256: report.manifestSha256, trustFile: report.trustFile, files: m.files.length, bytes: m.files.reduce((n, f) => n + f.size, 0), staged };
 }
 
+/**
+ * The error a failed deploy ends in. Blue/green says itself what serves (it never touched the old
+ * colour before the switch); in place, the previous release is restored first.
+ */
+export async function deployFailed(ctx: DeployContext, store: StateStore, previous: ReleaseRecord | null, failed: ReleaseRecord, e: DeployFailure, why: string, drainMs: number): Promise<Error> {
+  switch (e.outcome) {
+    case 'failed':
+      return restore(ctx, store, previous, failed, why, drainMs);
+    case 'nothing':
+      return new DeployRestoredError('DEPLOY_FAILED_NO_PREVIOUS', `${why}. There was no previous release; the new one was removed.`, { details: { restored: null } });
+    case 'kept':
+      return new DeployRestoredError('DEPLOY_FAILED_KEPT', `${why}. Nothing was switched: the new colour was removed and ${previous?.version ?? 'the previous release'} kept serving throughout.`, {
+        details: { restored: previous?.id ?? null, switched: false },
+      });
+    case 'flipped-back':
+      return new DeployRestoredError('DEPLOY_FAILED_RESTORED', `${why}. The switch was undone: ${previous?.version ?? 'the previous release'} serves again and is healthy.`, {
+        details: { restored: previous?.id ?? null, switched: true },
+      });
+    case 'not-serving':
+      return new DeployFailedError('RESTORE_FAILED', `${why}. The previous release ${previous?.version ?? ''} is not healthy either.`, {
+        details: { restored: null, previous: previous?.id ?? null },
+        hint: `Inspect with \`ferry host status ${ctx.project}\` and the engine's logs; try \`ferry host rollback ${ctx.project}\`.`,
+      });
+  }
+}
+
 /** g. Bring the previous release back after a failed switch: exit 7 when it is healthy again, 8 when not. */
-export async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseRecord | null, failed: ReleaseRecord, why: string): Promise<Error> {
+async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseRecord | null, failed: ReleaseRecord, why: string, drainMs: number): Promise<Error> {
   if (!previous) {
     ctx.reporter.log(`${why}; there is no previous release to restore: stopping the failed stack`);
     await ctx.runner.run(ctx.compose, ctx.project, failed.composeFiles, { kind: 'down' }, { cwd: store.releaseDir(ctx.project, failed.id) }).catch(() => undefined);
@@ -509,7 +578,7 @@ export async function restore(ctx: DeployContext, store: StateStore, previous: R
   }
   ctx.reporter.log(`${why}; restoring ${previous.version}`);
   try {
-    await deploy(ctx, previous, store.releaseDir(ctx.project, previous.id));
+    await deployRelease(ctx, previous, store.releaseDir(ctx.project, previous.id), previous, drainMs);
   } catch (e) {
     return new DeployFailedError('RESTORE_FAILED', `${why}. Restoring ${previous.version} failed too: ${(e as Error).message}`, {
       details: { restored: null, previous: previous.id },

@@ -6,8 +6,10 @@ import type { HostTarget } from '../adapters/host.js';
 import { StateStore } from '../adapters/state-store.js';
 import { currentRelease, type ReleaseRecord } from '../core/state.js';
 import { UsageError } from '../errors.js';
-import { deploy, DeployFailure, type DeployContext } from './deploy.js';
-import { restore } from './install.js';
+import { DEFAULT_DRAIN_SECONDS } from '../core/compose-colours.js';
+import { deployRelease } from './blue-green.js';
+import { DeployFailure, type DeployContext } from './deploy.js';
+import { deployFailed } from './install.js';
 import type { Reporter } from './reporter.js';
 
 export interface RollbackOptions {
@@ -17,6 +19,8 @@ export interface RollbackOptions {
   stateDir: string;
   composeCmd?: string;
   waitTimeoutMs: number;
+  /** Blue/green: how long the old colour keeps running after the switch. */
+  drainMs?: number;
 }
 
 export interface RollbackResult {
@@ -43,13 +47,15 @@ export async function rollbackStack(options: RollbackOptions, host: HostTarget, 
     const current = currentRelease(state) ?? null;
     const target = pickTarget(state.releases, current, options.to);
     const ctx: DeployContext = { engine: host.engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter };
+    const drainMs = options.drainMs ?? DEFAULT_DRAIN_SECONDS * 1000;
     try {
-      await deploy(ctx, target, store.releaseDir(options.stack, target.id));
+      await deployRelease(ctx, target, store.releaseDir(options.stack, target.id), current, drainMs);
     } catch (e) {
       if (!(e instanceof DeployFailure)) throw e;
-      throw await restore(ctx, store, current, target, `rollback to ${target.version} failed: ${e.message}`);
+      throw await deployFailed(ctx, store, current, target, e, `rollback to ${target.version} failed: ${e.message}`, drainMs);
     }
-    await store.save({ ...state, current: target.id });
+    // The colour a blue/green release now runs as is part of its record.
+    await store.save({ ...state, current: target.id, releases: state.releases.map((r) => (r.id === target.id ? target : r)) });
     reporter.log(`${options.stack} rolled back to ${target.version}`);
     return { stack: options.stack, from: current?.id ?? null, to: target.id, version: target.version, durationMs: Date.now() - started };
   });

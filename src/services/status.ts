@@ -54,6 +54,8 @@ export interface StackStatus {
     signer: ReleaseRecord['signer'];
     /** What admitted the current release (the full report is in its release directory). */
     verification: ReleaseRecord['verification'] | null;
+    /** Blue/green: the live colour; null in place. */
+    colour: ReleaseRecord['colour'] | null;
   } | null;
   /** Kept releases, oldest first. */
   releases: StackReleaseStatus[];
@@ -128,7 +130,9 @@ export async function hostStatus(options: StatusOptions, host: HostTarget, repor
     }
     const current = currentRelease(state);
     const ids = await engineIds(engine, stack, (current?.services ?? []).map((s) => s.imageId));
-    stacks.push({ ...stackStatus(state, await projectContainers(engine, stack), ids), reclaimable: await reclaimable(host, state) });
+    // Blue/green: the live colour's services run in their own project.
+    const colour = current?.switch === 'blue-green' && current.colour ? await projectContainers(engine, `${stack}-${current.colour}`) : [];
+    stacks.push({ ...stackStatus(state, [...(await projectContainers(engine, stack)), ...colour], ids), reclaimable: await reclaimable(host, state) });
   }
   return { stateDir: options.stateDir, stacks, disks };
 }
@@ -185,7 +189,7 @@ export function stackStatus(state: StackState, containers: readonly ProjectConta
   return {
     stack: state.stack,
     current: current
-      ? { id: current.id, version: current.version, sequence: current.sequence, installedAt: current.installedAt, signer: current.signer, verification: current.verification ?? null }
+      ? { id: current.id, version: current.version, sequence: current.sequence, installedAt: current.installedAt, signer: current.signer, verification: current.verification ?? null, colour: current.colour ?? null }
       : null,
     releases: [...state.releases]
       .sort((a, b) => a.sequence - b.sequence)

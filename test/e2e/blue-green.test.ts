@@ -110,7 +110,8 @@ async function bundle(stack: string, version: string, sequence: number, compose:
 function requestLoop(netns: string, port: number) {
   const stopFile = join(work, `stop-${port}-${Date.now()}`);
   const script = `end=$(( $(date +%s) + 240 )); while [ ! -e ${stopFile} ] && [ $(date +%s) -lt $end ]; do
-    if out=$(timeout 10 wget -qO- http://127.0.0.1:${port}/cgi-bin/proxy 2>/dev/null); then echo "ok $out"; else echo "fail"; fi; usleep 30000; done`;
+    if out=$(timeout 10 wget -qO- http://127.0.0.1:${port}/cgi-bin/proxy 2>/dev/null); then echo "ok $out"; else echo "fail"; fi; usleep 10000; done`;
+  const started = Date.now();
   const child = spawn('nsenter', [`--net=${netns}`, 'busybox', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -122,7 +123,8 @@ function requestLoop(netns: string, port: number) {
       const lines = out.split('\n').filter(Boolean);
       const versions: Record<string, number> = {};
       for (const l of lines.filter((x) => x.startsWith('ok '))) versions[l.slice(3)] = (versions[l.slice(3)] ?? 0) + 1;
-      return { total: lines.length, failed: lines.filter((l) => l === 'fail').length, versions };
+      const perSecond = Math.round(lines.length / ((Date.now() - started) / 1000));
+      return { total: lines.length, failed: lines.filter((l) => l === 'fail').length, versions, perSecond };
     },
   };
 }
@@ -158,10 +160,98 @@ describe.each(TARGETS)('$name', (t) => {
     expect(r1.code, r1.stdout + r1.stderr).toBe(0);
     expect(await get(port)).toBe('version 1.0.2');
 
+    const loop = requestLoop(t.netns(), port);
     const r2 = await install(stateDir, broken, 15);
+    const counts = await loop.stop();
+    console.log(`${t.name}, in place, broken release: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
+    // In place, users meet the broken release until the restore: the contrast with blue/green.
+    expect(counts.failed).toBeGreaterThan(0);
     expect(r2.code, r2.stdout + r2.stderr).toBe(7);
     expect(json(r2).error.code).toBe('DEPLOY_FAILED_RESTORED');
     expect(json(r2).error.message).toMatch(/web.* unhealthy/);
     expect(await get(port)).toBe('version 1.0.2');
   }, 300_000);
+
+  describe('blue/green', () => {
+    const stack = uniqueName(`bg${t.compose}`).replace(/-/g, '').slice(0, 24);
+    const port = 27000 + ((process.pid + TARGETS.indexOf(t)) % 3000);
+    let stateDir: string;
+    const b: Record<string, string> = {};
+    projects.push(stack, `${stack}-blue`, `${stack}-green`);
+    const status = async () => json(await ferry(['host', 'status', stack, '--state-dir', stateDir, '--json'], { env: env() })).result.stacks[0];
+    const colourOf = async () => (await status()).current?.colour;
+
+    beforeAll(async () => {
+      stateDir = join(work, `state-${stack}`);
+      b.r1 = await bundle(stack, '2.0.1', 1, composeFile({ version: '2.0.1', port, blueGreen: true }));
+      b.r2 = await bundle(stack, '2.0.2', 2, composeFile({ version: '2.0.2', port, blueGreen: true }));
+      b.broken = await bundle(stack, '2.0.3', 3, composeFile({ version: '2.0.3', port, blueGreen: true, broken: true }));
+      b.smokeFails = await bundle(stack, '2.0.4', 4, composeFile({ version: '2.0.4', port, blueGreen: true, smokeFails: true }));
+    }, 300_000);
+
+    it('first install: the front in the stack project, web as the blue colour', async () => {
+      const r = await install(stateDir, b.r1);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(await get(port)).toBe('version 2.0.1');
+      expect(await colourOf()).toBe('blue');
+      const web = await docker(['ps', '--filter', `label=com.docker.compose.project=${stack}-blue`, '--format', '{{.Names}}']);
+      expect(web.stdout).toMatch(/web/);
+      // No port of web is published: only the front's.
+      const ports = await docker(['ps', '--filter', `label=com.docker.compose.project=${stack}-blue`, '--format', '{{.Ports}}']);
+      expect(ports.stdout).not.toMatch(/->/);
+    }, 300_000);
+
+    it('upgrade with a request loop running: no failed request, green serves 2.0.2, blue stopped', async () => {
+      const loop = requestLoop(t.netns(), port);
+      const r = await ferry(['bundle', 'install', b.r2, '--trust', trust, '--state-dir', stateDir, '--wait-timeout', '30', '--drain', '2', '--compose-cmd', t.compose === 'v2' ? 'docker compose' : 'docker-compose', '--json'], { env: env(), timeoutMs: 300_000 });
+      const counts = await loop.stop();
+      console.log(`${t.name}, blue/green upgrade: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(counts.total).toBeGreaterThan(20);
+      expect(counts.failed).toBe(0);
+      expect(counts.versions['version 2.0.2']).toBeGreaterThan(0);
+      expect(await get(port)).toBe('version 2.0.2');
+      expect(await colourOf()).toBe('green');
+      const blue = await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${stack}-blue`, '--format', '{{.State}}']);
+      expect(blue.stdout.trim()).toMatch(/^exited$/m);
+    }, 300_000);
+
+    it('a release whose web answers 500: exit 7, nothing switched, no failed request, 2.0.2 still serving', async () => {
+      const loop = requestLoop(t.netns(), port);
+      const r = await install(stateDir, b.broken, 10);
+      const counts = await loop.stop();
+      console.log(`${t.name}, blue/green broken release: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
+      expect(r.code, r.stdout + r.stderr).toBe(7);
+      expect(json(r).error.code).toBe('DEPLOY_FAILED_KEPT');
+      expect(counts.failed).toBe(0);
+      expect(Object.keys(counts.versions)).toEqual(['version 2.0.2']);
+      expect(await get(port)).toBe('version 2.0.2');
+      expect(await colourOf()).toBe('green');
+      // The failed colour is gone.
+      const blue = await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${stack}-blue`]);
+      expect(blue.stdout.trim()).toBe('');
+    }, 300_000);
+
+    it('a release whose smoke test fails: exit 7, no failed request', async () => {
+      const loop = requestLoop(t.netns(), port);
+      const r = await install(stateDir, b.smokeFails, 20);
+      const counts = await loop.stop();
+      console.log(`${t.name}, blue/green smoke test failing: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
+      expect(r.code, r.stdout + r.stderr).toBe(7);
+      expect(json(r).error.message).toMatch(/smoke test/);
+      expect(counts.failed).toBe(0);
+      expect(Object.keys(counts.versions)).toEqual(['version 2.0.2']);
+    }, 300_000);
+
+    it('rollback flips back to 2.0.1 with no failed request', async () => {
+      const loop = requestLoop(t.netns(), port);
+      const r = await ferry(['host', 'rollback', stack, '--state-dir', stateDir, '--wait-timeout', '30', '--drain', '1', '--compose-cmd', t.compose === 'v2' ? 'docker compose' : 'docker-compose', '--json'], { env: env(), timeoutMs: 300_000 });
+      const counts = await loop.stop();
+      console.log(`${t.name}, blue/green rollback: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)} in ${json(r).result?.durationMs} ms`);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(counts.failed).toBe(0);
+      expect(await get(port)).toBe('version 2.0.1');
+      expect(await colourOf()).toBe('blue');
+    }, 300_000);
+  });
 });

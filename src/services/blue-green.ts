@@ -1,0 +1,238 @@
+/**
+ * Blue/green on one host: the new release starts beside the live one as its own compose project
+ * (STACK-blue or STACK-green), is health-checked and smoke-tested there while the front still
+ * sends every request to the live colour, and only then takes the service names on the front's
+ * networks. Until that switch nothing users reach has changed, so a failure before it needs no
+ * restore: the new colour is removed and the old one kept serving throughout.
+ *
+ *   1. stable project (front + shared) brought to this release, in place, without waiting: a
+ *      front whose check goes through a colour cannot be healthy before the switch on a first install
+ *   2. the new colour, fresh (down first) unless it already holds this release (a rollback);
+ *      joined, without aliases, to the stable networks so it reaches the shared services
+ *   3. health and smoke test against the new colour only
+ *   4. switch: aliases to the new colour first, then away from the old, so a name never resolves
+ *      to nothing; the front is confirmed healthy, else the switch is undone
+ *   5. drain, then the old colour is stopped (kept for rollback) and in-place leftovers removed
+ */
+import { projectContainers, type ProjectContainer } from '../adapters/engine-containers.js';
+import { attach, containerNetworks, detach, removeProjectNetworks } from '../adapters/switch-network.js';
+import { colourProject, colouredServices, COLOURS, nextColour, type Colour, type SwitchSpec } from '../core/compose-colours.js';
+import type { ComposeAction } from '../core/compose-cli.js';
+import type { ReleaseRecord } from '../core/state.js';
+import { HostPreconditionError } from '../errors.js';
+import { deploy, DeployFailure, engineDroppedContainerConfig, lastLines, runsRelease, waitHealthy, expectedImages, type DeployContext } from './deploy.js';
+import { upWaits } from '../core/compose-cli.js';
+
+export function switchSpecOf(r: ReleaseRecord): SwitchSpec {
+  return r.switch === 'blue-green' ? { mode: 'blue-green', front: r.front ?? [], shared: r.shared ?? [] } : { mode: 'in-place' };
+}
+
+const names = (r: ReleaseRecord) => r.services.map((s) => s.name);
+export const colouredOf = (r: ReleaseRecord) => colouredServices(switchSpecOf(r), names(r), r.smoke);
+const stableOf = (r: ReleaseRecord) => [...(r.front ?? []), ...(r.shared ?? [])];
+export const colourFile = (colour: Colour) => `ferry.${colour}.yaml`;
+
+/**
+ * Deploys a blue/green release; on success sets release.colour. Throws DeployFailure whose outcome
+ * says what serves afterwards, or HostPreconditionError before touching anything.
+ */
+export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord, releaseDir: string, current: ReleaseRecord | null, drainMs: number): Promise<void> {
+  const stack = ctx.project;
+  const coloured = colouredOf(release);
+  const stable = stableOf(release);
+  if (ctx.compose.version === 1 && (await engineDroppedContainerConfig(ctx.engine))) {
+    throw new HostPreconditionError('BLUE_GREEN_UNSUPPORTED', `blue/green with Compose v1 on Docker 25 and later is not possible: Compose v1 crashes updating the front (${stable.join(', ')}) in place there (KeyError 'ContainerConfig'), which would drop every request. Nothing was switched.`, {
+      hint: 'Use Compose v2 on this host (--compose-cmd "docker compose"), or "switch: in-place" in x-ferry.',
+    });
+  }
+  // The engine says which colour is live (a restore may have moved it without a record saved);
+  // the record decides only when both or neither run.
+  const running: Colour[] = [];
+  for (const c of COLOURS) if ((await colourContainers(ctx, colourProject(stack, c), coloured)).length > 0) running.push(c);
+  const liveColour = running.length === 1 ? running[0] : current?.switch === 'blue-green' ? (current.colour ?? null) : null;
+  const colour = nextColour(liveColour);
+  const project = colourProject(stack, colour);
+  const colourFiles = [...release.composeFiles, colourFile(colour)];
+  const opts = { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs + 120_000 };
+  const compose = async (proj: string, files: string[], action: ComposeAction, what: string) => {
+    const r = await ctx.runner.run(ctx.compose, proj, files, action, opts);
+    if (r.code !== 0) throw new DeployFailure(`${what} failed (exit ${r.code}): ${lastLines(r.output)}`, r.output);
+    return r;
+  };
+
+  // What serves when a step before the switch fails: the old colour, untouched, or nothing.
+  const beforeSwitch = async (e: unknown): Promise<never> => {
+    if (!(e instanceof DeployFailure)) throw e;
+    ctx.reporter.log(`${colour} failed before the switch: removing it; the live release keeps serving`);
+    await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'down' }, opts).catch(() => undefined);
+    await removeProjectNetworks(ctx.engine, project).catch(() => undefined);
+    if (!current) {
+      await ctx.runner.run(ctx.compose, stack, release.composeFiles, { kind: 'down' }, opts).catch(() => undefined);
+      throw new DeployFailure(e.message, e.output, 'nothing');
+    }
+    throw new DeployFailure(e.message, e.output, (await serves(ctx, current, release)) ? 'kept' : 'not-serving');
+  };
+
+  // 1. the stable project
+  const stableBefore = (await projectContainers(ctx.engine, stack)).filter((c) => !c.oneOff && stable.includes(c.service));
+  const expected = await expectedImages(ctx.engine, stack, release);
+  const changed = stable.filter((s) => stableBefore.some((c) => c.service === s && c.imageId !== expected.get(s)));
+  if (changed.length > 0) {
+    ctx.reporter.warn({
+      code: 'BLUE_GREEN_IN_PLACE',
+      subject: changed.join(', '),
+      message: `${changed.join(', ')} ${changed.length > 1 ? 'are front or shared services' : 'is a front or shared service'} with a new image: updated in place, before the new colour is tested (only the other services run twice)`,
+    });
+  }
+  ctx.reporter.log(`starting ${stack} ${release.version} in blue/green: front and shared (${stable.join(', ')}) in ${stack}, the rest (${coloured.join(', ')}) as ${project}`);
+  try {
+    await compose(stack, release.composeFiles, { kind: 'up', services: stable, noDeps: true }, `compose up of ${stable.join(', ')}`);
+
+    // 2. the new colour
+    // A colour that holds this release (stopped after an earlier switch) is started as it is: a
+    // rollback then costs a start, not a create.
+    const stale = (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff);
+    if (stale.length > 0 && !stale.every((c) => coloured.includes(c.service) && c.imageId === expected.get(c.service))) {
+      await compose(project, colourFiles, { kind: 'down' }, `removing the old ${project}`);
+    }
+    const deadline = Date.now() + ctx.waitTimeoutMs;
+    const up = await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'up', services: coloured, noDeps: true, waitSeconds: ctx.waitTimeoutMs / 1000 }, opts);
+    if (up.code !== 0 && !(upWaits(ctx.compose) && (await runsRelease(ctx, release, coloured, project)))) {
+      throw new DeployFailure(`compose up of ${project} failed (exit ${up.code}): ${lastLines(up.output)}`, up.output);
+    }
+    const stableNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => stable.includes(c.service) && c.state === 'running'));
+    const fresh = await colourContainers(ctx, project, coloured);
+    if ((release.shared ?? []).length > 0) {
+      // Reachable by container name only: the service names stay with the live colour.
+      for (const net of stableNets) for (const c of fresh) if (!(await containerNetworks(ctx.engine, c.id)).has(net)) await attach(ctx.engine, net, c.id, []);
+    }
+
+    // 3. health and smoke, against the new colour only
+    await waitHealthy(ctx, release, coloured, deadline, false, project);
+    if (release.smoke) {
+      ctx.reporter.log(`running smoke test ${release.smoke} against ${project}`);
+      const smoke = await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'run-once', service: release.smoke }, { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs });
+      if (smoke.code !== 0) throw new DeployFailure(`smoke test ${release.smoke} exited ${smoke.code}: ${lastLines(smoke.output)}`, smoke.output);
+    }
+  } catch (e) {
+    return beforeSwitch(e);
+  }
+
+  // 4. switch
+  const frontNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => (release.front ?? []).includes(c.service) && c.state === 'running'));
+  const fresh = await colourContainers(ctx, project, coloured);
+  const old = await oldColoured(ctx, stack, colour, coloured);
+  const keepReach = (release.shared ?? []).length > 0;
+  const started = Date.now();
+  await moveAliases(ctx, frontNets, fresh, old, keepReach);
+  ctx.reporter.log(`switched ${stack} to ${colour} (${release.version}) in ${Date.now() - started} ms on ${frontNets.join(', ') || 'no network'}`);
+  try {
+    await waitHealthy(ctx, release, stable, Date.now() + ctx.waitTimeoutMs);
+  } catch (e) {
+    if (!(e instanceof DeployFailure)) throw e;
+    ctx.reporter.log(`the front is not healthy on ${colour}: switching back`);
+    await moveAliases(ctx, frontNets, old, fresh, false);
+    await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'down' }, opts).catch(() => undefined);
+    throw new DeployFailure(e.message, e.output, current && (await serves(ctx, current, release)) ? 'flipped-back' : 'not-serving');
+  }
+  release.colour = colour;
+
+  // 5. drain, then stop the old colour (kept, for rollback) and remove in-place leftovers
+  if (old.length > 0) {
+    ctx.reporter.log(`draining ${Math.round(drainMs / 1000)} s before stopping the old release`);
+    await new Promise((r) => setTimeout(r, drainMs));
+  }
+  // Stopped colours keep only their own networks, as Compose made them: a rollback starts them as they are.
+  const stableNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => stable.includes(c.service)));
+  for (const c of old.filter((x) => x.project !== stack)) for (const net of new Set([...frontNets, ...stableNets])) await detach(ctx.engine, net, c.id);
+  const other = COLOURS.find((x) => x !== colour)!;
+  const otherProject = colourProject(stack, other);
+  if (old.some((c) => c.project === otherProject)) {
+    const r = await ctx.runner.run(ctx.compose, otherProject, [...release.composeFiles, colourFile(other)], { kind: 'stop', services: [] }, opts);
+    if (r.code !== 0) ctx.reporter.log(`stopping ${otherProject} failed (exit ${r.code}): ${lastLines(r.output)}`);
+  }
+  const leftovers = [...new Set(old.filter((c) => c.project === stack).map((c) => c.service))];
+  if (leftovers.length > 0) {
+    const r = await ctx.runner.run(ctx.compose, stack, release.composeFiles, { kind: 'rm', services: leftovers }, opts);
+    if (r.code !== 0) ctx.reporter.log(`removing the in-place ${leftovers.join(', ')} of ${stack} failed (exit ${r.code}): ${lastLines(r.output)}`);
+  }
+}
+
+/**
+ * Switches the stack to a release as that release says: in place, or blue/green. `current` is
+ * what runs now (its colour decides the next one).
+ */
+export async function deployRelease(ctx: DeployContext, release: ReleaseRecord, releaseDir: string, current: ReleaseRecord | null, drainMs: number): Promise<void> {
+  if (release.switch === 'blue-green') return deployBlueGreen(ctx, release, releaseDir, current, drainMs);
+  await deploy(ctx, release, releaseDir);
+  await removeColours(ctx, release.composeFiles, releaseDir);
+}
+
+/** After an in-place release is healthy: the colours of an earlier blue/green one go. */
+export async function removeColours(ctx: DeployContext, files: string[], releaseDir: string): Promise<void> {
+  for (const colour of COLOURS) {
+    const project = colourProject(ctx.project, colour);
+    if ((await projectContainers(ctx.engine, project)).length === 0) continue;
+    ctx.reporter.log(`removing ${project}: the stack runs in place now`);
+    await ctx.runner.run(ctx.compose, project, [...files, colourFile(colour)], { kind: 'down' }, { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs + 120_000 });
+    await removeProjectNetworks(ctx.engine, project).catch(() => undefined);
+  }
+}
+
+type Placed = ProjectContainer & { project: string };
+
+async function colourContainers(ctx: DeployContext, project: string, services: string[]): Promise<Placed[]> {
+  return (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff && services.includes(c.service) && c.state === 'running').map((c) => ({ ...c, project }));
+}
+
+/** The running containers that serve the coloured services now: the other colour's, or the stack's own when it ran in place. */
+async function oldColoured(ctx: DeployContext, stack: string, colour: Colour, services: string[]): Promise<Placed[]> {
+  const other = colourProject(stack, COLOURS.find((x) => x !== colour)!);
+  return [...(await colourContainers(ctx, other, services)), ...(await colourContainers(ctx, stack, services))];
+}
+
+async function networksOf(ctx: DeployContext, containers: ProjectContainer[]): Promise<string[]> {
+  const nets = new Set<string>();
+  for (const c of containers) for (const n of (await containerNetworks(ctx.engine, c.id)).keys()) nets.add(n);
+  return [...nets].sort();
+}
+
+/**
+ * The service names move to `to` first, then leave `from`: in between both answer (both were
+ * tested healthy), so a lookup never finds no one. `from` keeps a nameless attachment when it
+ * still needs the shared services while it drains.
+ */
+async function moveAliases(ctx: DeployContext, networks: string[], to: Placed[], from: Placed[], keepReach: boolean): Promise<void> {
+  for (const net of networks) {
+    for (const c of to) {
+      await detach(ctx.engine, net, c.id);
+      await attach(ctx.engine, net, c.id, [c.service]);
+    }
+  }
+  for (const net of networks) {
+    for (const c of from) {
+      if (!(await containerNetworks(ctx.engine, c.id)).has(net)) continue;
+      await detach(ctx.engine, net, c.id);
+      if (keepReach) await attach(ctx.engine, net, c.id, []);
+    }
+  }
+}
+
+/**
+ * Whether the previous release `r` still answers: its coloured services (all but the front and
+ * shared ones, which `now` brought up in place: they run `now`'s images) healthy, and the front and
+ * shared services healthy.
+ */
+async function serves(ctx: DeployContext, r: ReleaseRecord, now: ReleaseRecord): Promise<boolean> {
+  const deadline = Date.now() + ctx.waitTimeoutMs;
+  const stable = stableOf(now);
+  try {
+    const project = r.switch === 'blue-green' && r.colour ? colourProject(ctx.project, r.colour) : ctx.project;
+    await waitHealthy(ctx, r, names(r).filter((s) => s !== r.smoke && !stable.includes(s)), deadline, false, project);
+    await waitHealthy(ctx, now, stable, deadline);
+    return true;
+  } catch (e) {
+    if (e instanceof DeployFailure) return false;
+    throw e;
+  }
+}
