@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { hostModePort, mergeCompose, planSwarmStack, RELEASE_LABEL, SwarmStackError } from '../../src/core/swarm-stack.js';
+
+const compose = {
+  'x-ferry': { smoke: 'smoke' },
+  services: {
+    web: {
+      image: 'shop/web:1',
+      restart: 'unless-stopped',
+      environment: ['A=1', 'B=2'],
+      healthcheck: { test: ['CMD', 'true'] },
+    },
+    worker: { image: 'shop/worker:1', healthcheck: { test: ['CMD', 'true'] }, depends_on: { web: { condition: 'service_healthy' } } },
+    smoke: { image: 'shop/smoke:1', profiles: ['smoke'], restart: 'no' },
+    debug: { image: 'shop/debug:1', profiles: ['debug'] },
+  },
+};
+const override = { services: { web: { ports: ['8081:8080'], environment: { B: '3', C: '4' } }, worker: { deploy: { update_config: { order: 'stop-first' } } } } };
+const images = new Map([
+  ['web', 'ferry.local/shop:aaa'],
+  ['worker', 'ferry.local/shop:bbb'],
+  ['smoke', 'ferry.local/shop:ccc'],
+]);
+
+describe('mergeCompose', () => {
+  it('merges an override as Compose does: maps deep, environment by key, ports appended', () => {
+    const m = mergeCompose([compose, override, { services: { web: { ports: ['9090:9090'] } } }]) as any;
+    expect(m.services.web.environment).toEqual({ A: '1', B: '3', C: '4' });
+    expect(m.services.web.ports).toEqual(['8081:8080', '9090:9090']);
+    expect(m.services.web.image).toBe('shop/web:1');
+    expect(m.services.worker.deploy.update_config.order).toBe('stop-first');
+  });
+});
+
+describe('hostModePort', () => {
+  it('publishes short and long forms in mode host', () => {
+    expect(hostModePort('8081:8080', 'web')).toEqual([{ target: 8080, published: 8081, protocol: 'tcp', mode: 'host' }]);
+    expect(hostModePort('127.0.0.1:53:53/udp', 'dns')).toEqual([{ target: 53, published: 53, protocol: 'udp', mode: 'host' }]);
+    expect(hostModePort('8080', 'web')).toEqual([{ target: 8080, protocol: 'tcp', mode: 'host' }]);
+    expect(hostModePort('9000-9001:8000-8001', 'web')).toHaveLength(2);
+    expect(hostModePort({ target: 80, published: '8080', mode: 'ingress' }, 'web')).toEqual([{ target: 80, published: 8080, protocol: 'tcp', mode: 'host' }]);
+  });
+  it('refuses what Swarm cannot publish, by code', () => {
+    expect(() => hostModePort('9000-9002:8000-8001', 'web')).toThrow(SwarmStackError);
+    expect(() => hostModePort('abc', 'web')).toThrow(/not one Swarm can publish/);
+  });
+});
+
+describe('planSwarmStack', () => {
+  const plan = planSwarmStack({ model: mergeCompose([compose, override]), images, smoke: 'smoke', release: '3-1.2.0', avoidNodes: ['n2'] });
+  const svc = (n: string) => (plan.doc.services as any)[n];
+
+  it('pins every service to its ferry tag and drops what stacks refuse', () => {
+    expect(plan.doc.version).toBe('3.8');
+    expect(plan.doc['x-ferry']).toBeUndefined();
+    expect(svc('web').image).toBe('ferry.local/shop:aaa');
+    expect(svc('worker').depends_on).toBeUndefined();
+    expect(svc('web').restart).toBeUndefined();
+    expect(svc('web').deploy.restart_policy).toEqual({ condition: 'any' });
+  });
+  it('needs no IPVS: dnsrr endpoints, host-mode ports', () => {
+    expect(svc('web').deploy.endpoint_mode).toBe('dnsrr');
+    expect(svc('web').ports).toEqual([{ target: 8080, published: 8081, protocol: 'tcp', mode: 'host' }]);
+  });
+  it('rolls back failed updates; start-first only where a health check exists, no host port, and the file chose nothing', () => {
+    expect(svc('web').deploy.update_config).toEqual({ failure_action: 'rollback' });
+    expect(svc('worker').deploy.update_config).toEqual({ failure_action: 'rollback', order: 'stop-first' });
+    const p2 = planSwarmStack({ model: compose, images, smoke: 'smoke', release: '1' });
+    expect((p2.doc.services as any).worker.deploy.update_config).toEqual({ failure_action: 'rollback', order: 'start-first' });
+  });
+  it('runs the smoke test once per release, and leaves other profiles out', () => {
+    expect(svc('smoke').deploy).toMatchObject({ replicas: 1, restart_policy: { condition: 'none' } });
+    expect(svc('smoke').deploy.update_config).toBeUndefined();
+    expect(svc('smoke').labels[RELEASE_LABEL]).toBe('3-1.2.0');
+    expect(svc('debug')).toBeUndefined();
+    expect(plan.services).toEqual(['web', 'worker']);
+    expect(plan.smoke).toBe('smoke');
+  });
+  it('keeps the stack off nodes that could not be loaded', () => {
+    expect(svc('web').deploy.placement.constraints).toEqual(['node.id!=n2']);
+  });
+});
