@@ -9,8 +9,8 @@
  *   - update_config rolls back a failed update; services with a health check start the new task
  *     first, unless the compose file chose an order or the service publishes host ports (a second
  *     task on the same node could not bind them);
- *   - the smoke service runs once per release: one replica, never restarted, labelled with the
- *     release so that an unchanged image still gets a new task.
+ *   - the smoke service runs once per release, after the others converged: one replica, never
+ *     restarted, labelled with the release so that an unchanged image still gets a new task.
  * Pure: documents in, document out.
  */
 
@@ -120,6 +120,11 @@ export interface SwarmStackInput {
   release: string;
   /** Node IDs the stack must stay off (nodes that could not be loaded, --allow-partial-nodes). */
   avoidNodes?: readonly string[];
+  /**
+   * false: the smoke service is deployed with no replica. The smoke test must see the release it
+   * tests, so it runs in a second deploy, once the services have converged (default true).
+   */
+  smokeRuns?: boolean;
 }
 
 export interface SwarmStackPlan {
@@ -173,7 +178,7 @@ export function planSwarmStack(input: SwarmStackInput): SwarmStackPlan {
     }
     if (name === input.smoke) {
       deploy.mode = 'replicated';
-      deploy.replicas = 1;
+      deploy.replicas = input.smokeRuns === false ? 0 : 1;
       deploy.restart_policy = { condition: 'none' };
       delete deploy.update_config;
       svc.labels = { ...keyed(svc.labels), [RELEASE_LABEL]: input.release };

@@ -4,11 +4,13 @@ import { DEFAULT_KEEP } from '../../core/state.js';
 import { FleetFailedError } from '../../errors.js';
 import { checkBundleOnce, installFleet, type FleetResult } from '../../services/fleet.js';
 import { installBundle, type InstallResult } from '../../services/install.js';
+import type { SwarmInstallResult } from '../../services/swarm.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { FleetDisplay } from '../../ui/fleet-output.js';
 import { composeFlags, composeOptionsFrom, stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { renderFleet } from '../../ui/render/fleet.js';
 import { renderInstall } from '../../ui/render/install.js';
+import { runSwarmInstall, swarmInstallFlags, swarmOptionsFrom } from '../../ui/swarm-install.js';
 import { hostOverrides, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 import { trustFlags, trustOptionsFrom } from '../../ui/trust-flags.js';
 
@@ -60,12 +62,15 @@ A fleet (--ssh a,b,c): every host gets the same install, up to --parallel at a t
     ...sshFlags,
     parallel: Flags.integer({ description: 'with several --ssh hosts: how many to install at the same time', default: 1, min: 1, helpGroup: 'SSH' }),
     'fail-fast': Flags.boolean({ description: 'with several --ssh hosts: start no further host after one failed', default: false, helpGroup: 'SSH' }),
+    ...swarmInstallFlags,
   };
 
-  async run(): Promise<InstallResult | FleetResult> {
+  async run(): Promise<InstallResult | FleetResult | SwarmInstallResult> {
     const { args, flags } = await this.parse(BundleInstall);
     const targets = flags.ssh ?? [];
-    const ssh = sshOptionsFrom(flags, (w) => this.out.warn(w));
+    const swarm = swarmOptionsFrom(flags);
+    // Nodes of a swarm are reached over SSH even when the manager is this machine.
+    const ssh = sshOptionsFrom(swarm.on && targets.length === 0 ? { ...flags, ssh: ['(swarm nodes)'] } : flags, (w) => this.out.warn(w));
     const overrides = hostOverrides(targets, flags.host ?? []);
     const install = {
       bundle: args.bundle,
@@ -79,6 +84,7 @@ A fleet (--ssh a,b,c): every host gets the same install, up to --parallel at a t
       splice: flags.splice as 'auto' | 'always' | 'never',
     };
     const fleet = { parallel: flags.parallel, failFast: flags['fail-fast'] };
+    if (swarm.on) return runSwarmInstall({ install, targets, ssh, hostName: flags.host, parallel: flags.parallel, ...swarm }, this.out);
 
     if (targets.length <= 1) {
       const target = targets[0];

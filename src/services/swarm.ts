@@ -1,0 +1,346 @@
+/**
+ * `ferry bundle install --swarm`: a Docker Swarm gets a release the way a single host does, but
+ * ferry only loads and Swarm schedules.
+ *   1. the bundle is checked once, here (signature, every file);
+ *   2. the manager lists the nodes; every node is loaded in parallel by the same install service
+ *      a fleet uses, with --no-up semantics (policy, preflight, delta/splice against what THAT
+ *      node holds, every layer re-checked): the manager over the connection ferry already has,
+ *      the others over SSH (their swarm address, or --node-ssh NODE=TARGET);
+ *   3. a node that failed to load stops the rollout before anything is deployed (exit 6, naming
+ *      it), unless --allow-partial-nodes: then the stack is kept off it by placement;
+ *   4. `docker stack deploy` of ferry's stack file (core/swarm-stack.ts), on the manager;
+ *   5. every service must have its desired replicas running the pinned image (Swarm counts a task
+ *      with a health check as running only once healthy), and the smoke task must complete,
+ *      within --wait-timeout; otherwise the previous release's stack file is deployed again
+ *      (exit 7) or, if that does not settle either, exit 8;
+ *   6. the release is recorded in the manager's state directory.
+ */
+import { posix } from 'node:path';
+import type { NamedHost } from '../adapters/host-factory.js';
+import { StateStore } from '../adapters/state-store.js';
+import { dockerCliFor, listSwarmNodes, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmService } from '../adapters/swarm.js';
+import { sha256Digest } from '../core/digest.js';
+import { currentRelease, ferryTag, recordInstalled, releaseId, type ReleaseRecord } from '../core/state.js';
+import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, SwarmStackError, swarmServiceName } from '../core/swarm-stack.js';
+import { parseYaml, toYaml } from '../core/yaml.js';
+import { DeployFailedError, DeployRestoredError, ExitCode, FerryError, HostPreconditionError } from '../errors.js';
+import { checkFiles, integrityFailure, openBundle } from './bundle.js';
+import type { FleetHostResult, FleetReporter } from './fleet.js';
+import { installBundle, type InstallOptions } from './install.js';
+import type { Reporter } from './reporter.js';
+
+export interface SwarmInstallOptions {
+  install: Omit<InstallOptions, 'host' | 'up' | 'filesChecked'>;
+  /** Host override for the whole stack; default: the manager's hostname. */
+  hostName?: string;
+  /** Node (hostname or ID) → SSH target; others are reached at their swarm address. */
+  nodeSsh: ReadonlyMap<string, string>;
+  /** The SSH user for nodes reached at their address: the manager's, when it was given. */
+  sshUser?: string;
+  allowPartialNodes: boolean;
+  /** Nodes loaded at the same time. */
+  parallel: number;
+}
+
+export interface SwarmDeps {
+  /** The manager: this machine or the --ssh target. */
+  manager: NamedHost;
+  open(target: string): Promise<NamedHost>;
+  /** One reporter per node, once the nodes are known. */
+  nodeReporters(labels: string[]): (label: string) => FleetReporter;
+  overall: Reporter;
+  install?: typeof installBundle;
+  /** Between polls of the swarm's state (tests shorten it). */
+  pollMs?: number;
+}
+
+export interface SwarmNodeResult extends FleetHostResult {
+  node: string;
+  nodeId: string;
+  role: 'manager' | 'worker';
+}
+
+export interface SwarmServiceState {
+  service: string;
+  image: string;
+  pinned: boolean;
+  replicas: number | null;
+  running: number;
+  /** Running tasks per node hostname. */
+  nodes: Record<string, number>;
+  updateState: string | null;
+}
+
+export interface SwarmInstallResult {
+  stack: string;
+  release: string;
+  version: string;
+  host: string;
+  outcome: 'installed' | 'already-current' | 'loaded';
+  previous: string | null;
+  nodes: SwarmNodeResult[];
+  /** Nodes the stack was kept off (--allow-partial-nodes). */
+  avoided: string[];
+  services: SwarmServiceState[];
+  durationMs: number;
+}
+
+const DEPLOY_TIMEOUT_MS = 120_000;
+
+export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps): Promise<SwarmInstallResult> {
+  const started = Date.now();
+  const { manager, overall } = deps;
+  const install = deps.install ?? installBundle;
+
+  const self = await swarmSelf(manager.engine);
+  if (self.state !== 'active' || !self.manager) {
+    throw new HostPreconditionError('SWARM_NOT_MANAGER', `${manager.label === 'local' ? 'this engine' : manager.label} is ${self.state === 'active' ? 'a swarm worker, not a manager' : `not in a swarm (${self.state})`}: --swarm works through a manager`, {
+      hint: 'Run it on a manager, or point --ssh at one (docker node ls there lists the nodes).',
+      details: { state: self.state, manager: self.manager },
+    });
+  }
+
+  // 1. once, before any node is touched: a bad bundle fails with its own code (3, 4).
+  const opened = await openBundle(options.install.bundle, options.install.trust, overall);
+  const { problems } = await checkFiles(opened, overall);
+  if (problems.length > 0) throw integrityFailure(problems);
+  const m = opened.manifest;
+  const id = releaseId(m.sequence, m.version);
+  const filesChecked = { manifestSha256: sha256Digest(opened.manifestBytes) };
+  const hostName = options.hostName ?? (await manager.hostname());
+
+  // 2. every node loads, in parallel.
+  const nodes = await listSwarmNodes(manager.engine);
+  const labelOf = (n: SwarmNode) => n.hostname;
+  const reporterFor = deps.nodeReporters(nodes.map(labelOf));
+  const targetOf = (n: SwarmNode): string | null => options.nodeSsh.get(n.hostname) ?? options.nodeSsh.get(n.id) ?? (n.addr ? `${options.sshUser ? `${options.sshUser}@` : ''}${n.addr}` : null);
+  overall.log(`${nodes.length} node${nodes.length === 1 ? '' : 's'} in the swarm: ${nodes.map((n) => `${n.hostname} (${n.role}${n.id === self.nodeId ? ', this manager' : ''})`).join(', ')}`);
+
+  const loadNode = async (n: SwarmNode): Promise<SwarmNodeResult> => {
+    const t0 = Date.now();
+    const reporter = reporterFor(labelOf(n));
+    const isSelf = n.id === self.nodeId;
+    const target = isSelf ? manager.label : targetOf(n);
+    const base = { node: n.hostname, nodeId: n.id, role: n.role, target: target ?? n.hostname, host: hostName };
+    let host: NamedHost | undefined;
+    try {
+      if (n.state !== 'ready') throw new HostPreconditionError('SWARM_NODE_NOT_READY', `node ${n.hostname} is ${n.state} in the swarm`, { details: { node: n.hostname, state: n.state } });
+      if (!target) throw new HostPreconditionError('SWARM_NODE_NO_ADDRESS', `node ${n.hostname} has no address: name its SSH target with --node-ssh ${n.hostname}=TARGET`);
+      reporter.log(isSelf ? 'loading on the manager' : `connecting to ${target}`);
+      host = isSelf ? manager : await deps.open(target);
+      const result = await install({ ...options.install, host: hostName, up: false, filesChecked }, host, reporter);
+      return { ...base, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
+    } catch (e) {
+      const err = describe(e);
+      return { ...base, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
+    } finally {
+      if (host && host !== manager) await host.close().catch(() => undefined);
+    }
+  };
+  const results: SwarmNodeResult[] = new Array(nodes.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < nodes.length; i = next++) {
+      results[i] = await loadNode(nodes[i]!);
+      try {
+        reporterFor(labelOf(nodes[i]!)).finish(results[i]!);
+      } catch {
+        // A display problem must not change a node's outcome.
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.parallel, nodes.length)) }, worker));
+
+  // 3. a node without the images would fail its tasks over and over: stop before deploying.
+  const failed = results.filter((r) => !r.ok);
+  const managerFailed = failed.find((r) => r.nodeId === self.nodeId);
+  if (failed.length > 0 && (!options.allowPartialNodes || managerFailed || failed.length === results.length)) {
+    const lines = failed.map((r) => `  - ${r.node}: ${r.error?.code ?? 'UNEXPECTED'}: ${r.error?.message ?? ''}`);
+    throw new HostPreconditionError('SWARM_NODE_FAILED', `${failed.length} of ${results.length} swarm node${results.length > 1 ? 's' : ''} could not be loaded: ${failed.map((r) => r.node).join(', ')}. Nothing was deployed.\n${lines.join('\n')}`, {
+      hint: managerFailed
+        ? 'The manager itself must hold the images (its state records the release). Fix it and run install again.'
+        : 'Fix those nodes (or drain them: docker node update --availability drain NODE) and run install again; --allow-partial-nodes deploys while keeping the stack off them.',
+      details: { nodes: results },
+    });
+  }
+  const avoided = failed.map((r) => r.nodeId);
+  for (const r of failed) overall.warn({ code: 'SWARM_NODE_AVOIDED', subject: r.node, message: `node ${r.node} could not be loaded (${r.error?.code}): the stack is kept off it (--allow-partial-nodes)` });
+
+  // 4-6. deploy under the manager's install lock.
+  const store = new StateStore(options.install.stateDir, manager.fs);
+  await store.ensure();
+  const cli = dockerCliFor(manager);
+  const pollMs = deps.pollMs ?? 1000;
+  return store.withLock(`swarm install ${m.name} ${id}`, async () => {
+    const state = await store.load(m.name);
+    const previous = currentRelease(state) ?? null;
+    const dir = store.releaseDir(m.name, id);
+    const hostFiles = (m.hosts[hostName]?.files ?? []).filter((p) => /\.ya?ml$/.test(p));
+    const docs: unknown[] = [];
+    for (const f of [m.compose.file, ...hostFiles]) docs.push(parseYaml(((await store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
+    const images = new Map(m.compose.services.map((s) => [s.name, ferryTag(m.name, s.imageId)]));
+    const planFor = (smokeRuns: boolean) => {
+      try {
+        return planSwarmStack({ model: mergeCompose(docs), images, smoke: m.compose.smoke, release: id, avoidNodes: avoided, smokeRuns });
+      } catch (e) {
+        if (e instanceof SwarmStackError) throw new HostPreconditionError(e.code, `${m.name} cannot run on a swarm: ${e.message}`, { details: { service: e.subject } });
+        throw e;
+      }
+    };
+    const writeStack = (doc: Record<string, unknown>) =>
+      store.fs.writeFileAtomic(posix.join(dir, STACK_FILE), Buffer.from(`# Written by ferry: the stack docker stack deploy runs (images pinned, ports in mode host).\n${toYaml(doc)}`));
+    const plan = planFor(true);
+    const result = (outcome: SwarmInstallResult['outcome'], services: SwarmServiceState[]): SwarmInstallResult => ({
+      stack: m.name,
+      release: id,
+      version: m.version,
+      host: hostName,
+      outcome,
+      previous: previous?.id ?? null,
+      nodes: results,
+      avoided: failed.map((r) => r.node),
+      services,
+      durationMs: Date.now() - started,
+    });
+
+    const deployAndWait = async (releaseDir: string, want: { services: string[]; smoke: string | null; release: string; images: ReadonlyMap<string, string> }) => {
+      const r = await stackDeploy(cli, m.name, STACK_FILE, releaseDir, DEPLOY_TIMEOUT_MS);
+      if (r.code !== 0) return { ok: false, why: `docker stack deploy failed (exit ${r.code}): ${lastLines(r.output)}` };
+      return waitConverged(manager, m.name, want, options.install.waitTimeoutMs, pollMs, overall);
+    };
+
+    overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
+    // The services first (the smoke service with no replica), then the smoke test against them.
+    let outcome: { ok: true } | { ok: false; why: string } = { ok: true };
+    if (plan.smoke) {
+      await writeStack(planFor(false).doc);
+      outcome = await deployAndWait(dir, { services: plan.services, smoke: null, release: id, images });
+    }
+    if (outcome.ok) {
+      await writeStack(plan.doc);
+      outcome = await deployAndWait(dir, { services: plan.services, smoke: plan.smoke, release: id, images });
+    }
+    if (!outcome.ok) {
+      const why = `${m.name} ${m.version} failed on the swarm: ${outcome.why}`;
+      overall.log(why);
+      throw await restore(previous, why);
+    }
+
+    const release: ReleaseRecord = {
+      id,
+      version: m.version,
+      sequence: m.sequence,
+      created: m.created,
+      installedAt: (options.install.now ?? new Date()).toISOString(),
+      host: hostName,
+      images: m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id) })),
+      services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
+      composeFiles: [STACK_FILE],
+      smoke: m.compose.smoke,
+      signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
+      result: 'installed',
+    };
+    const { state: nextState, pruned } = recordInstalled(state, release, options.install.keep);
+    await store.save(nextState);
+    // Images of pruned releases stay on the nodes: a node's own state knows them as loaded, not as its release.
+    for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
+    overall.log(`${m.name} ${m.version} runs on the swarm${previous ? ` (was ${previous.version})` : ''}`);
+    return result('installed', await serviceStates(manager, m.name, images, nodes));
+
+    async function restore(prev: ReleaseRecord | null, why: string): Promise<Error> {
+      if (!prev || !(await store.fs.exists(posix.join(store.releaseDir(m.name, prev.id), STACK_FILE)))) {
+        if (!prev) await stackRemove(cli, m.name, dir, DEPLOY_TIMEOUT_MS).catch(() => undefined);
+        return prev
+          ? new DeployFailedError('RESTORE_FAILED', `${why}. The previous release ${prev.version} was not installed on the swarm by ferry: there is no stack file to restore.`, { details: { restored: null } })
+          : new DeployRestoredError('DEPLOY_FAILED_NO_PREVIOUS', `${why}. There was no previous release; the stack was removed.`, { details: { restored: null } });
+      }
+      overall.log(`restoring ${prev.version}`);
+      const prevImages = new Map(prev.services.map((s) => [s.name, ferryTag(m.name, s.imageId)]));
+      const prevServices = prev.services.map((s) => s.name).filter((s) => s !== prev.smoke);
+      const back = await deployAndWait(store.releaseDir(m.name, prev.id), { services: prevServices, smoke: null, release: prev.id, images: prevImages });
+      if (!back.ok) {
+        return new DeployFailedError('RESTORE_FAILED', `${why}. Restoring ${prev.version} failed too: ${back.why}`, { details: { restored: null }, hint: 'Look at `docker service ps` on the manager; `ferry host status --swarm` shows what runs where.' });
+      }
+      return new DeployRestoredError('DEPLOY_FAILED_RESTORED', `${why}. ${prev.version} was deployed again and runs.`, { details: { restored: prev.id } });
+    }
+  });
+}
+
+/**
+ * Converged: every long-running service has as many running tasks of the pinned image as it
+ * wants, no update rolled back or paused, and the smoke task of this release completed.
+ */
+async function waitConverged(
+  manager: NamedHost,
+  stack: string,
+  want: { services: string[]; smoke: string | null; release: string; images: ReadonlyMap<string, string> },
+  timeoutMs: number,
+  pollMs: number,
+  reporter: Reporter,
+): Promise<{ ok: true } | { ok: false; why: string }> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const services = await stackServices(manager.engine, stack);
+    const byName = new Map(services.map((s) => [s.name, s]));
+    const waiting: string[] = [];
+    let failure: string | null = null;
+    for (const name of want.services) {
+      const s = byName.get(swarmServiceName(stack, name));
+      if (!s) {
+        waiting.push(`${name} (not created yet)`);
+        continue;
+      }
+      if (s.updateState && /^(rollback_|paused)/.test(s.updateState)) {
+        failure = `${name}: update ${s.updateState.replace(/_/g, ' ')}${s.updateMessage ? ` (${s.updateMessage})` : ''}`;
+        break;
+      }
+      const image = want.images.get(name);
+      const running = s.tasks.filter((t) => t.state === 'running' && t.desiredState === 'running' && (!image || t.image === image)).length;
+      const desired = s.replicas ?? Math.max(1, s.tasks.filter((t) => t.desiredState === 'running').length);
+      if (running < desired || s.updateState === 'updating') waiting.push(`${name} ${running}/${desired}${lastError(s)}`);
+    }
+    if (!failure && want.smoke) {
+      const s = byName.get(swarmServiceName(stack, want.smoke));
+      const task = s?.tasks.find((t) => t.labels[RELEASE_LABEL] === want.release);
+      if (task && ['failed', 'rejected', 'shutdown', 'orphaned'].includes(task.state)) failure = `smoke test ${want.smoke} ${task.state}${task.exitCode !== null ? ` (exit ${task.exitCode})` : ''}${task.error ? `: ${task.error}` : ''}`;
+      else if (task?.state !== 'complete') waiting.push(`smoke ${want.smoke} ${task?.state ?? 'not started'}`);
+    }
+    if (failure) return { ok: false, why: failure };
+    if (waiting.length === 0) return { ok: true };
+    const line = `waiting for ${waiting.join(', ')}`;
+    if (line !== last) reporter.log(line);
+    last = line;
+    if (Date.now() >= deadline) return { ok: false, why: `not converged within ${Math.round(timeoutMs / 1000)} s: ${waiting.join(', ')}` };
+    await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(0, deadline - Date.now()))));
+  }
+}
+
+function lastError(s: SwarmService): string {
+  const failed = s.tasks.filter((t) => t.error && t.desiredState !== 'running');
+  const e = failed[failed.length - 1];
+  return e ? ` (last task: ${e.state}: ${e.error})` : '';
+}
+
+export async function serviceStates(manager: NamedHost, stack: string, images: ReadonlyMap<string, string>, nodes?: SwarmNode[]): Promise<SwarmServiceState[]> {
+  const hostnames = new Map((nodes ?? (await listSwarmNodes(manager.engine))).map((n) => [n.id, n.hostname]));
+  return (await stackServices(manager.engine, stack)).map((s) => {
+    const name = s.name.startsWith(`${stack}_`) ? s.name.slice(stack.length + 1) : s.name;
+    const running = s.tasks.filter((t) => t.state === 'running');
+    const perNode: Record<string, number> = {};
+    for (const t of running) {
+      const h = hostnames.get(t.nodeId) ?? t.nodeId;
+      perNode[h] = (perNode[h] ?? 0) + 1;
+    }
+    return { service: name, image: s.image, pinned: images.get(name) === s.image, replicas: s.replicas, running: running.length, nodes: perNode, updateState: s.updateState };
+  });
+}
+
+function lastLines(text: string): string {
+  return text.trim().split('\n').slice(-5).join('\n');
+}
+
+function describe(e: unknown): { exitCode: number; error: { code: string; message: string; hint?: string } } {
+  if (e instanceof FerryError) return { exitCode: e.exitCode, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } };
+  return { exitCode: ExitCode.bug, error: { code: 'UNEXPECTED', message: `unexpected error: ${e instanceof Error ? e.message : String(e)}` } };
+}
