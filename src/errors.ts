@@ -113,6 +113,7 @@ export const ERROR_CODES = {
   SWARM_NODE_NO_ADDRESS: { exit: ExitCode.hostPrecondition, meaning: '--swarm: a node has no address to reach it at (see --node-ssh)' },
   SWARM_NO_DOCKER_CLI: { exit: ExitCode.hostPrecondition, meaning: '--swarm: no docker CLI where the manager is, to run docker stack deploy' },
   SWARM_PORT_UNSUPPORTED: { exit: ExitCode.hostPrecondition, meaning: '--swarm: a service publishes a port Swarm cannot publish' },
+  SWARM_NOT_SWARM_RELEASE: { exit: ExitCode.hostPrecondition, meaning: 'host rollback --swarm: the release was not installed onto a swarm (no stack file)' },
   KNOWN_HOSTS_UNWRITABLE: { exit: ExitCode.hostPrecondition, meaning: 'a new host key cannot be added to known_hosts' },
   SSH_NO_IDENTITY: { exit: ExitCode.hostPrecondition, meaning: 'no key to log in with (no --identity, agent, IdentityFile or default key)' },
   SSH_AUTH_FAILED: { exit: ExitCode.hostPrecondition, meaning: 'the SSH host refused every key offered' },

@@ -199,3 +199,17 @@ export function planSwarmStack(input: SwarmStackInput): SwarmStackPlan {
 
 /** Swarm's name for a stack's service. */
 export const swarmServiceName = (stack: string, service: string): string => `${stack}_${service}`;
+
+/** The long-running services of a stack file (what must converge): all but the smoke service. */
+export function stackServicesOf(doc: unknown, smoke: string | null): string[] {
+  const services = isMap(doc) && isMap(doc.services) ? doc.services : {};
+  return Object.keys(services).filter((s) => s !== smoke);
+}
+
+/** The same stack with the smoke service at no replica: the services converge before it tests them. */
+export function withoutSmokeRun(doc: Doc, smoke: string | null): Doc {
+  const services = isMap(doc.services) ? doc.services : {};
+  const svc = smoke ? services[smoke] : undefined;
+  if (!smoke || !isMap(svc)) return doc;
+  return { ...doc, services: { ...services, [smoke]: { ...svc, deploy: { ...(isMap(svc.deploy) ? svc.deploy : {}), replicas: 0 } } } };
+}

@@ -61,7 +61,7 @@ export async function rollbackStack(options: RollbackOptions, host: HostTarget, 
   });
 }
 
-function pickTarget(releases: ReleaseRecord[], current: ReleaseRecord | null, to: string | undefined): ReleaseRecord {
+export function pickTarget(releases: ReleaseRecord[], current: ReleaseRecord | null, to: string | undefined): ReleaseRecord {
   const list = releases.map((r) => `${r.version} (${r.id})${r.id === current?.id ? ' current' : ''}`).join(', ');
   if (to) {
     const hit = releases.find((r) => r.version === to || r.id === to);

@@ -18,10 +18,10 @@
 import { posix } from 'node:path';
 import type { NamedHost } from '../adapters/host-factory.js';
 import { StateStore } from '../adapters/state-store.js';
-import { dockerCliFor, listSwarmNodes, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmService } from '../adapters/swarm.js';
+import { dockerCliFor, listSwarmNodes, type DockerCli, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmService } from '../adapters/swarm.js';
 import { sha256Digest } from '../core/digest.js';
 import { currentRelease, ferryTag, recordInstalled, releaseId, type ReleaseRecord } from '../core/state.js';
-import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, SwarmStackError, swarmServiceName } from '../core/swarm-stack.js';
+import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, stackServicesOf, SwarmStackError, swarmServiceName, withoutSmokeRun } from '../core/swarm-stack.js';
 import { parseYaml, toYaml } from '../core/yaml.js';
 import { DeployFailedError, DeployRestoredError, ExitCode, FerryError, HostPreconditionError } from '../errors.js';
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
@@ -169,8 +169,7 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
   // 4-6. deploy under the manager's install lock.
   const store = new StateStore(options.install.stateDir, manager.fs);
   await store.ensure();
-  const cli = dockerCliFor(manager);
-  const pollMs = deps.pollMs ?? 1000;
+  const ctx: SwarmDeployContext = { manager, cli: dockerCliFor(manager), store, stack: m.name, waitTimeoutMs: options.install.waitTimeoutMs, pollMs: deps.pollMs ?? 1000, reporter: overall };
   return store.withLock(`swarm install ${m.name} ${id}`, async () => {
     const state = await store.load(m.name);
     const previous = currentRelease(state) ?? null;
@@ -178,54 +177,6 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
     const hostFiles = (m.hosts[hostName]?.files ?? []).filter((p) => /\.ya?ml$/.test(p));
     const docs: unknown[] = [];
     for (const f of [m.compose.file, ...hostFiles]) docs.push(parseYaml(((await store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
-    const images = new Map(m.compose.services.map((s) => [s.name, ferryTag(m.name, s.imageId)]));
-    const planFor = (smokeRuns: boolean) => {
-      try {
-        return planSwarmStack({ model: mergeCompose(docs), images, smoke: m.compose.smoke, release: id, avoidNodes: avoided, smokeRuns });
-      } catch (e) {
-        if (e instanceof SwarmStackError) throw new HostPreconditionError(e.code, `${m.name} cannot run on a swarm: ${e.message}`, { details: { service: e.subject } });
-        throw e;
-      }
-    };
-    const writeStack = (doc: Record<string, unknown>) =>
-      store.fs.writeFileAtomic(posix.join(dir, STACK_FILE), Buffer.from(`# Written by ferry: the stack docker stack deploy runs (images pinned, ports in mode host).\n${toYaml(doc)}`));
-    const plan = planFor(true);
-    const result = (outcome: SwarmInstallResult['outcome'], services: SwarmServiceState[]): SwarmInstallResult => ({
-      stack: m.name,
-      release: id,
-      version: m.version,
-      host: hostName,
-      outcome,
-      previous: previous?.id ?? null,
-      nodes: results,
-      avoided: failed.map((r) => r.node),
-      services,
-      durationMs: Date.now() - started,
-    });
-
-    const deployAndWait = async (releaseDir: string, want: { services: string[]; smoke: string | null; release: string; images: ReadonlyMap<string, string> }) => {
-      const r = await stackDeploy(cli, m.name, STACK_FILE, releaseDir, DEPLOY_TIMEOUT_MS);
-      if (r.code !== 0) return { ok: false, why: `docker stack deploy failed (exit ${r.code}): ${lastLines(r.output)}` };
-      return waitConverged(manager, m.name, want, options.install.waitTimeoutMs, pollMs, overall);
-    };
-
-    overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
-    // The services first (the smoke service with no replica), then the smoke test against them.
-    let outcome: { ok: true } | { ok: false; why: string } = { ok: true };
-    if (plan.smoke) {
-      await writeStack(planFor(false).doc);
-      outcome = await deployAndWait(dir, { services: plan.services, smoke: null, release: id, images });
-    }
-    if (outcome.ok) {
-      await writeStack(plan.doc);
-      outcome = await deployAndWait(dir, { services: plan.services, smoke: plan.smoke, release: id, images });
-    }
-    if (!outcome.ok) {
-      const why = `${m.name} ${m.version} failed on the swarm: ${outcome.why}`;
-      overall.log(why);
-      throw await restore(previous, why);
-    }
-
     const release: ReleaseRecord = {
       id,
       version: m.version,
@@ -240,30 +191,104 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
       signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
       result: 'installed',
     };
+    let plan;
+    try {
+      plan = planSwarmStack({ model: mergeCompose(docs), images: pinnedImages(m.name, release), smoke: m.compose.smoke, release: id, avoidNodes: avoided });
+    } catch (e) {
+      if (e instanceof SwarmStackError) throw new HostPreconditionError(e.code, `${m.name} cannot run on a swarm: ${e.message}`, { details: { service: e.subject } });
+      throw e;
+    }
+
+    overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
+    const outcome = await deployStack(ctx, release, plan.doc, true);
+    if (!outcome.ok) {
+      const why = `${m.name} ${m.version} failed on the swarm: ${outcome.why}`;
+      overall.log(why);
+      throw await restoreStack(ctx, previous, why);
+    }
+
     const { state: nextState, pruned } = recordInstalled(state, release, options.install.keep);
     await store.save(nextState);
     // Images of pruned releases stay on the nodes: a node's own state knows them as loaded, not as its release.
     for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
     overall.log(`${m.name} ${m.version} runs on the swarm${previous ? ` (was ${previous.version})` : ''}`);
-    return result('installed', await serviceStates(manager, m.name, images, nodes));
-
-    async function restore(prev: ReleaseRecord | null, why: string): Promise<Error> {
-      if (!prev || !(await store.fs.exists(posix.join(store.releaseDir(m.name, prev.id), STACK_FILE)))) {
-        if (!prev) await stackRemove(cli, m.name, dir, DEPLOY_TIMEOUT_MS).catch(() => undefined);
-        return prev
-          ? new DeployFailedError('RESTORE_FAILED', `${why}. The previous release ${prev.version} was not installed on the swarm by ferry: there is no stack file to restore.`, { details: { restored: null } })
-          : new DeployRestoredError('DEPLOY_FAILED_NO_PREVIOUS', `${why}. There was no previous release; the stack was removed.`, { details: { restored: null } });
-      }
-      overall.log(`restoring ${prev.version}`);
-      const prevImages = new Map(prev.services.map((s) => [s.name, ferryTag(m.name, s.imageId)]));
-      const prevServices = prev.services.map((s) => s.name).filter((s) => s !== prev.smoke);
-      const back = await deployAndWait(store.releaseDir(m.name, prev.id), { services: prevServices, smoke: null, release: prev.id, images: prevImages });
-      if (!back.ok) {
-        return new DeployFailedError('RESTORE_FAILED', `${why}. Restoring ${prev.version} failed too: ${back.why}`, { details: { restored: null }, hint: 'Look at `docker service ps` on the manager; `ferry host status --swarm` shows what runs where.' });
-      }
-      return new DeployRestoredError('DEPLOY_FAILED_RESTORED', `${why}. ${prev.version} was deployed again and runs.`, { details: { restored: prev.id } });
-    }
+    return {
+      stack: m.name,
+      release: id,
+      version: m.version,
+      host: hostName,
+      outcome: 'installed',
+      previous: previous?.id ?? null,
+      nodes: results,
+      avoided: failed.map((r) => r.node),
+      services: await serviceStates(manager, m.name, pinnedImages(m.name, release), nodes),
+      durationMs: Date.now() - started,
+    };
   });
+}
+
+export interface SwarmDeployContext {
+  manager: NamedHost;
+  cli: DockerCli;
+  store: StateStore;
+  stack: string;
+  waitTimeoutMs: number;
+  pollMs: number;
+  reporter: Reporter;
+}
+
+type Outcome = { ok: true } | { ok: false; why: string };
+
+export const pinnedImages = (stack: string, release: Pick<ReleaseRecord, 'services'>): Map<string, string> => new Map(release.services.map((s) => [s.name, ferryTag(stack, s.imageId)]));
+
+const writeStackFile = (ctx: SwarmDeployContext, dir: string, doc: Record<string, unknown>) =>
+  ctx.store.fs.writeFileAtomic(posix.join(dir, STACK_FILE), Buffer.from(`# Written by ferry: the stack docker stack deploy runs (images pinned, ports in mode host).\n${toYaml(doc)}`));
+
+/**
+ * Deploys a release's stack and waits for it. With `smokeTest`, the services first with the smoke
+ * service at no replica, then the smoke task: the smoke test must see the release it tests (run
+ * alongside an upgrade, it met the old web). The release's stack file ends as `doc`.
+ */
+export async function deployStack(ctx: SwarmDeployContext, release: ReleaseRecord, doc: Record<string, unknown>, smokeTest: boolean): Promise<Outcome> {
+  const dir = ctx.store.releaseDir(ctx.stack, release.id);
+  const smoke = release.smoke && stackServicesOf(doc, null).includes(release.smoke) ? release.smoke : null;
+  const want = { services: stackServicesOf(doc, smoke), smoke: null as string | null, release: release.id, images: pinnedImages(ctx.stack, release) };
+  const deployAndWait = async (w: typeof want): Promise<Outcome> => {
+    const r = await stackDeploy(ctx.cli, ctx.stack, STACK_FILE, dir, DEPLOY_TIMEOUT_MS);
+    if (r.code !== 0) return { ok: false, why: `docker stack deploy failed (exit ${r.code}): ${lastLines(r.output)}` };
+    return waitConverged(ctx.manager, ctx.stack, w, ctx.waitTimeoutMs, ctx.pollMs, ctx.reporter);
+  };
+  if (smoke && smokeTest) {
+    await writeStackFile(ctx, dir, withoutSmokeRun(doc, smoke));
+    const first = await deployAndWait(want);
+    if (!first.ok) return first;
+  }
+  await writeStackFile(ctx, dir, doc);
+  return deployAndWait({ ...want, smoke: smokeTest ? smoke : null });
+}
+
+/** A release's stack file as ferry wrote it; null when it was not installed onto a swarm. */
+export async function readStackFile(ctx: SwarmDeployContext, release: ReleaseRecord): Promise<Record<string, unknown> | null> {
+  const bytes = await ctx.store.fs.readFile(posix.join(ctx.store.releaseDir(ctx.stack, release.id), STACK_FILE));
+  if (!bytes) return null;
+  const doc = parseYaml(bytes.toString('utf8'), STACK_FILE);
+  return typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>) : null;
+}
+
+/** After a failed deploy: the previous release's stack again (exit 7), or exit 8 when it does not settle. */
+export async function restoreStack(ctx: SwarmDeployContext, prev: ReleaseRecord | null, why: string): Promise<Error> {
+  if (!prev) {
+    await stackRemove(ctx.cli, ctx.stack, ctx.store.root, DEPLOY_TIMEOUT_MS).catch(() => undefined);
+    return new DeployRestoredError('DEPLOY_FAILED_NO_PREVIOUS', `${why}. There was no previous release; the stack was removed.`, { details: { restored: null } });
+  }
+  const doc = await readStackFile(ctx, prev);
+  if (!doc) return new DeployFailedError('RESTORE_FAILED', `${why}. The previous release ${prev.version} was not installed onto the swarm: there is no stack file to restore.`, { details: { restored: null } });
+  ctx.reporter.log(`restoring ${prev.version}`);
+  const back = await deployStack(ctx, prev, doc, false);
+  if (!back.ok) {
+    return new DeployFailedError('RESTORE_FAILED', `${why}. Restoring ${prev.version} failed too: ${back.why}`, { details: { restored: null }, hint: 'Look at `docker service ps` on the manager; `ferry host status STACK --swarm` shows what runs where.' });
+  }
+  return new DeployRestoredError('DEPLOY_FAILED_RESTORED', `${why}. ${prev.version} was deployed again and runs.`, { details: { restored: prev.id } });
 }
 
 /**

@@ -31,6 +31,11 @@ export const swarmInstallFlags = {
   }),
 };
 
+/** host status and host rollback: the stack as a swarm runs it, through a manager. */
+export const swarmHostFlag = {
+  swarm: Flags.boolean({ description: 'the stack as the Docker Swarm runs it, through this manager (or the --ssh one): installed with bundle install --swarm', default: false }),
+};
+
 export interface SwarmFlagOptions {
   on: boolean;
   nodeSsh: Map<string, string>;

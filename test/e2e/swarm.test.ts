@@ -157,6 +157,30 @@ describe('bundle install --swarm', () => {
     }
   });
 
+  it('host status --swarm: per service the replicas, where its tasks run, and whether its image is pinned', async () => {
+    const r = await ferry(['host', 'status', stack, '--swarm', '--ssh', swarm.manager, ...sshArgs(), '--json'], { env: env(), timeoutMs: 120_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    const result = json(r).result;
+    expect(result.current).toMatchObject({ id: '4-1.3.0', version: '1.3.0' });
+    expect(result.nodes.map((n: any) => n.node)).toEqual(['swarm-1', 'swarm-2', 'swarm-3']);
+    const web = result.services.find((s: any) => s.service === 'web');
+    expect(web).toMatchObject({ pinned: true, replicas: 1, running: 1 });
+    // Kept off the node that could not be loaded (--allow-partial-nodes above).
+    expect(Object.keys(web.nodes)).not.toContain('swarm-3');
+    const text = await ferry(['host', 'status', stack, '--swarm', '--ssh', swarm.manager, ...sshArgs()], { env: env(), timeoutMs: 120_000 });
+    expect(text.stdout).toMatch(/web\s+1\/1\s+yes/);
+  });
+
+  it('host rollback --swarm deploys the kept release before the current one again', async () => {
+    const r = await ferry(['host', 'rollback', stack, '--swarm', '--ssh', swarm.manager, ...sshArgs(), '--wait-timeout', '60', '--json'], { env: env(), timeoutMs: 300_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(json(r).result).toMatchObject({ from: '4-1.3.0', to: '2-1.1.0', version: '1.1.0' });
+    expect(json(r).result.services.every((s: any) => s.pinned)).toBe(true);
+    const state = JSON.parse(await readFile(join(swarm.dir, 'h1/state/stacks', stack, 'state.json'), 'utf8'));
+    expect(state.current).toBe('2-1.1.0');
+    expect(await page()).toContain('<span id="version">1.1.0</span>');
+  });
+
   it('works on the manager itself (its local socket), other nodes over SSH', async () => {
     const local = `${stack}l`;
     const def = await definition('local', '1.0.0');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { hostModePort, mergeCompose, planSwarmStack, RELEASE_LABEL, SwarmStackError } from '../../src/core/swarm-stack.js';
+import { hostModePort, mergeCompose, planSwarmStack, RELEASE_LABEL, stackServicesOf, SwarmStackError, withoutSmokeRun } from '../../src/core/swarm-stack.js';
 
 const compose = {
   'x-ferry': { smoke: 'smoke' },
@@ -78,5 +78,17 @@ describe('planSwarmStack', () => {
   });
   it('keeps the stack off nodes that could not be loaded', () => {
     expect(svc('web').deploy.placement.constraints).toEqual(['node.id!=n2']);
+  });
+});
+
+describe('the smoke test runs after the services converged', () => {
+  it('deploys the smoke service with no replica first; what must converge is every other service', () => {
+    const plan = planSwarmStack({ model: compose, images, smoke: 'smoke', release: '1' });
+    const pre = withoutSmokeRun(plan.doc, 'smoke') as any;
+    expect(pre.services.smoke.deploy).toMatchObject({ replicas: 0, restart_policy: { condition: 'none' } });
+    expect((plan.doc.services as any).smoke.deploy.replicas).toBe(1);
+    expect(pre.services.web).toBe((plan.doc.services as any).web);
+    expect(stackServicesOf(plan.doc, 'smoke')).toEqual(['web', 'worker']);
+    expect(withoutSmokeRun(plan.doc, null)).toBe(plan.doc);
   });
 });

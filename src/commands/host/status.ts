@@ -1,10 +1,13 @@
 import { Args } from '@oclif/core';
 import { openHost, withHost } from '../../adapters/host-factory.js';
-import { FleetFailedError } from '../../errors.js';
+import { FleetFailedError, UsageError } from '../../errors.js';
 import { fleetStatus, hostStatus, type FleetStatusResult, type StatusResult } from '../../services/status.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { renderFleetStatus, renderStatus } from '../../ui/render/host.js';
+import { renderSwarmStatus } from '../../ui/render/swarm.js';
+import { swarmStatus, type SwarmStatusResult } from '../../services/swarm-host.js';
+import { swarmHostFlag } from '../../ui/swarm-install.js';
 import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
 export default class HostStatus extends FerryCommand {
@@ -32,6 +35,8 @@ shown all the same. --json gives one entry per host (its whole status, or its er
 0 when every host was read, else that of the first host that failed, in the order given
 (FLEET_FAILED).
 
+With --swarm, STACK as the Docker Swarm runs it (installed with bundle install --swarm), through this manager or the --ssh one: per service the replicas running, the nodes its tasks run on and whether it runs the image the current release pinned; then the nodes.
+
 An engine or SSH host that refuses or drops the connection (restarting) is asked again, up to 5
 times over about 10 s, with a warning before each pause (ENGINE_RETRY, SSH_RETRY).`);
 
@@ -50,13 +55,20 @@ times over about 10 s, with a warning before each pause (ENGINE_RETRY, SSH_RETRY
   static override flags = {
     ...stateDirFlags,
     ...sshFlags,
+    ...swarmHostFlag,
   };
 
-  async run(): Promise<StatusResult | FleetStatusResult> {
+  async run(): Promise<StatusResult | FleetStatusResult | SwarmStatusResult> {
     const { args, flags } = await this.parse(HostStatus);
     const options = { ...stateDirFrom(flags), stack: args.stack };
     const ssh = sshOptionsFrom(flags, (w) => this.out.warn(w));
     const targets = flags.ssh ?? [];
+    if (flags.swarm) {
+      if (!args.stack) throw new UsageError('USAGE', 'host status --swarm needs STACK', { hint: 'e.g. ferry host status shop --swarm' });
+      const result = await withHost(singleTarget(flags), ssh, (host) => swarmStatus({ stack: args.stack!, stateDir: options.stateDir }, host));
+      this.out.result(renderSwarmStatus(result));
+      return result;
+    }
     if (targets.length <= 1) {
       const result = await withHost(singleTarget(flags), ssh, (host) => hostStatus(options, host, this.out));
       this.out.result(renderStatus(result));

@@ -1,4 +1,5 @@
 /** What a swarm install shows: one row per node (how it was loaded), then one per service. */
+import type { SwarmRollbackResult, SwarmStatusResult } from '../../services/swarm-host.js';
 import type { SwarmInstallResult, SwarmServiceState } from '../../services/swarm.js';
 import { table } from '../format.js';
 
@@ -31,4 +32,22 @@ export function renderSwarmInstall(r: SwarmInstallResult): string {
   lines.push('', renderSwarmServices(r.services), '');
   lines.push(`${r.stack} ${r.version} ${r.outcome} on the swarm (${r.nodes.length} node${r.nodes.length === 1 ? '' : 's'})${r.previous ? `, was ${r.previous}` : ''} in ${(r.durationMs / 1000).toFixed(1)} s`);
   return lines.join('\n');
+}
+
+export function renderSwarmStatus(r: SwarmStatusResult): string {
+  const lines = [
+    `${r.stack}: ${r.current ? `${r.current.version} (${r.current.id}), installed ${r.current.installedAt}` : 'no current release'}; kept: ${r.releases.map((x) => x.version).join(', ') || '-'}`,
+    '',
+    r.services.length > 0 ? renderSwarmServices(r.services) : 'no services of this stack run on the swarm',
+    '',
+    table(
+      ['NODE', 'ROLE', 'STATE', 'AVAILABILITY', 'ENGINE'],
+      r.nodes.map((n) => [n.node, n.role, n.state, n.availability, n.engineVersion]),
+    ),
+  ];
+  return lines.join('\n');
+}
+
+export function renderSwarmRollback(r: SwarmRollbackResult): string {
+  return `${renderSwarmServices(r.services)}\n\n${r.stack} rolled back to ${r.version} on the swarm${r.from ? ` (from ${r.from})` : ''} in ${(r.durationMs / 1000).toFixed(1)} s`;
 }
