@@ -160,6 +160,7 @@ export const ERROR_CODES = {
   OUTPUT_IO_ERROR: { exit: ExitCode.buildInput, meaning: 'the output medium failed to write, or lost files' },
   OUTPUT_GONE: { exit: ExitCode.buildInput, meaning: 'the output medium or directory disappeared' },
   OUTPUT_NOT_WRITABLE: { exit: ExitCode.buildInput, meaning: 'no permission to write the output' },
+  STRICT_WARNINGS: { exit: ExitCode.buildInput, meaning: 'create --strict (or ferry.yaml strict: true): a warning refused the bundle; none was written' },
   FERRY_EXECUTABLE_UNUSABLE: { exit: ExitCode.buildInput, meaning: 'create --with-ferry: the executable does not run here (build it with npm run package) or changed while copied' },
   // a fleet
   FLEET_FAILED: { exit: 'fleet', meaning: 'bundle install or host status --ssh a,b,c: some hosts failed (each host\'s code is in the result)' },
@@ -189,6 +190,8 @@ export const WARNING_CODES = {
   STATE_UNREADABLE: 'a stack\'s releases were left out of the host inventory (state unreadable)',
   HOST_KEY_ADDED: 'a new SSH host key was added to known_hosts (--accept-new-host-key)',
   SWARM_NODE_AVOIDED: 'a swarm node could not be loaded; the stack is kept off it (--allow-partial-nodes)',
+  NO_MEMORY_LIMIT: 'a service has no memory limit: a runaway container can take the host down',
+  SETUID_FILES: 'a shipped layer holds setuid or setgid files (path, mode and image named)',
   ALLOW_UNSIGNED_IGNORED: 'host setup was given --allow-unsigned: it never accepts an unsigned bundle',
   ENGINE_RETRY: 'the engine did not answer (refused, reset, no socket): a call that changes nothing is tried again after a pause',
   SSH_RETRY: 'an SSH host refused, reset or timed out the connection: connecting is tried again after a pause',

@@ -4,9 +4,11 @@
  * manifest declares.
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { chmod, lstat, mkdir, open, opendir, readFile, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { constants, existsSync, rmSync } from 'node:fs';
+import { chmod, lstat, mkdir, open, opendir, readdir, readFile, rename, rm, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { hostname } from 'node:os';
+import { parsePartialName, partialHost, partialName } from '../core/partial.js';
 import { HostPreconditionError } from '../errors.js';
 
 export interface ListedFile {
@@ -284,11 +286,43 @@ export async function isDirectory(path: string): Promise<boolean> {
  * when complete (rename is atomic within one filesystem). A crash leaves a `.partial-` directory,
  * which no ferry command mistakes for a bundle.
  */
-export async function createPartialSibling(target: string): Promise<string> {
-  await mkdir(dirname(target), { recursive: true });
-  const partial = join(dirname(target), `${basename(target)}.partial-${process.pid}-${Date.now().toString(36)}`);
+/** Where create writes `target` before the final rename: a sibling, so the rename is atomic. */
+export function partialSiblingOf(target: string): string {
+  return join(dirname(target), partialName(basename(target), hostname(), process.pid, Date.now()));
+}
+
+export async function createPartialSibling(partial: string): Promise<string> {
+  await mkdir(dirname(partial), { recursive: true });
   await mkdir(partial);
   return partial;
+}
+
+/**
+ * Removes partial bundle directories under `parent` that a create on this machine left when it was
+ * killed outright: same host, and no process with that pid alive. Returns what it removed.
+ */
+export async function removeStalePartials(parent: string): Promise<{ path: string; pid: number }[]> {
+  const removed: { path: string; pid: number }[] = [];
+  const names = await readdir(parent).catch(() => [] as string[]);
+  for (const name of names) {
+    const p = parsePartialName(name);
+    if (!p || p.host !== partialHost(hostname()) || p.pid === process.pid || pidAlive(p.pid)) continue;
+    const path = join(parent, name);
+    if (!(await isDirectory(path))) continue;
+    await rm(path, { recursive: true, force: true });
+    removed.push({ path, pid: p.pid });
+  }
+  return removed;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: alive, someone else's.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export async function sealDirectory(partial: string, target: string): Promise<void> {
@@ -304,6 +338,18 @@ export async function treeBytes(path: string): Promise<number> {
 
 export async function removeTree(path: string): Promise<void> {
   await rm(path, { recursive: true, force: true });
+}
+
+/**
+ * Removes a tree synchronously, for a signal handler that exits right after: no other JavaScript
+ * runs meanwhile, so no new write can start. A write already in a worker thread may still land
+ * during the first pass; the next pass removes what it made.
+ */
+export function removeTreeNow(path: string): void {
+  for (let pass = 0; pass < 3; pass++) {
+    rmSync(path, { recursive: true, force: true });
+    if (!existsSync(path)) return;
+  }
 }
 
 async function syncDirectory(path: string): Promise<void> {

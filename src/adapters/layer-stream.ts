@@ -4,8 +4,9 @@
  * or pulled, zstd where a registry served zstd). diffIDs, and so everything ferry pins and compares,
  * are digests of the uncompressed tar.
  */
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
+import { TarHeaderScanner, type TarEntry } from '../core/tar-scan.js';
 import { zstdDecompressor } from './zstd.js';
 
 const GZIP = [0x1f, 0x8b];
@@ -48,4 +49,17 @@ export async function uncompressedLayer(input: Readable): Promise<{ stream: Read
   const decoder = compression === 'gzip' ? zlib.createGunzip() : await zstdDecompressor();
   whole.on('error', (e) => decoder.destroy(e));
   return { stream: whole.pipe(decoder), compression };
+}
+
+/** The layer unchanged, with each tar header seen on the way through (nothing buffered beyond headers). */
+export function tapTarHeaders(input: Readable, onEntry: (entry: TarEntry) => void): Readable {
+  const scanner = new TarHeaderScanner(onEntry);
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      scanner.feed(chunk);
+      callback(null, chunk);
+    },
+  });
+  input.on('error', (e) => tap.destroy(e));
+  return input.pipe(tap);
 }

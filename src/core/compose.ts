@@ -15,6 +15,8 @@ export interface ComposeService {
   restart?: string;
   user?: string;
   envFiles: string[];
+  /** A memory limit is set (mem_limit, or deploy.resources.limits.memory as Compose v2 writes it). */
+  hasMemoryLimit: boolean;
 }
 
 export interface ComposeAnalysis {
@@ -60,6 +62,7 @@ export function analyzeCompose(doc: unknown, file: string): ComposeAnalysis {
       restart: typeof s.restart === 'string' ? s.restart : undefined,
       user: s.user === undefined ? undefined : String(s.user),
       envFiles: envFilesOf(s.env_file),
+      hasMemoryLimit: hasMemoryLimit(s),
     });
     binds.push(...bindsOf(name, s.volumes));
   }
@@ -141,6 +144,12 @@ export interface ImageFacts {
  * an unconfirmable deploy (no health check), a stack that stays down after a reboot (no restart
  * policy), root containers, and host directories that tie a stack to one machine's layout.
  */
+function hasMemoryLimit(s: Record<string, unknown>): boolean {
+  const set = (v: unknown) => (typeof v === 'string' && v.trim() !== '' && v.trim() !== '0') || (typeof v === 'number' && v > 0);
+  const deploy = s.deploy as { resources?: { limits?: { memory?: unknown } } } | undefined;
+  return set(s.mem_limit) || set(deploy?.resources?.limits?.memory);
+}
+
 export function fieldWarnings(
   analysis: ComposeAnalysis,
   imageFacts: (service: ComposeService) => ImageFacts,
@@ -162,6 +171,13 @@ export function fieldWarnings(
         code: 'NO_RESTART_POLICY',
         subject: svc.name,
         message: `service "${svc.name}" has no restart policy: it stays down after a crash or a reboot (add restart: unless-stopped)`,
+      });
+    }
+    if (!isSmoke && !svc.hasMemoryLimit) {
+      warnings.push({
+        code: 'NO_MEMORY_LIMIT',
+        subject: svc.name,
+        message: `service "${svc.name}" has no memory limit: a runaway container can take the whole host down (set mem_limit, or deploy.resources.limits.memory)`,
       });
     }
     const user = (svc.user ?? facts.user).trim();

@@ -23,6 +23,8 @@ export interface BundleDefinition {
   profiles: string[];
   hosts: Record<string, HostDefinition>;
   images: string[];
+  /** Every create warning refuses the bundle, as `bundle create --strict`. */
+  strict: boolean;
 }
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -33,7 +35,7 @@ export function isHostName(name: string): boolean {
   return HOST.test(name);
 }
 
-const KNOWN = new Set(['name', 'version', 'compose', 'env_files', 'profiles', 'hosts', 'images']);
+const KNOWN = new Set(['name', 'version', 'compose', 'env_files', 'profiles', 'hosts', 'images', 'strict']);
 const PROFILE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 export function parseDefinition(doc: unknown, file: string): BundleDefinition {
@@ -107,11 +109,14 @@ export function parseDefinition(doc: unknown, file: string): BundleDefinition {
       });
   }
 
+  if (d.strict !== undefined && d.strict !== null && typeof d.strict !== 'boolean') fail('strict', 'must be true or false');
+  const strict = d.strict === true;
+
   if (problems.length > 0 || compose.length === 0) {
     throw new BuildInputError('DEFINITION_INVALID', `${file} is not a valid bundle definition:\n  - ${problems.join('\n  - ')}`, {
       details: { file, problems },
       hint: 'See README.md, "Bundle definitions", for the format.',
     });
   }
-  return { name: d.name as string, version, compose, envFiles, profiles, hosts, images };
+  return { name: d.name as string, version, compose, envFiles, profiles, hosts, images, strict };
 }

@@ -3,13 +3,13 @@
  * engine save → tar entries → (sha256 diffID ‖ zstd) → sha256 + part files, with nothing of an
  * image ever held whole in memory or on disk twice.
  */
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { BlobStoreWriter } from '../adapters/blob-store.js';
 import { Engine } from '../adapters/engine.js';
-import { createPartialSibling, exists, hashFile, isDirectory, listTree, readBounded, readText, removeTree, sealDirectory, treeBytes } from '../adapters/fs.js';
+import { createPartialSibling, exists, hashFile, isDirectory, listTree, partialSiblingOf, readBounded, readText, removeStalePartials, removeTree, removeTreeNow, sealDirectory, treeBytes } from '../adapters/fs.js';
 import { compareListing } from '../core/verify.js';
 import { versionFromGit } from '../adapters/git.js';
-import { uncompressedLayer } from '../adapters/layer-stream.js';
+import { tapTarHeaders, uncompressedLayer } from '../adapters/layer-stream.js';
 import { mediumOf, mediumWriteError } from '../adapters/medium.js';
 import { readSaveArchive, SaveArchiveError, type SavedImage } from '../adapters/save-archive.js';
 import { BUNDLE_NAMESPACE, loadSigningKey, type SigningKey } from '../adapters/signing.js';
@@ -38,7 +38,8 @@ import { formatSha256Sums, SUMS_FILE, SUMS_SIGNATURE_FILE } from '../core/sha256
 import { BuildInputError, IntegrityError, UsageError } from '../errors.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { loadDefinition, SHIPPED_COMPOSE } from './project.js';
-import type { Reporter } from './reporter.js';
+import type { Reporter, Warning } from './reporter.js';
+import { isSetuidFile, type TarEntry } from '../core/tar-scan.js';
 import { executableVersion, TOOL_VERSION } from '../adapters/tool-version.js';
 
 export interface CreateOptions {
@@ -66,6 +67,8 @@ export interface CreateOptions {
   composeCmd?: string | undefined;
   /** Carry this ferry executable in the bundle (left out when every base is an inventory taken with it). */
   withFerry?: string | null;
+  /** Every warning is an error (exit 10, no bundle); ferry.yaml's `strict: true` does the same. */
+  strict?: boolean;
   now?: Date;
   /**
    * While the partial bundle directory exists, the service hands over how to remove it and takes
@@ -73,7 +76,7 @@ export interface CreateOptions {
    * The caller decides what an interruption is and how the process ends (the command: SIGINT or
    * SIGTERM, then exit 130); services never exit the process.
    */
-  onInterrupt?: (cleanup: () => Promise<void>) => () => void;
+  onInterrupt?: (cleanup: () => void) => () => void;
 }
 
 export interface CreateResult {
@@ -90,8 +93,18 @@ export interface CreateResult {
   durationMs: number;
 }
 
-export async function createBundle(options: CreateOptions, engine: Engine, reporter: Reporter): Promise<CreateResult> {
+export async function createBundle(options: CreateOptions, engine: Engine, outer: Reporter): Promise<CreateResult> {
   const started = Date.now();
+  // Every warning create gives passes here, so --strict can refuse the bundle over any of them.
+  const warned: Warning[] = [];
+  const reporter: Reporter = {
+    log: (m) => outer.log(m),
+    warn: (w) => {
+      warned.push(w);
+      outer.warn(w);
+    },
+    progress: () => outer.progress(),
+  };
   if (options.maxPartSize < 1024 * 1024 || options.maxPartSize > FAT32_MAX_FILE) {
     throw new UsageError('BAD_PART_SIZE', `--max-part-size must be between 1 MiB and ${FAT32_MAX_FILE} bytes (FAT32's limit)`);
   }
@@ -104,6 +117,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
   }
   const loaded = await loadDefinition(options.definition, engine, reporter, { profiles: options.profiles ?? [], excludeSecrets: options.excludeSecrets ?? false, ...(options.composeCmd ? { composeCmd: options.composeCmd } : {}) });
   const { def } = loaded;
+  const strict = options.strict === true || def.strict;
   // Fail on an unreadable key now, not after minutes of saving images.
   const key: SigningKey | undefined = options.signKey ? await loadSigningKey(options.signKey) : undefined;
   if (!key) {
@@ -133,6 +147,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     details.set(ref, d);
   }
   for (const w of fieldWarnings(loaded.compose, (svc) => details.get(svc.image)!, loaded.extraBinds)) reporter.warn(w);
+  // Under --strict, what is known before saving fails before minutes of saving.
+  if (strict) refuseWarnings(warned, options.strict === true);
 
   const now = options.now ?? new Date();
   const version = options.version ?? def.version ?? (await versionFromGit(loaded.dir)) ?? timestampVersion(now);
@@ -146,13 +162,19 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
   for (const [ref, d] of details) refsById.set(d.id, [...(refsById.get(d.id) ?? []), ref]);
 
   await checkRoom(out, [...details.values()], needed, carry?.size ?? 0, options.force ?? false, reporter);
-  const partial = await createPartialSibling(out).catch(async (e: unknown) => {
-    throw (await mediumWriteError(e, { what: 'the bundle', output: options.out })) ?? e;
-  });
-  // Interrupted: leave no partial bundle behind (a SIGKILL leaves only a `.partial-` directory).
-  const releaseInterrupt = options.onInterrupt?.(() => removeTree(partial));
+  // A create killed outright (SIGKILL, power) could not clean up after itself: the next one does.
+  for (const stale of await removeStalePartials(dirname(out))) {
+    reporter.log(`removed ${stale.path}: a partial bundle left by create process ${stale.pid}, which is gone`);
+  }
+  const partial = partialSiblingOf(out);
+  // Armed before the directory exists, so that SIGINT or SIGTERM at any moment from here on leaves
+  // no partial bundle behind (removing a path not yet made is a no-op).
+  const releaseInterrupt = options.onInterrupt?.(() => removeTreeNow(partial));
   const progress = reporter.progress();
   try {
+    await createPartialSibling(partial).catch(async (e: unknown) => {
+      throw (await mediumWriteError(e, { what: 'the bundle', output: options.out })) ?? e;
+    });
     const store = new BlobStoreWriter(partial, { level: options.level, workers: options.workers, maxPartSize: options.maxPartSize });
     await store.init();
 
@@ -166,6 +188,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     // --verbose names each layer by diffID and the images that hold it (not by the archive's paths).
     const imagesOf = (diffId: string) => [...details.entries()].filter(([, d]) => d.diffIds.includes(diffId)).map(([ref]) => ref).join(', ') || 'no image';
     let streamed = 0;
+    // Setuid and setgid files of shipped layers, by diffID: a lesson from the field is to defang them.
+    const setuid = new Map<string, TarEntry[]>();
     const archive = await engine.save(ids);
     const { images: saved, layers } = await readSaveArchive(
       archive,
@@ -181,8 +205,9 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
           if (options.verbose) progress.note(`layer ${shortDigest(named[1]!)} of ${imagesOf(`sha256:${named[1]}`)}: held by every base, left out`);
           return { diffId: `sha256:${named[1]}`, size: info.size, blob: null };
         }
+        const special: TarEntry[] = [];
         const layer = await store.writeLayer(
-          (await uncompressedLayer(entry)).stream,
+          tapTarHeaders((await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e)),
           (n) => {
             streamed = before + n;
             overall.update(streamed);
@@ -192,6 +217,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
         for (const bar of imageBars.values()) {
           if (bar.diffIds.has(layer.diffId)) bar.task.update((bar.done += layer.size));
         }
+        if (layer.blob && special.length > 0) setuid.set(layer.diffId, special);
         if (options.verbose) {
           progress.note(
             layer.blob
@@ -208,6 +234,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, repor
     overall.setTotal(streamed);
     overall.done(`${formatBytes(streamed)} saved`);
     for (const bar of imageBars.values()) bar.task.done();
+    for (const [diffId, files] of setuid) reporter.warn({ code: 'SETUID_FILES', subject: imagesOf(diffId), message: setuidMessage(diffId, imagesOf(diffId), files) });
+    if (strict) refuseWarnings(warned, options.strict === true);
 
     const images: ManifestImage[] = [];
     for (const engineId of ids) {
@@ -391,6 +419,24 @@ async function checkRoom(out: string, images: { diffIds: string[]; size: number 
 }
 
 /** Reads each --base: a directory is a previous bundle (its manifest), a file a host inventory. */
+const SHOWN_SETUID = 5;
+
+function setuidMessage(diffId: string, images: string, files: TarEntry[]): string {
+  const shown = files.slice(0, SHOWN_SETUID).map((f) => `/${f.path.replace(/^\.?\//, '')} (${f.mode.toString(8)})`);
+  const more = files.length > SHOWN_SETUID ? ` and ${files.length - SHOWN_SETUID} more` : '';
+  return `layer ${shortDigest(diffId)} of ${images} ships ${files.length} setuid/setgid file${files.length === 1 ? '' : 's'}: ${shown.join(', ')}${more}; each runs with its owner's rights whoever starts it: remove the bit where it is not needed (RUN chmod u-s,g-s …)`;
+}
+
+/** --strict: the warnings given so far refuse the bundle (exit 10); the caller's cleanup removes what was written. */
+function refuseWarnings(warned: Warning[], byFlag: boolean): void {
+  if (warned.length === 0) return;
+  const codes = [...new Set(warned.map((w) => w.code))];
+  throw new BuildInputError('STRICT_WARNINGS', `${warned.length} warning${warned.length === 1 ? '' : 's'} under ${byFlag ? '--strict' : 'ferry.yaml\'s strict: true'} (${codes.join(', ')}): no bundle written`, {
+    details: { warnings: warned },
+    hint: 'Fix what each warning names (they are printed above), or create without --strict.',
+  });
+}
+
 async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; executables: (string | null)[] }> {
   const bases: BundleBase[] = [];
   const executables: (string | null)[] = [];

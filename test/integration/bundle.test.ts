@@ -72,7 +72,7 @@ beforeAll(async () => {
   await writeFile(join(def, 'ferry.yaml'), 'name: itstack\nversion: 2.0.1\ncompose: compose.yaml\nhosts:\n  edge-1: hosts/edge-1.yaml\n  edge-2:\n    compose: hosts/edge-2.yaml\n    env: [hosts/edge-2.env]\n');
   await writeFile(
     join(def, 'compose.yaml'),
-    `x-ferry:\n  smoke: smoke\nservices:\n  web:\n    image: ${refs.web}\n    restart: unless-stopped\n    env_file: app.env\n  worker:\n    image: ${refs.worker}\n    volumes: ["/var/log/worker:/logs"]\n  smoke:\n    image: ${refs.worker}\n    restart: "no"\n`,
+    `x-ferry:\n  smoke: smoke\nservices:\n  web:\n    image: ${refs.web}\n    restart: unless-stopped\n    mem_limit: 64m\n    env_file: app.env\n  worker:\n    image: ${refs.worker}\n    volumes: ["/var/log/worker:/logs"]\n  smoke:\n    image: ${refs.worker}\n    restart: "no"\n`,
   );
   await writeFile(join(def, 'app.env'), 'A=1\n');
   await writeFile(join(def, 'hosts/edge-1.yaml'), 'services:\n  web:\n    ports: ["8081:8080"]\n');
@@ -135,7 +135,7 @@ describe('bundle create', () => {
     const out = join(work, 'warn.ferry');
     const r = await ferry(['bundle', 'create', def, '--out', out, '--sign-key', key, '--json']);
     const codes = json(r.stdout).warnings.map((w) => `${w.code}:${w.subject}`);
-    expect(codes).toEqual(expect.arrayContaining(['NO_HEALTHCHECK:worker', 'NO_RESTART_POLICY:worker', 'RUNS_AS_ROOT:worker', 'MOUNTS_LOG_DIR:worker']));
+    expect(codes).toEqual(expect.arrayContaining(['NO_HEALTHCHECK:worker', 'NO_RESTART_POLICY:worker', 'NO_MEMORY_LIMIT:worker', 'RUNS_AS_ROOT:worker', 'MOUNTS_LOG_DIR:worker']));
     expect(codes.filter((c) => c.endsWith(':web'))).toEqual([]);
     // The smoke test needs neither a health check nor a restart policy; it does run as root.
     expect(codes.filter((c) => c.endsWith(':smoke'))).toEqual(['RUNS_AS_ROOT:smoke']);

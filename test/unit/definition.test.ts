@@ -27,7 +27,13 @@ describe('bundle definition', () => {
       profiles: [],
       hosts: { 'edge-1': { compose: 'hosts/edge-1.yaml', env: [] }, 'edge-2': { compose: 'hosts/edge-2.yaml', env: ['hosts/edge-2.env'] } },
       images: ['shop/tools:1'],
+      strict: false,
     });
+  });
+
+  it('takes strict: true (every create warning refuses the bundle), and only a boolean', () => {
+    expect(parseDefinition({ name: 'shop', compose: 'compose.yaml', strict: true }, 'f').strict).toBe(true);
+    expect(() => parseDefinition({ name: 'shop', compose: 'compose.yaml', strict: 'yes' }, 'f')).toThrow(/strict: must be true or false/);
   });
 
   it('takes several compose files in -f order, env files and profiles', () => {
@@ -52,7 +58,7 @@ describe('compose analysis and field warnings', () => {
   const compose = {
     'x-ferry': { smoke: 'smoke' },
     services: {
-      web: { image: 'shop/web:1', restart: 'always', healthcheck: { test: ['CMD', 'true'] }, user: '1000' },
+      web: { image: 'shop/web:1', restart: 'always', healthcheck: { test: ['CMD', 'true'] }, user: '1000', mem_limit: '256m' },
       worker: { image: 'shop/worker:1', volumes: ['/etc/shop:/config:ro', './logs:/var/log/app', 'data:/data'] },
       smoke: { image: 'shop/smoke:1', restart: 'no' },
     },
@@ -81,8 +87,17 @@ describe('compose analysis and field warnings', () => {
   });
 
   it('counts a health check the image itself defines', () => {
-    const a = analyzeCompose({ services: { w: { image: 'x', restart: 'always', user: '1' } } }, 'c');
+    const a = analyzeCompose({ services: { w: { image: 'x', restart: 'always', user: '1', mem_limit: 268435456 } } }, 'c');
     expect(fieldWarnings(a, () => ({ user: '', hasHealthcheck: true }))).toEqual([]);
+  });
+
+  it('warns about a service without a memory limit, in either spelling Compose writes it', () => {
+    const warn = (svc: Record<string, unknown>) =>
+      fieldWarnings(analyzeCompose({ services: { w: { image: 'x', restart: 'always', user: '1', ...svc } } }, 'c'), () => ({ user: '', hasHealthcheck: true })).map((w) => w.code);
+    expect(warn({})).toEqual(['NO_MEMORY_LIMIT']);
+    expect(warn({ mem_limit: '0' })).toEqual(['NO_MEMORY_LIMIT']);
+    expect(warn({ mem_limit: '512m' })).toEqual([]);
+    expect(warn({ deploy: { resources: { limits: { memory: '536870912' } } } })).toEqual([]);
   });
 
   it('refuses services without a pinned image and bad x-ferry', () => {

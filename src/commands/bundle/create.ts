@@ -87,6 +87,10 @@ records the chain ID each host must have, and install checks it before loading a
       default: false,
     }),
     'ferry-executable': Flags.string({ description: 'the ferry executable to carry (implies --with-ferry)' }),
+    strict: Flags.boolean({
+      description: 'every warning refuses the bundle (exit 10, STRICT_WARNINGS, nothing written): setuid files, no memory limit, no health check, unsigned, …; ferry.yaml\'s strict: true does the same',
+      default: false,
+    }),
   };
 
   async run(): Promise<CreateResult> {
@@ -109,6 +113,7 @@ records the chain ID each host must have, and install checks it before loading a
         force: flags.force,
         verbose: flags.verbose,
         withFerry: flags['ferry-executable'] ?? (flags['with-ferry'] ? defaultExecutable() : null),
+        strict: flags.strict,
         // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
         onInterrupt: exitOnInterrupt,
       },
