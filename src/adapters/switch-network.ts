@@ -47,3 +47,17 @@ export async function removeProjectNetworks(engine: Engine, project: string): Pr
     throw engineError(engine, e);
   }
 }
+
+/** Stops (SIGTERM, then SIGKILL after the grace period) and removes a container; one already gone is fine. */
+export async function removeContainer(engine: Engine, id: string, graceSeconds = 10): Promise<void> {
+  try {
+    const c = engine.api.getContainer(id);
+    await c.stop({ t: graceSeconds }).catch((e: { statusCode?: number }) => {
+      if (e.statusCode !== 304 && e.statusCode !== 404) throw e;
+    });
+    await c.remove({ force: true, v: false });
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode === 404) return;
+    throw engineError(engine, e);
+  }
+}

@@ -15,7 +15,7 @@
  *   5. drain, then the old colour is stopped (kept for rollback) and in-place leftovers removed
  */
 import { projectContainers, type ProjectContainer } from '../adapters/engine-containers.js';
-import { attach, containerNetworks, detach, removeProjectNetworks } from '../adapters/switch-network.js';
+import { attach, containerNetworks, detach, removeContainer, removeProjectNetworks } from '../adapters/switch-network.js';
 import { colourProject, colouredServices, COLOURS, nextColour, type Colour, type SwitchSpec } from '../core/compose-colours.js';
 import type { ComposeAction } from '../core/compose-cli.js';
 import type { ReleaseRecord } from '../core/state.js';
@@ -164,17 +164,31 @@ export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord
  */
 export async function deployRelease(ctx: DeployContext, release: ReleaseRecord, releaseDir: string, current: ReleaseRecord | null, drainMs: number): Promise<void> {
   if (release.switch === 'blue-green') return deployBlueGreen(ctx, release, releaseDir, current, drainMs);
-  await deploy(ctx, release, releaseDir);
-  await removeColours(ctx, release.composeFiles, releaseDir);
+  // From blue/green: once the in-place services are healthy, the live colour gives up the service
+  // names, so the smoke test (and users) reach the release being confirmed, not the colour.
+  await deploy(ctx, release, releaseDir, { beforeSmoke: () => leaveFrontNetworks(ctx) });
+  await removeColours(ctx);
 }
 
-/** After an in-place release is healthy: the colours of an earlier blue/green one go. */
-export async function removeColours(ctx: DeployContext, files: string[], releaseDir: string): Promise<void> {
+async function leaveFrontNetworks(ctx: DeployContext): Promise<void> {
+  const nets = await networksOf(ctx, (await projectContainers(ctx.engine, ctx.project)).filter((c) => !c.oneOff && c.state === 'running'));
+  for (const colour of COLOURS) {
+    for (const c of await projectContainers(ctx.engine, colourProject(ctx.project, colour))) for (const net of nets) await detach(ctx.engine, net, c.id);
+  }
+}
+
+/**
+ * After an in-place release is confirmed: the colours of an earlier blue/green one go. Through the
+ * engine, not compose: an in-place release directory has no colour override to name the project's
+ * networks with.
+ */
+export async function removeColours(ctx: DeployContext): Promise<void> {
   for (const colour of COLOURS) {
     const project = colourProject(ctx.project, colour);
-    if ((await projectContainers(ctx.engine, project)).length === 0) continue;
+    const containers = await projectContainers(ctx.engine, project);
+    if (containers.length === 0) continue;
     ctx.reporter.log(`removing ${project}: the stack runs in place now`);
-    await ctx.runner.run(ctx.compose, project, [...files, colourFile(colour)], { kind: 'down' }, { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs + 120_000 });
+    for (const c of containers) await removeContainer(ctx.engine, c.id);
     await removeProjectNetworks(ctx.engine, project).catch(() => undefined);
   }
 }

@@ -39,7 +39,7 @@ export class DeployFailure extends Error {
 }
 
 /** Brings the release's services up and waits for them; throws DeployFailure saying what failed. */
-export async function deploy(ctx: DeployContext, release: ReleaseRecord, releaseDir: string): Promise<void> {
+export async function deploy(ctx: DeployContext, release: ReleaseRecord, releaseDir: string, hooks: { beforeSmoke?: () => Promise<void> } = {}): Promise<void> {
   const services = release.services.map((s) => s.name).filter((s) => s !== release.smoke);
   if (ctx.compose.version === 1 && (await composeV1CannotRecreate(ctx))) {
     ctx.reporter.warn({
@@ -78,6 +78,7 @@ export async function deploy(ctx: DeployContext, release: ReleaseRecord, release
   // service still starting, and it counts a running container without a health check as up even
   // when it exits a second later.
   await waitHealthy(ctx, release, services, deadline);
+  await hooks.beforeSmoke?.();
   if (release.smoke) {
     ctx.reporter.log(`running smoke test ${release.smoke}`);
     const smoke = await ctx.runner.run(ctx.compose, ctx.project, release.composeFiles, { kind: 'run-once', service: release.smoke }, {

@@ -66,12 +66,19 @@ ${script}
 ${extra}`;
 }
 
-function composeFile(opts: { version: string; broken?: boolean; port: number; blueGreen?: boolean; smokeFails?: boolean }): string {
-  const xferry = opts.blueGreen ? 'x-ferry:\n  smoke: smoke\n  switch: blue-green\n  front: [front]\n' : 'x-ferry:\n  smoke: smoke\n';
+// web asks db on every request: a colour must reach the shared services.
+const WEB_WITH_DB = (version: string) =>
+  `#!/bin/sh\nif d=$$(wget -qO- http://db:8080/cgi-bin/app 2>/dev/null); then :; else d=no-db; fi\nprintf 'Content-Type: text/plain\\r\\n\\r\\nversion ${version} %s\\n' "$$d"`;
+const DB = `#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\ndb-one'`;
+
+function composeFile(opts: { version: string; broken?: boolean; port: number; blueGreen?: boolean; smokeFails?: boolean; withDb?: boolean }): string {
+  const shared = opts.withDb ? '  shared: [db]\n' : '';
+  const xferry = opts.blueGreen ? `x-ferry:\n  smoke: smoke\n  switch: blue-green\n  front: [front]\n${shared}` : 'x-ferry:\n  smoke: smoke\n';
   return `${xferry}
 services:
 ${httpd('front', FRONT, `    ports:\n      - "${opts.port}:8080"\n`)}
-${httpd('web', opts.broken ? WEB_BROKEN : WEB_OK(opts.version), '')}
+${httpd('web', opts.broken ? WEB_BROKEN : opts.withDb ? WEB_WITH_DB(opts.version) : WEB_OK(opts.version), '')}
+${opts.withDb ? httpd('db', DB, '') : ''}
   smoke:
     image: ferry-demo/base:1.0.0
     profiles: ["smoke"]
@@ -253,5 +260,55 @@ describe.each(TARGETS)('$name', (t) => {
       expect(await get(port)).toBe('version 2.0.1');
       expect(await colourOf()).toBe('blue');
     }, 300_000);
+  });
+
+  describe('in place, then blue/green with a shared service, then in place again', () => {
+    const stack = uniqueName(`mg${t.compose}`).replace(/-/g, '').slice(0, 24);
+    const port = 24500 + ((process.pid + TARGETS.indexOf(t)) % 2000);
+    let stateDir: string;
+    const b: Record<string, string> = {};
+    projects.push(stack, `${stack}-blue`, `${stack}-green`);
+    const status = async () => json(await ferry(['host', 'status', stack, '--state-dir', stateDir, '--json'], { env: env() })).result.stacks[0];
+    const installDrain = (bundlePath: string) =>
+      ferry(['bundle', 'install', bundlePath, '--trust', trust, '--state-dir', stateDir, '--wait-timeout', '30', '--drain', '2', '--compose-cmd', t.compose === 'v2' ? 'docker compose' : 'docker-compose', '--json'], { env: env(), timeoutMs: 300_000 });
+
+    beforeAll(async () => {
+      stateDir = join(work, `state-${stack}`);
+      b.r1 = await bundle(stack, '3.0.1', 1, composeFile({ version: '3.0.1', port, withDb: true }));
+      b.r2 = await bundle(stack, '3.0.2', 2, composeFile({ version: '3.0.2', port, withDb: true, blueGreen: true }));
+      b.r3 = await bundle(stack, '3.0.3', 3, composeFile({ version: '3.0.3', port, withDb: true }));
+    }, 300_000);
+
+    it('moves from in place to blue/green and back, web reaching db throughout', async () => {
+      const r1 = await installDrain(b.r1);
+      expect(r1.code, r1.stdout + r1.stderr).toBe(0);
+      expect(await get(port)).toBe('version 3.0.1 db-one');
+
+      let loop = requestLoop(t.netns(), port);
+      const r2 = await installDrain(b.r2);
+      let counts = await loop.stop();
+      console.log(`${t.name}, in place to blue/green: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
+      expect(r2.code, r2.stdout + r2.stderr).toBe(0);
+      // front and db run the same images as before: nothing to warn about.
+      expect(json(r2).warnings).toEqual([]);
+      expect(counts.failed).toBe(0);
+      expect(await get(port)).toBe('version 3.0.2 db-one');
+      const s2 = await status();
+      expect(s2.current.colour).toBe('blue');
+      // The in-place web is gone; db stayed in the stack's own project, never run twice.
+      const own = await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${stack}`, '--format', '{{.Label "com.docker.compose.service"}}']);
+      expect(own.stdout.split('\n').filter(Boolean).sort()).toEqual(['db', 'front']);
+      expect(s2.services.filter((x: { state: string }) => x.state === 'running').map((x: { service: string }) => x.service).sort()).toEqual(['db', 'front', 'web']);
+
+      loop = requestLoop(t.netns(), port);
+      const r3 = await installDrain(b.r3);
+      counts = await loop.stop();
+      console.log(`${t.name}, blue/green back to in place: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
+      expect(r3.code, r3.stdout + r3.stderr).toBe(0);
+      expect(await get(port)).toBe('version 3.0.3 db-one');
+      expect((await status()).current.colour).toBeNull();
+      const colours = await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${stack}-blue`]);
+      expect(colours.stdout.trim()).toBe('');
+    }, 600_000);
   });
 });

@@ -25,6 +25,10 @@ e. switching: compose up with the bundle's compose file, the host's override and
 f. confirming: services with a health check healthy, the others running, then the smoke test (x-ferry: {smoke: SERVICE}) must exit 0;
 g. on failure in e or f the previous release is brought back (exit 7), or exit 8 if that fails too. On success the release is recorded and releases beyond --keep are pruned, with images no kept release uses.
 
+Health must settle within --wait-timeout: an "unhealthy" before then is looked at again (a check through a service being recreated passes once it is back).
+
+Blue/green (x-ferry: {switch: blue-green, front: [...], shared: [...]}): e and f run first on the new colour (compose project STACK-blue or STACK-green, every service but front and shared), while the front keeps serving the live one; then the service names move to the new colour on the front's networks, and after --drain seconds the old colour is stopped. A failure before the switch removes the new colour: exit 7 (DEPLOY_FAILED_KEPT), the previous release served throughout.
+
 Installing the release that is already current and healthy is a no-op. Re-running an interrupted install converges.
 
 Over SSH (--ssh [user@]host): the same steps on that host. The bundle is verified here, then its layers stream over the SSH connection into the remote engine (nothing is staged there); compose runs on the host, and the state directory (--state-dir, a path on that host) is written over SFTP. Host keys are checked against known_hosts: an unknown host is refused (exit 6) unless --accept-new-host-key, a changed key always (exit 3).

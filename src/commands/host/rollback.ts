@@ -12,6 +12,8 @@ export default class HostRollback extends FerryCommand {
   static override summary = 'Switch a stack back to a release this host kept.';
   static override description = FerryCommand.describe(`Brings up a kept release (default: the newest one older than the current) with its own rendered compose files and images, and waits for it as install does: health checks, then the smoke test. If it fails, the release that was current is restored (exit 7), or exit 8 when that fails too.
 
+A blue/green release comes back as a colour: its stopped containers are started when they are still there (else it starts fresh), confirmed, and then the service names move to it; the live colour is stopped after --drain seconds.
+
 The downgrade protection does not move: a later install still needs a bundle at least as new as the newest one installed.
 
 With --ssh [user@]host the same on that host: compose runs there, its state directory is read and written over SFTP.

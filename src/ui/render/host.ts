@@ -39,7 +39,7 @@ function renderStack(s: StatusResult['stacks'][number]): string {
   const signer = c?.signer ? `${c.signer.principals.join(', ') || '?'} (${c.signer.fingerprint})` : 'unsigned';
   const lines = [
     `stack     ${s.stack}`,
-    c ? `current   ${c.version} (release ${c.id}, sequence ${c.sequence}), installed ${c.installedAt}, signed by ${signer}` : 'current   none',
+    c ? `current   ${c.version} (release ${c.id}, sequence ${c.sequence}${c.colour ? `, live colour ${c.colour}` : ''}), installed ${c.installedAt}, signed by ${signer}` : 'current   none',
   ];
   if (s.releases.length > 0) {
     lines.push(
