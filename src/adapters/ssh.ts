@@ -19,7 +19,8 @@ import {
   parseKnownHosts,
   type KnownHostEntry,
 } from '../core/known-hosts.js';
-import { matchPattern, resolveSshConfig, SshConfigError, type SshConfigFile, type SshHostConfig } from '../core/ssh-config.js';
+import { matchPattern } from '../core/patterns.js';
+import { resolveSshConfig, SshConfigError, type SshConfigFile, type SshHostConfig } from '../core/ssh-config.js';
 import { parseSshTarget, TargetError, type SshTarget } from '../core/ssh-target.js';
 import { transientSshFailure } from '../core/retry.js';
 import { publicKeyType } from '../core/ssh-wire.js';

@@ -10,6 +10,7 @@
  * since ferry only verifies ed25519 signatures; cert-authority lines never match a plain key.
  */
 import { TrustError } from '../errors.js';
+import { matchPatternList } from './patterns.js';
 import {
   ED25519_KEY_TYPE,
   WireFormatError,
@@ -304,47 +305,6 @@ export function parseTimestamp(text: string): Date | undefined {
   // A local time skipped by a DST jump also fails this check, which is the honest answer.
   if (back.join() !== [y, mo, d, h, mi, s].join()) return undefined;
   return date;
-}
-
-/**
- * OpenSSH pattern matching (ssh_config(5), PATTERNS): `*` is any run of characters, `?` exactly
- * one. Case-sensitive, as ssh-keygen matches namespaces.
- */
-export function matchPattern(name: string, pattern: string): boolean {
-  // Iterative glob with single backtrack point: linear in practice, no regex built from input.
-  let n = 0;
-  let p = 0;
-  let starP = -1;
-  let starN = 0;
-  while (n < name.length) {
-    if (p < pattern.length && (pattern[p] === '?' || pattern[p] === name[n])) {
-      n++;
-      p++;
-    } else if (p < pattern.length && pattern[p] === '*') {
-      starP = p++;
-      starN = n;
-    } else if (starP >= 0) {
-      p = starP + 1;
-      n = ++starN;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.length && pattern[p] === '*') p++;
-  return p === pattern.length;
-}
-
-/** A pattern list matches if some pattern does and no `!`-negated pattern does. */
-export function matchPatternList(name: string, patterns: readonly string[]): boolean {
-  let matched = false;
-  for (const pattern of patterns) {
-    if (pattern.startsWith('!')) {
-      if (matchPattern(name, pattern.slice(1))) return false;
-    } else if (matchPattern(name, pattern)) {
-      matched = true;
-    }
-  }
-  return matched;
 }
 
 export function permitsNamespace(signer: AllowedSigner, namespace: string): boolean {

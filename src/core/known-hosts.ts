@@ -9,7 +9,7 @@
  * connection may be intercepted. Pure; the adapter reads and appends the files.
  */
 import { createHmac } from 'node:crypto';
-import { matchPattern } from './ssh-config.js';
+import { matchHostPatternList } from './patterns.js';
 import { decodeBase64Strict, publicKeyType, sha256Fingerprint, WireFormatError } from './ssh-wire.js';
 
 export interface KnownHostEntry {
@@ -73,15 +73,7 @@ export function entryMatches(hosts: string, name: string): boolean {
       return false;
     }
   }
-  let matched = false;
-  for (const p of hosts.split(',')) {
-    if (p.startsWith('!')) {
-      if (matchPattern(name, p.slice(1))) return false;
-    } else if (matchPattern(name, p)) {
-      matched = true;
-    }
-  }
-  return matched;
+  return matchHostPatternList(name, hosts.split(','));
 }
 
 export type HostKeyVerdict =

@@ -11,6 +11,8 @@
  * `Match` blocks other than `Match all` are not evaluated, so their options never apply.
  */
 
+import { matchHostPatternList } from './patterns.js';
+
 export interface SshConfigFile {
   path: string;
   text: string;
@@ -89,31 +91,6 @@ function parseLine(raw: string): { keyword: string; args: string[] } | null {
   return { keyword: m[1]!.toLowerCase(), args: splitConfigLine(m[2]!) };
 }
 
-/** OpenSSH's match_pattern: `*` any run, `?` one character; case-insensitive for host names. */
-export function matchPattern(name: string, pattern: string): boolean {
-  const re = new RegExp(
-    `^${pattern
-      .split('')
-      .map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[\\^$.+()|{}[\]]/g, '\\$&')))
-      .join('')}$`,
-    'i',
-  );
-  return re.test(name);
-}
-
-/** A pattern list ("a,b,!c" or words): any positive match and no negated one. */
-export function matchPatternList(name: string, patterns: string[]): boolean {
-  let matched = false;
-  for (const p of patterns) {
-    if (p.startsWith('!')) {
-      if (matchPattern(name, p.slice(1))) return false;
-    } else if (matchPattern(name, p)) {
-      matched = true;
-    }
-  }
-  return matched;
-}
-
 /** The directives of a file, Includes expanded in place (depth-limited, as OpenSSH does). */
 function directives(file: SshConfigFile, env: SshConfigEnv, depth: number): Directive[] {
   if (depth > 16) throw new SshConfigError(`${file.path}: Include nested too deeply`);
@@ -159,7 +136,7 @@ export function resolveSshConfig(alias: string, files: SshConfigFile[], env: Ssh
   for (const d of all) {
     if (d.keyword === 'host') {
       if (d.args.length === 0) throw new SshConfigError(`${d.where}: Host needs a pattern`);
-      active = matchPatternList(alias, d.args);
+      active = matchHostPatternList(alias, d.args);
       continue;
     }
     if (d.keyword === 'match') {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { matchPatternList, resolveSshConfig, splitConfigLine, SshConfigError, type SshConfigFile } from '../../src/core/ssh-config.js';
+import { matchHostPatternList } from '../../src/core/patterns.js';
+import { resolveSshConfig, splitConfigLine, SshConfigError, type SshConfigFile } from '../../src/core/ssh-config.js';
 
 const env = (includes: Record<string, string> = {}) => ({
   home: '/home/op',
@@ -51,7 +52,7 @@ Host *
     expect(nine.user).toBe('fallback');
     expect(nine.port).toBeUndefined();
     expect(resolve('edge-12', config).serverAliveIntervalS).toBeUndefined();
-    expect(matchPatternList('EDGE-3', ['edge-*'])).toBe(true);
+    expect(matchHostPatternList('EDGE-3', ['edge-*'])).toBe(true);
   });
 
   it('a host no block names keeps its own name', () => {
