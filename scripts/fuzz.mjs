@@ -519,10 +519,11 @@ async function main() {
   const dump = args.includes('--dump') ? resolve(opt('dump') && !opt('dump').startsWith('--') ? opt('dump') : '.bench') : undefined;
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
   const dist = (p) => import(pathToFileURL(join(root, 'dist', p)).href);
-  const [manifest, paths, signing, allowed, errors, load, zstd] = await Promise.all([
+  const [manifest, paths, signing, keyFiles, allowed, errors, load, zstd] = await Promise.all([
     dist('core/manifest.js'),
     dist('core/paths.js'),
-    dist('adapters/signing.js'),
+    dist('core/sshsig.js'),
+    dist('core/openssh-key.js'),
     dist('core/allowed-signers.js'),
     dist('errors.js'),
     dist('adapters/load-archive.js'),
@@ -535,6 +536,7 @@ async function main() {
     ...manifest,
     ...paths,
     ...signing,
+    ...keyFiles,
     ...allowed,
     ...errors,
     ...load,

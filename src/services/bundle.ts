@@ -4,17 +4,9 @@
  */
 import { join, resolve } from 'node:path';
 import { hashFile, isDirectory, listTree, readBounded } from '../adapters/fs.js';
-import {
-  BUNDLE_NAMESPACE,
-  parseSignature,
-  readAllowedSigners,
-  readRevokedKeys,
-  trustFileExposure,
-  verifySignature,
-  type RevokedKey,
-  type SignatureInfo,
-  type VerifiedSignature,
-} from '../adapters/signing.js';
+import { readAllowedSigners, readRevokedKeys, trustFileExposure } from '../adapters/signing.js';
+import type { RevokedKey } from '../core/allowed-signers.js';
+import { BUNDLE_NAMESPACE, parseSignature, verifySignature, type SignatureInfo, type VerifiedSignature } from '../core/sshsig.js';
 import { DEFAULT_TRUST_FILE, README_FILE } from '../core/bundle-readme.js';
 import { hexOf, sha256Digest } from '../core/digest.js';
 import { MANIFEST_FILE, ManifestInvalid, MAX_MANIFEST_BYTES, parseManifest, SIGNATURE_FILE, type FerryManifest, type FileEntry } from '../core/manifest.js';

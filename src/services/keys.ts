@@ -1,7 +1,8 @@
 /** Signing-key workflows behind `ferry keys …`; commands only parse flags and render. */
 import { hostname } from 'node:os';
 import { formatAllowedSignersLine } from '../core/allowed-signers.js';
-import { BUNDLE_NAMESPACE, writeKeyPair } from '../adapters/signing.js';
+import { writeKeyPair } from '../adapters/signing.js';
+import { BUNDLE_NAMESPACE } from '../core/sshsig.js';
 import { UsageError } from '../errors.js';
 
 export interface GenerateKeyInput {

@@ -9,14 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, it, expect, vi } from 'vitest';
-import {
-  BUNDLE_NAMESPACE,
-  loadSigningKey,
-  parseSignature,
-  readAllowedSigners,
-  verifySignature,
-  writeKeyPair,
-} from '../../src/adapters/signing.js';
+import { loadSigningKey, readAllowedSigners, writeKeyPair } from '../../src/adapters/signing.js';
+import { BUNDLE_NAMESPACE, parseSignature, verifySignature } from '../../src/core/sshsig.js';
 import { formatAllowedSignersLine } from '../../src/core/allowed-signers.js';
 import { BuildInputError, FerryError, TrustError } from '../../src/errors.js';
 import KeysGenerate from '../../src/commands/keys/generate.js';

@@ -10,7 +10,8 @@ import { parseAllowedSigners, parseRevokedKeys } from '../../src/core/allowed-si
 import { ManifestInvalid, MANIFEST_FORMAT, parseManifest } from '../../src/core/manifest.js';
 import { isSafeRelativePath } from '../../src/core/paths.js';
 import { loadArchive } from '../../src/adapters/load-archive.js';
-import { BUNDLE_NAMESPACE, generateKeyPair, parseSignature, parseSigningKey, verifySignature } from '../../src/adapters/signing.js';
+import { generateKeyPair, parseSigningKey } from '../../src/core/openssh-key.js';
+import { BUNDLE_NAMESPACE, parseSignature, verifySignature } from '../../src/core/sshsig.js';
 import { TrustError } from '../../src/errors.js';
 // The harness `npm run fuzz` runs against dist/, here against the sources.
 import { fuzz } from '../../scripts/fuzz.mjs';

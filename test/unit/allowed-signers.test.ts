@@ -2,14 +2,8 @@ import { generateKeyPairSync, createHash, sign as cryptoSign } from 'node:crypto
 import { describe, it, expect } from 'vitest';
 import { formatAllowedSignersLine, parseAllowedSigners, parseTimestamp } from '../../src/core/allowed-signers.js';
 import { armor, dearmor, encodeFields, encodeUint32 } from '../../src/core/ssh-wire.js';
-import {
-  BUNDLE_NAMESPACE,
-  generateKeyPair,
-  parseSignature,
-  parseSigningKey,
-  verifySignature,
-  type SigningKey,
-} from '../../src/adapters/signing.js';
+import { generateKeyPair, parseSigningKey } from '../../src/core/openssh-key.js';
+import { BUNDLE_NAMESPACE, parseSignature, verifySignature, type SigningKey } from '../../src/core/sshsig.js';
 import { FerryError, TrustError } from '../../src/errors.js';
 
 const ED_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB6xr5wIG78rIO2P5IxekWv1oBjOPCWhoZ/fcuBdqrFA';
