@@ -2,7 +2,8 @@
  * ferry onto a Docker Swarm, end to end with the built CLI: three nodes (scripts/swarm.sh), each
  * its own network namespace, engine and sshd, joined by a bridge; node 1 the manager. ferry
  * talks to the manager over SSH (--swarm --ssh) or through its socket as if run on it, loads every
- * node, then `docker stack deploy`s. No IPVS here: web publishes its port in mode host, and is
+ * node, then `docker stack deploy`s. Node 3 runs Docker 26 on the containerd image store (see D26C),
+ * the others Docker 20.10. No IPVS here: web publishes its port in mode host, and is
  * read from inside the namespace of a node that runs a web task.
  */
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -12,6 +13,11 @@ import { buildDocker, ferry, ROOT, run, tmpDir, uniqueName, type RunResult } fro
 import { inNodeNetns, nodeDocker, nodeSshd, swarmDown, swarmUp, type Swarm } from '../support/swarm.js';
 
 let swarm: Swarm;
+/**
+ * Nodes on Docker 26 with the containerd image store (FERRY_TEST_SWARM_D26C, e.g. "3" or "2 3";
+ * "" for none): a swarm of mixed engines by default, as clusters upgraded node by node are.
+ */
+const D26C = (process.env.FERRY_TEST_SWARM_D26C ?? '3').split(/[ ,]+/).filter(Boolean).map(Number);
 let work: string;
 let home: string;
 let stack: string;
@@ -38,13 +44,14 @@ async function page(): Promise<string> {
 }
 
 /** Images of 1.0.0 or 1.1.0 (the demo images built here); later versions reuse 1.1.0's. */
-async function definition(name: string, version: string, opts: { failingWeb?: boolean } = {}): Promise<string> {
+async function definition(name: string, version: string, opts: { failingWeb?: boolean; workerOn?: string } = {}): Promise<string> {
   const images = version === '1.0.0' ? '1.0.0' : '1.1.0';
   const dir = join(work, `def-${name}`);
   await cp(join(ROOT, 'bundles/demo'), dir, { recursive: true, filter: (src) => !src.includes('/images') });
   await writeFile(
     join(dir, 'hosts/cluster.yaml'),
-    `services:\n  web:\n    ports:\n      - "${port}:8080"\n    environment:\n      HOST_LABEL: cluster\n  smoke:\n    environment:\n      EXPECT_HOST: cluster\n      EXPECT_VERSION: "${images}"\n`,
+    `services:\n  web:\n    ports:\n      - "${port}:8080"\n    environment:\n      HOST_LABEL: cluster\n  smoke:\n    environment:\n      EXPECT_HOST: cluster\n      EXPECT_VERSION: "${images}"\n` +
+      (opts.workerOn ? `  worker:\n    deploy:\n      placement:\n        constraints: ["node.hostname == ${opts.workerOn}"]\n` : ''),
   );
   await writeFile(join(dir, 'ferry.yaml'), `name: ${stack}\nversion: ${version}\ncompose: compose.yaml\nhosts:\n  cluster: hosts/cluster.yaml\n`);
   let compose = (await readFile(join(dir, 'compose.yaml'), 'utf8')).replace(/ferry-demo\/(web|worker|smoke):1\.0\.0/g, (_m, svc) => `ferry-demo/${svc}:${images}`);
@@ -54,15 +61,15 @@ async function definition(name: string, version: string, opts: { failingWeb?: bo
   return dir;
 }
 
-async function create(def: string, out: string, sequence: number): Promise<string> {
+async function create(def: string, out: string, sequence: number, extra: string[] = []): Promise<string> {
   const path = join(work, out);
-  const r = await ferry(['bundle', 'create', def, '--out', path, '--sign-key', key, '--sequence', String(sequence)], { timeoutMs: 300_000 });
+  const r = await ferry(['bundle', 'create', def, '--out', path, '--sign-key', key, '--sequence', String(sequence), ...extra], { timeoutMs: 300_000 });
   expect(r.code, r.stdout + r.stderr).toBe(0);
   return path;
 }
 
 beforeAll(async () => {
-  swarm = await swarmUp(3);
+  swarm = await swarmUp(3, { docker26c: D26C });
   work = await tmpDir('ferry-swarm-');
   home = join(work, 'home');
   await mkdir(home, { recursive: true });
@@ -73,9 +80,15 @@ beforeAll(async () => {
   await writeFile(trust, `${JSON.parse(gen.stdout).result.allowedSignersLine}\n`);
   const built = await run('bash', [join(ROOT, 'scripts/build-demo-images.sh'), '--version', '1.1.0'], { env: { DOCKER_HOST: buildDocker().host }, timeoutMs: 300_000 });
   expect(built.stdout).toContain('ferry-demo/web:1.1.0');
-  bundles.r1 = await create(await definition('r1', '1.0.0'), 'r1.ferry', 1);
-  bundles.r2 = await create(await definition('r2', '1.1.0'), 'r2.ferry', 2);
-  bundles.bad = await create(await definition('bad', '1.2.0', { failingWeb: true }), 'bad.ferry', 3);
+  // The worker on the last node (Docker 26 on the containerd store unless FERRY_TEST_SWARM_D26C says
+  // otherwise): a task must run from images ferry loaded into that store. Not in r4, which is
+  // installed while that node cannot be reached.
+  const workerOn = 'swarm-3';
+  bundles.r1 = await create(await definition('r1', '1.0.0', { workerOn }), 'r1.ferry', 1);
+  // A delta against r1: each node gets only the layers it lacks (partial load on 20.10, spliced from
+  // its own images on the containerd store).
+  bundles.r2 = await create(await definition('r2', '1.1.0', { workerOn }), 'r2.ferry', 2, ['--base', bundles.r1]);
+  bundles.bad = await create(await definition('bad', '1.2.0', { failingWeb: true, workerOn }), 'bad.ferry', 3);
   bundles.r4 = await create(await definition('r4', '1.3.0'), 'r4.ferry', 4);
 }, 600_000);
 
@@ -101,6 +114,7 @@ describe('bundle install --swarm', () => {
     expect(result.nodes[1].target).toBe(swarm.nodes[1]);
     const web = result.services.find((s: any) => s.service === 'web');
     expect(web).toMatchObject({ pinned: true, running: 1, replicas: 1 });
+    expect(result.services.find((s: any) => s.service === 'worker')).toMatchObject({ pinned: true, running: 1, nodes: { 'swarm-3': 1 } });
     // Every node holds the images: whichever runs a task needs nothing from a registry.
     for (const n of [1, 2, 3]) {
       const images = await nodeDocker(swarm, n).run(['images', '--format', '{{.Repository}}', `ferry.local/${stack}`]);
@@ -117,9 +131,12 @@ describe('bundle install --swarm', () => {
     expect(stackFile).toContain('endpoint_mode: dnsrr');
   });
 
-  it('upgrades: the new release on every node, the stack updated', async () => {
+  it('upgrades with a delta bundle: the new layers on every node, the stack updated', async () => {
+    const manifest = JSON.parse(await readFile(join(bundles.r2, 'ferry.json'), 'utf8'));
+    expect(manifest.images.flatMap((i: any) => i.layers).some((l: any) => !l.included)).toBe(true);
     const r = await install(bundles.r2);
     expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(json(r).result.nodes.map((n: any) => n.ok)).toEqual([true, true, true]);
     expect(json(r).result).toMatchObject({ version: '1.1.0', outcome: 'installed', previous: '1-1.0.0' });
     expect(await page()).toContain('<span id="version">1.1.0</span>');
   });
