@@ -4,28 +4,17 @@
  * exec for compose. Configuration is read the way OpenSSH reads it (~/.ssh/config), host keys are
  * checked against known_hosts, and every failure names the host and says what to do.
  */
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { homedir, userInfo } from 'node:os';
-import { basename, dirname, isAbsolute, join } from 'node:path';
 import ssh2 from 'ssh2';
-import type { AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectConfig, NextAuthHandler, ParsedKey, SFTPWrapper } from 'ssh2';
-import {
-  checkHostKey,
-  fingerprint,
-  knownHostName,
-  knownHostsLine,
-  knownKeyTypes,
-  parseKnownHosts,
-  type KnownHostEntry,
-} from '../core/known-hosts.js';
-import { matchPattern } from '../core/patterns.js';
-import { resolveSshConfig, SshConfigError, type SshConfigFile, type SshHostConfig } from '../core/ssh-config.js';
-import { parseSshTarget, TargetError, type SshTarget } from '../core/ssh-target.js';
+import type { AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectConfig, NextAuthHandler, SFTPWrapper } from 'ssh2';
+import { knownHostName, knownKeyTypes } from '../core/known-hosts.js';
 import { transientSshFailure } from '../core/retry.js';
-import { publicKeyType } from '../core/ssh-wire.js';
-import { HostPreconditionError, TrustError, UsageError } from '../errors.js';
+import type { SshTarget } from '../core/ssh-target.js';
+import { HostPreconditionError } from '../errors.js';
 import { withRetry } from './retry.js';
+import { credentials } from './ssh-auth.js';
+import { mapConnectError, noIdentity } from './ssh-errors.js';
+import { algorithmsFor, hostKeyVerifier, loadKnownHosts, SUPPORTED_HOST_KEY_ALGOS } from './ssh-host-keys.js';
+import { resolveTarget, type ResolvedTarget } from './ssh-target.js';
 
 export interface SshOptions {
   /** --identity: private key files tried first, in order. */
@@ -84,206 +73,13 @@ export interface SshConnection {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Configuration
-
-interface ResolvedTarget {
-  target: SshTarget;
-  config: SshHostConfig;
-  hostName: string;
-  port: number;
-  user: string;
-  label: string;
-}
-
-function readConfigFiles(path: string): SshConfigFile[] {
-  try {
-    return [{ path, text: readFileSync(path, 'utf8') }];
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw e;
-  }
-}
-
-/** Include: relative to ~/.ssh, `*` and `?` in the last path component, as OpenSSH (glob(3)) does. */
-function includeFiles(pattern: string, home: string): SshConfigFile[] {
-  const abs = isAbsolute(pattern) ? pattern : join(home, '.ssh', pattern);
-  const dir = dirname(abs);
-  const base = basename(abs);
-  let names: string[];
-  if (/[*?]/.test(base)) {
-    try {
-      names = readdirSync(dir).filter((n) => matchPattern(n, base) && !n.startsWith('.')).sort();
-    } catch {
-      return [];
-    }
-  } else {
-    names = [base];
-  }
-  return names.flatMap((n) => {
-    const p = join(dir, n);
-    try {
-      return statSync(p).isFile() ? [{ path: p, text: readFileSync(p, 'utf8') }] : [];
-    } catch {
-      return [];
-    }
-  });
-}
-
-export function resolveTarget(spec: string, options: Pick<SshOptions, 'configFile'> = {}): ResolvedTarget {
-  let target: SshTarget;
-  try {
-    target = parseSshTarget(spec);
-  } catch (e) {
-    if (e instanceof TargetError) throw new UsageError('BAD_SSH_TARGET', `--ssh ${e.message}`, { hint: 'Write targets as [user@]host[:port], e.g. deploy@edge-1 or root@10.0.0.5:2222.' });
-    throw e;
-  }
-  const home = homedir();
-  const localUser = safeLocalUser();
-  const configPath = options.configFile ?? join(home, '.ssh', 'config');
-  let config: SshHostConfig;
-  try {
-    const files = configPath === 'none' ? [] : readConfigFiles(configPath);
-    config = resolveSshConfig(target.host, files, { home, localUser, include: (p) => includeFiles(p, home) }, target.user);
-  } catch (e) {
-    if (e instanceof SshConfigError) throw new UsageError('SSH_CONFIG_INVALID', `cannot use the SSH configuration ${configPath}: ${e.message}`, { hint: 'Fix that line, or pass --ssh-config none to ignore the file.' });
-    throw new UsageError('SSH_CONFIG_UNREADABLE', `cannot read the SSH configuration ${configPath}: ${(e as Error).message}`, { cause: e });
-  }
-  const hostName = config.hostName ?? target.host;
-  // The command line wins over the configuration, as with `ssh -p` and user@.
-  const port = target.port ?? config.port ?? 22;
-  const user = target.user ?? config.user ?? localUser;
-  return { target, config, hostName, port, user, label: `${user}@${target.host}${port !== 22 ? `:${port}` : ''}` };
-}
-
-function safeLocalUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return process.env.USER ?? 'root';
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Host keys
-
-/** Host key algorithms per known_hosts key type: an RSA key is offered under three names. */
-function algorithmsFor(keyType: string): string[] {
-  return keyType === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [keyType];
-}
-
-const SUPPORTED_HOST_KEY_ALGOS = new Set(['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
-
-interface KnownHostsSet {
-  entries: KnownHostEntry[];
-  /** Files read (for messages) and the one new keys are appended to. */
-  files: string[];
-  appendTo: string;
-}
-
-async function loadKnownHosts(options: SshOptions, config: SshHostConfig): Promise<KnownHostsSet> {
-  const home = homedir();
-  const user = options.knownHosts ? [options.knownHosts] : (config.userKnownHostsFiles ?? [join(home, '.ssh', 'known_hosts'), join(home, '.ssh', 'known_hosts2')]);
-  // With an explicit --known-hosts file only that file counts: tests and scripts need a closed world.
-  const files = options.knownHosts ? user : [...user, '/etc/ssh/ssh_known_hosts', '/etc/ssh/ssh_known_hosts2'];
-  const entries: KnownHostEntry[] = [];
-  for (const path of files) {
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw new HostPreconditionError('KNOWN_HOSTS_UNREADABLE', `cannot read the known hosts file ${path}: ${(e as Error).message}`, { cause: e });
-    }
-    entries.push(...parseKnownHosts({ path, text }));
-  }
-  return { entries, files, appendTo: user[0]! };
-}
-
-async function appendKnownHost(path: string, line: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  let prefix = '';
-  try {
-    const existing = await readFile(path, 'utf8');
-    if (existing.length > 0 && !existing.endsWith('\n')) prefix = '\n';
-  } catch {
-    // A new file: nothing to separate from.
-  }
-  await appendFile(path, `${prefix}${line}\n`, { mode: 0o600 });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Authentication
-
-interface Credentials {
-  methods: AnyAuthMethod[];
-  /** What was tried, in order, for the message when the host refuses them all. */
-  tried: string[];
-  skipped: string[];
-}
-
-function loadKey(path: string, explicit: boolean, skipped: string[]): ParsedKey | null {
-  let data: Buffer;
-  try {
-    data = readFileSync(path);
-  } catch (e) {
-    if (explicit) throw new UsageError('IDENTITY_UNREADABLE', `cannot read the identity file ${path}: ${(e as Error).message}`, { hint: 'Pass --identity with the path of an OpenSSH private key.' });
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') skipped.push(`${path} (${(e as Error).message})`);
-    return null;
-  }
-  const parsed = ssh2.utils.parseKey(data);
-  const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | Error | undefined) : parsed;
-  if (!key || key instanceof Error || !key.isPrivateKey()) {
-    const why = key instanceof Error && /encrypted|passphrase/i.test(key.message) ? 'encrypted: load it into ssh-agent instead' : `not a usable private key${key instanceof Error ? `: ${key.message}` : ''}`;
-    if (explicit) throw new UsageError('IDENTITY_UNUSABLE', `the identity file ${path} is ${why}`, { hint: 'ferry cannot ask for passphrases; add the key to ssh-agent (ssh-add) and drop --identity.' });
-    skipped.push(`${path} (${why})`);
-    return null;
-  }
-  return key;
-}
-
-function credentials(options: SshOptions, resolved: ResolvedTarget): Credentials {
-  const { config, user } = resolved;
-  const home = homedir();
-  const methods: AnyAuthMethod[] = [];
-  const tried: string[] = [];
-  const skipped: string[] = [];
-  for (const path of options.identities ?? []) {
-    const key = loadKey(path, true, skipped);
-    if (key) {
-      methods.push({ type: 'publickey', username: user, key });
-      tried.push(`--identity ${path}`);
-    }
-  }
-  const agent = config.identityAgent === 'none' ? undefined : config.identityAgent && config.identityAgent !== 'SSH_AUTH_SOCK' ? config.identityAgent : process.env.SSH_AUTH_SOCK;
-  if (agent && !config.identitiesOnly) {
-    methods.push({ type: 'agent', username: user, agent });
-    tried.push(`the SSH agent (${agent})`);
-  }
-  // Default keys only when nothing names one, as ssh does.
-  const files = config.identityFiles.length > 0 ? config.identityFiles : (options.identities ?? []).length > 0 ? [] : ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((n) => join(home, '.ssh', n));
-  for (const path of files) {
-    const key = loadKey(path, false, skipped);
-    if (key) {
-      methods.push({ type: 'publickey', username: user, key });
-      tried.push(path);
-    }
-  }
-  return { methods, tried, skipped };
-}
-
-// ---------------------------------------------------------------------------------------------
 // Connecting
 
 export async function connectSsh(spec: string, options: SshOptions = {}): Promise<SshConnection> {
   const resolved = resolveTarget(spec, options);
   const { hostName, port, user, label, config } = resolved;
   const creds = credentials(options, resolved);
-  if (creds.methods.length === 0) {
-    throw new HostPreconditionError('SSH_NO_IDENTITY', `no key to log in to ${label} with: no --identity, no SSH agent (SSH_AUTH_SOCK), no IdentityFile and no ~/.ssh/id_ed25519 or id_rsa`, {
-      hint: `Pass --identity KEYFILE, start ssh-agent and ssh-add a key, or name an IdentityFile for ${resolved.target.host} in ~/.ssh/config.${creds.skipped.length ? ` Skipped: ${creds.skipped.join('; ')}.` : ''}`,
-      details: { host: label, skipped: creds.skipped },
-    });
-  }
+  if (creds.methods.length === 0) throw noIdentity(label, resolved.target.host, creds.skipped);
   const known = await loadKnownHosts(options, config);
   const khName = knownHostName(hostName, port);
   const preferred = knownKeyTypes(known.entries, khName).flatMap(algorithmsFor).filter((a) => SUPPORTED_HOST_KEY_ALGOS.has(a));
@@ -297,58 +93,10 @@ export async function connectSsh(spec: string, options: SshOptions = {}): Promis
     // The verifier's verdict, kept so that ssh2's generic "Host denied" becomes a precise error.
     let keyError: Error | undefined;
     let presented: { type: string; fingerprint: string } | undefined;
-    const hostVerifier = (key: Buffer, verify: (ok: boolean) => void): void => {
-      const type = safeKeyType(key);
-      const fp = fingerprint(key);
-      presented = { type, fingerprint: fp };
-      const verdict = checkHostKey(known.entries, khName, key);
-      switch (verdict.kind) {
-        case 'trusted':
-          verify(true);
-          return;
-        case 'revoked':
-          keyError = new TrustError('HOST_KEY_REVOKED', `${label} presented the ${type} key ${fp}, which ${verdict.entry.where} marks as REVOKED: refusing to connect`, {
-            details: { host: label, keyType: type, fingerprint: fp, entry: verdict.entry.where },
-            hint: 'Ask the host\'s administrator for its current key.',
-          });
-          verify(false);
-          return;
-        case 'changed': {
-          const listed = verdict.known.map((e) => `${e.keyType} ${fingerprint(e.key)} (${e.where})`);
-          keyError = new TrustError(
-            'HOST_KEY_CHANGED',
-            `WARNING: THE HOST KEY OF ${label} HAS CHANGED. It presented ${type} ${fp}, but known_hosts lists ${listed.join(', ')}. ` +
-              'Someone may be intercepting this connection (man-in-the-middle), or the host was reinstalled. ferry refuses to connect; --accept-new-host-key never accepts a changed key.',
-            {
-              details: { host: label, knownHostsName: khName, keyType: type, fingerprint: fp, known: verdict.known.map((e) => ({ keyType: e.keyType, fingerprint: fingerprint(e.key), where: e.where })) },
-              hint: `Confirm the new fingerprint with the host's administrator (ssh-keygen -lf /etc/ssh/ssh_host_${type.replace(/^ssh-/, '').replace(/-.*$/, '')}_key.pub on the host). If it is right, remove the old entry with \`ssh-keygen -R '${khName}' -f ${verdict.known[0]!.where.replace(/ line \d+$/, '')}\` and connect again.`,
-            },
-          );
-          verify(false);
-          return;
-        }
-        case 'unknown':
-          if (!options.acceptNewHostKey) {
-            keyError = new HostPreconditionError('HOST_KEY_UNKNOWN', `the host key of ${label} is not known: it presented ${type} ${fp}, and ${known.files.filter((f) => !f.startsWith('/etc/')).join(' and ')} list no key for ${khName}`, {
-              details: { host: label, knownHostsName: khName, keyType: type, fingerprint: fp, knownHosts: known.appendTo },
-              hint: `Check that fingerprint with the host's administrator, then re-run with --accept-new-host-key to add it to ${known.appendTo}, or add the host's key there yourself (ssh-keyscan, checked against the host).`,
-            });
-            verify(false);
-            return;
-          }
-          appendKnownHost(known.appendTo, knownHostsLine(khName, key)).then(
-            () => {
-              options.warn?.({ code: 'HOST_KEY_ADDED', subject: label, message: `added ${khName} (${type} ${fp}) to ${known.appendTo} (--accept-new-host-key)` });
-              verify(true);
-            },
-            (e: Error) => {
-              keyError = new HostPreconditionError('KNOWN_HOSTS_UNWRITABLE', `cannot add the host key of ${label} to ${known.appendTo}: ${e.message}`, { cause: e });
-              verify(false);
-            },
-          );
-          return;
-      }
-    };
+    const hostVerifier = hostKeyVerifier({ known, khName, label, acceptNewHostKey: options.acceptNewHostKey === true, warn: options.warn }, (error, key) => {
+      keyError = error;
+      presented = key;
+    });
 
     let methodIndex = 0;
     const authHandler = (_left: AuthenticationType[], _partial: boolean, next: NextAuthHandler): void => {
@@ -414,53 +162,6 @@ export async function connectSsh(spec: string, options: SshOptions = {}): Promis
   return openConnection(client, resolved, presented ?? { type: '?', fingerprint: '?' });
 }
 
-function safeKeyType(key: Buffer): string {
-  try {
-    return publicKeyType(key);
-  } catch {
-    return 'unknown';
-  }
-}
-
-function mapConnectError(
-  err: Error & { level?: string; code?: string },
-  ctx: { label: string; hostName: string; port: number; timeoutMs: number; keyError?: Error; creds: Credentials },
-): Error {
-  const { label } = ctx;
-  if (ctx.keyError) return ctx.keyError;
-  const where = `${ctx.hostName}:${ctx.port}`;
-  if (err.level === 'client-authentication') {
-    return new HostPreconditionError('SSH_AUTH_FAILED', `${label} refused every key ferry offered: ${ctx.creds.tried.join(', ')}`, {
-      details: { host: label, tried: ctx.creds.tried, skipped: ctx.creds.skipped },
-      hint: `Check that the key's public half is in ~/.ssh/authorized_keys of that user on the host, or pass --identity.${ctx.creds.skipped.length ? ` Skipped: ${ctx.creds.skipped.join('; ')}.` : ''}`,
-      cause: err,
-    });
-  }
-  if (err.level === 'client-timeout' || /Timed out while waiting for handshake/.test(err.message)) {
-    return new HostPreconditionError('SSH_UNREACHABLE', `cannot connect to ${label} (${where}): no SSH handshake within ${Math.round(ctx.timeoutMs / 1000)} s`, {
-      details: { host: label, address: where },
-      hint: 'Check the address, that sshd runs there and that the network lets you through; --ssh-timeout gives slow links longer.',
-      cause: err,
-    });
-  }
-  if (/Connection lost before handshake|closed during the handshake/i.test(err.message)) {
-    return new HostPreconditionError('SSH_UNREACHABLE', `cannot connect to ${label} (${where}): the connection closed before the SSH handshake (no sshd there, or a firewall in between)`, {
-      details: { host: label, address: where },
-      hint: 'Check the address and that sshd runs there; names from ~/.ssh/config (HostName, Port) are used.',
-      cause: err,
-    });
-  }
-  const code = err.code ?? '';
-  if (['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET'].includes(code)) {
-    const what = code === 'ECONNREFUSED' ? 'connection refused (is sshd running there?)' : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'no such host name' : err.message;
-    return new HostPreconditionError('SSH_UNREACHABLE', `cannot connect to ${label} (${where}): ${what}`, {
-      details: { host: label, address: where, code },
-      hint: 'Check the address and that sshd runs there; names from ~/.ssh/config (HostName, Port) are used.',
-      cause: err,
-    });
-  }
-  return new HostPreconditionError('SSH_FAILED', `SSH connection to ${label} (${where}) failed: ${err.message}`, { details: { host: label, address: where }, cause: err });
-}
 
 function openConnection(client: Client, resolved: ResolvedTarget, hostKey: { type: string; fingerprint: string }): SshConnection {
   const { label } = resolved;
