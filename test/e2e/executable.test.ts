@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../src/sea/commands.js';
-import { ferry, inTargetNetns, ROOT, run, type RunResult, targetDocker, tmpDir, uniqueName } from '../support/engines.js';
+import { removeStack } from '../security/campaign.js';
+import { ferry, inTargetNetns, ROOT, run, type RunResult, tmpDir, uniqueName } from '../support/engines.js';
 
 const exec = promisify(execFile);
 
@@ -89,10 +90,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (!stack) return;
-  for (const project of [stack, `${stack}fv`]) {
-    const ids = (await targetDocker().run(['ps', '-aq', '--filter', `label=com.docker.compose.project=${project}`])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await targetDocker().run(['rm', '-f', ...ids]);
-  }
+  // Containers, networks and ferry's tags of both stacks: the air-gapped engine is shared.
+  for (const project of [stack, `${stack}fv`]) await removeStack(project);
 });
 
 describe('the single executable', () => {
