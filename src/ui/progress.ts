@@ -10,13 +10,13 @@ export function createProgress(
   mode: 'bars' | 'lines' | 'silent',
   stream: NodeJS.WritableStream,
 ): ProgressReporter {
-  if (mode === 'silent') return silentReporter;
+  if (mode === 'silent') return silentProgress;
   if (mode === 'lines') return new LineReporter(stream);
   return new BarReporter(stream);
 }
 
 const noopTask: ProgressTask = { update() {}, setTotal() {}, done() {} };
-const silentReporter: ProgressReporter = {
+const silentProgress: ProgressReporter = {
   overall: () => noopTask,
   task: () => noopTask,
   note() {},
