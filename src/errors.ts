@@ -197,6 +197,9 @@ export const WARNING_CODES = {
   SSH_RETRY: 'an SSH host refused, reset or timed out the connection: connecting is tried again after a pause',
   SHA256SUMS_MISSING: 'the bundle has no SHA256SUMS (made by an older ferry): it cannot be checked with stock tools alone',
   CONFIG_UNREADABLE: 'inspect --layers: an image config in the bundle cannot be read; its layers show no build instructions',
+  CACHE_UNUSABLE: 'the layer cache cannot be made or written: create goes on without it',
+  CACHE_ENTRY_CORRUPT: 'a layer cache entry does not match its digest: dropped, the layer compressed again',
+  LAYER_GUESS_WRONG: 'a layer create took for a known one hashed to another: read again from a second save',
 } as const satisfies Record<string, string>;
 export type WarningCode = keyof typeof WARNING_CODES;
 

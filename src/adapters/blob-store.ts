@@ -50,15 +50,19 @@ export class HashingPassThrough extends Transform {
  * own (its digest is taken from a copy of the whole's state when the second part begins), so the
  * common case hashes each compressed byte once, not twice.
  */
-class PartSink extends Writable {
+export class PartSink extends Writable {
   readonly whole: Hash = createHash('sha256');
   readonly parts: { file: string; size: number; hash: Hash | null; sha256?: string }[] = [];
   size = 0;
   private fh: FileHandle | undefined;
 
+  private mirrorFh: FileHandle | undefined;
+
   constructor(
     private readonly tmpBase: string,
     private readonly maxPartSize: number,
+    /** Also written whole to this file (the layer cache's temp file): the compressed bytes are not read back. */
+    private readonly mirror?: string,
   ) {
     super({ highWaterMark: 1 << 20 });
   }
@@ -86,6 +90,10 @@ class PartSink extends Writable {
   }
 
   private async writeChunk(chunk: Buffer): Promise<void> {
+    if (this.mirror) {
+      this.mirrorFh ??= await open(this.mirror, 'wx');
+      await this.mirrorFh.write(chunk);
+    }
     this.size += chunk.length;
     let offset = 0;
     while (offset < chunk.length) {
@@ -114,14 +122,21 @@ class PartSink extends Writable {
       await this.fh!.sync();
       await this.fh!.close();
       this.fh = undefined;
+      if (this.mirror) {
+        this.mirrorFh ??= await open(this.mirror, 'wx');
+        await this.mirrorFh.close();
+        this.mirrorFh = undefined;
+      }
     };
     finish().then(() => cb(), cb);
   }
 
   override _destroy(err: Error | null, cb: (e?: Error | null) => void): void {
     const fh = this.fh;
+    const mirror = this.mirrorFh;
     this.fh = undefined;
-    (fh ? fh.close() : Promise.resolve()).then(
+    this.mirrorFh = undefined;
+    Promise.all([fh?.close(), mirror?.close()]).then(
       () => cb(err),
       () => cb(err),
     );
@@ -157,24 +172,73 @@ export class BlobStoreWriter {
    * Uncompressed tar in, zstd blob out: one pass computes the diffID, compresses, and hashes and
    * writes the compressed bytes. `onBytes` reports uncompressed bytes consumed.
    */
-  async writeLayer(input: Readable, onBytes?: (total: number) => void, keep: (diffId: string) => boolean = () => true): Promise<WrittenLayer> {
-    const tmpBase = join(this.root, '.tmp', `layer-${process.pid}-${this.tmpCounter++}`);
+  async writeLayer(input: Readable, onBytes?: (total: number) => void, keep: (diffId: string) => boolean = () => true, mirror?: string): Promise<WrittenLayer> {
     const hasher = new HashingPassThrough(onBytes);
     this.compressor ??= await zstdCompressorFactory(this.options);
     const compressor = this.compressor();
-    const sink = new PartSink(tmpBase, this.options.maxPartSize);
+    const sink = this.newSink(mirror);
     try {
       await pipeline(input, hasher, compressor, sink);
     } catch (e) {
-      await Promise.all(sink.parts.map((p) => rm(p.file, { force: true })));
+      await discard(sink);
       throw e;
     }
     const diffId = `sha256:${hasher.hash.digest('hex')}`;
     if (!keep(diffId)) {
       // Only known to be held once hashed (classic save archives do not name layers by digest).
-      await Promise.all(sink.parts.map((p) => rm(p.file, { force: true })));
+      await discard(sink);
       return { diffId, size: hasher.bytes, blob: null };
     }
+    return { diffId, size: hasher.bytes, blob: await this.commit(sink) };
+  }
+
+  /** A layer that needs no compression (held, or its blob comes from the cache): only hashed on its way through. */
+  async hashLayer(input: Readable, onBytes?: (total: number) => void): Promise<{ diffId: string; size: number }> {
+    const hasher = new HashingPassThrough(onBytes);
+    await pipeline(
+      input,
+      hasher,
+      new Writable({
+        highWaterMark: 1 << 20,
+        write: (_c, _e, cb) => cb(),
+      }),
+    );
+    return { diffId: `sha256:${hasher.hash.digest('hex')}`, size: hasher.bytes };
+  }
+
+  /**
+   * An already compressed blob (the layer cache's) copied in, cut into parts exactly as a fresh
+   * compression would be, and hashed on the way: null (and nothing kept) when its digest is not
+   * `digest`. Staged only: `commitStaged` places it once the layer it stands for is confirmed.
+   */
+  async stageBlob(src: Readable, digest: string): Promise<StagedBlob | null> {
+    const sink = this.newSink();
+    try {
+      await pipeline(src, sink);
+    } catch (e) {
+      await discard(sink);
+      throw e;
+    }
+    if (`sha256:${sink.whole.copy().digest('hex')}` !== digest) {
+      await discard(sink);
+      return null;
+    }
+    return { sink };
+  }
+
+  async commitStaged(staged: StagedBlob): Promise<LayerBlob> {
+    return this.commit(staged.sink);
+  }
+
+  async discardStaged(staged: StagedBlob): Promise<void> {
+    await discard(staged.sink);
+  }
+
+  private newSink(mirror?: string): PartSink {
+    return new PartSink(join(this.root, '.tmp', `layer-${process.pid}-${this.tmpCounter++}`), this.options.maxPartSize, mirror);
+  }
+
+  private async commit(sink: PartSink): Promise<LayerBlob> {
     const partDigests = sink.partDigests();
     const hex = sink.whole.digest('hex');
     const digest = `sha256:${hex}`;
@@ -194,7 +258,20 @@ export class BlobStoreWriter {
       }
       blob.parts = parts;
     }
-    return { diffId, size: hasher.bytes, blob };
+    return blob;
+  }
+
+  /**
+   * Drops layer blobs written so far whose digest is not in `digests`: a cached blob taken for a
+   * layer that turned out to be another must not ride along unlisted by any image.
+   */
+  async keepOnly(digests: Set<string>): Promise<void> {
+    for (const path of [...this.entries.keys()]) {
+      const m = /^blobs\/sha256\/([0-9a-f]{64})(\.part-\d+)?$/.exec(path);
+      if (!m || digests.has(`sha256:${m[1]}`)) continue;
+      await rm(join(this.root, path), { force: true });
+      this.entries.delete(path);
+    }
   }
 
   /** Small files (configs, OCI manifests, compose files) at a fixed bundle path. */
@@ -253,6 +330,15 @@ export class BlobStoreWriter {
     else await rename(tmpFile, target);
     this.entries.set(path, { path, size, sha256 });
   }
+}
+
+/** A blob copied into the bundle's scratch directory, not yet placed. */
+export interface StagedBlob {
+  readonly sink: PartSink;
+}
+
+async function discard(sink: PartSink): Promise<void> {
+  await Promise.all(sink.parts.map((p) => rm(p.file, { force: true })));
 }
 
 /** A failed write names its file, as a failed open does: the operator hears which file the medium refused. */

@@ -4,7 +4,10 @@
  * image ever held whole in memory or on disk twice.
  */
 import { dirname, join, resolve } from 'node:path';
-import { BlobStoreWriter } from '../adapters/blob-store.js';
+import { BlobStoreWriter, type StagedBlob, type WrittenLayer } from '../adapters/blob-store.js';
+import { LayerCache, type CachedBlob, type CachedLayer } from '../adapters/layer-cache.js';
+import { compressorSettings } from '../adapters/zstd.js';
+import { guessDiffIds, hitRate } from '../core/layer-cache.js';
 import { Engine } from '../adapters/engine.js';
 import { createPartialSibling, exists, hashFile, isDirectory, listTree, partialSiblingOf, readBounded, readText, removeStalePartials, removeTree, removeTreeNow, sealDirectory, treeBytes } from '../adapters/fs.js';
 import { compareListing } from '../core/verify.js';
@@ -70,6 +73,8 @@ export interface CreateOptions {
   /** Every warning is an error (exit 10, no bundle); ferry.yaml's `strict: true` does the same. */
   strict?: boolean;
   now?: Date;
+  /** The build server's layer cache; null: none (--no-cache). `max`: LRU bound in bytes after the create. */
+  cache?: { dir: string; max: number | null } | null;
   /**
    * While the partial bundle directory exists, the service hands over how to remove it and takes
    * it back (by calling the returned function) when the bundle is sealed or the create failed.
@@ -90,8 +95,23 @@ export interface CreateResult {
   images: { refs: string[]; id: string; layers: number; shipped: number; size: number; compressedSize: number }[];
   bases: { kind: string; name: string }[];
   totals: { imageBytes: number; bundleBytes: number; files: number; ratio: number; leftOutLayers: number; leftOutBytes: number };
+  /** What the layer cache and the guesses saved: layers compressed, only hashed, skipped unread. */
+  layerWork: {
+    compressed: number;
+    /** Held by every base, yet compressed before the hash showed it (no guess was possible). */
+    compressedHeld: number;
+    hashedOnly: number;
+    skippedUnread: number;
+    /** Guesses the hash or the image config contradicted; each one's layer came from a second save. */
+    wrongGuesses: number;
+    secondSave: boolean;
+  };
+  cache: { dir: string; hits: number; misses: number; added: number; corrupt: number; hitRate: number | null; evicted: { entries: number; bytes: number } } | null;
   durationMs: number;
 }
+
+/** A layer as the first pass left it: `unverified` when taken unread from a remembered name; `pending` when only a second save can give its blob. */
+type PassLayer = WrittenLayer & { unverified?: boolean; pending?: boolean };
 
 export async function createBundle(options: CreateOptions, engine: Engine, outer: Reporter): Promise<CreateResult> {
   const started = Date.now();
@@ -124,7 +144,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     reporter.warn({ code: 'UNSIGNED', message: 'no --sign-key: the bundle is UNSIGNED; hosts refuse it unless installed with --allow-unsigned' });
   }
 
-  const { bases, executables } = await loadBases(options.bases ?? []);
+  const { bases, executables, baseSizes } = await loadBases(options.bases ?? []);
   const held = heldByAll(bases);
   let carry = options.withFerry ? await ferryToCarry(options.withFerry) : null;
   if (carry && executableHeldByAll(executables, carry.sha256)) {
@@ -177,6 +197,38 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     });
     const store = new BlobStoreWriter(partial, { level: options.level, workers: options.workers, maxPartSize: options.maxPartSize });
     await store.init();
+    let cache = await openCache(options, reporter);
+    const known: Map<string, CachedLayer> = cache ? await cache.layers() : new Map();
+    const sizes = new Map<string, number>([...baseSizes, ...[...known].map(([d, l]) => [d, l.size] as const)]);
+    const work = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false };
+    const cacheCounts = { hits: 0, misses: 0, added: 0, corrupt: 0 };
+    // Layers of this save not yet seen in the archive: what a size can still be guessed among.
+    const remaining = new Set(allDiffIds);
+    // Archive path → the layer only a second save can give (a guess the hash contradicted).
+    const pending = new Map<string, { diffId: string; size: number | null }>();
+    // The cache must never fail a create: a cache that cannot be written is left alone from then on.
+    const cacheFailed = (e: unknown) => {
+      if (!cache) return;
+      reporter.warn({ code: 'CACHE_UNUSABLE', subject: cache.dir, message: `the layer cache at ${cache.dir} failed (${(e as Error).message}); this create goes on without it` });
+      cache = null;
+    };
+    const learn = async (path: string, entrySize: number, layer: CachedLayer) => {
+      if (!cache) return;
+      await cache.remember(path, entrySize, layer.diffId).then(() => cache?.recordLayer(layer)).catch(cacheFailed);
+    };
+    // A cached blob is checked by its digest as it is copied in; a damaged one is dropped, never shipped.
+    const fromCache = async (diffId: string, meta: CachedBlob): Promise<StagedBlob | null> => {
+      if (!cache) return null;
+      const c = cache;
+      const staged = await c.read(diffId).then((src) => store.stageBlob(src, meta.digest)).catch(() => null);
+      if (!staged) {
+        cacheCounts.corrupt++;
+        reporter.warn({ code: 'CACHE_ENTRY_CORRUPT', subject: diffId, message: `the layer cache's blob of ${shortDigest(diffId)} does not match its digest ${shortDigest(meta.digest)}: dropped, the layer is compressed again` });
+        await c.drop(diffId).catch(cacheFailed);
+      }
+      return staged;
+    };
+    const lookup = async (diffId: string) => (cache ? await cache.lookup(diffId).catch(() => null) : null);
 
     // The overall total is an estimate (shared layers counted per image) until the stream ends.
     const estimate = ids.reduce((n, id) => n + ([...details.values()].find((d) => d.id === id)?.size ?? 0), 0);
@@ -191,38 +243,123 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     // Setuid and setgid files of shipped layers, by diffID: a lesson from the field is to defang them.
     const setuid = new Map<string, TarEntry[]>();
     const archive = await engine.save(ids);
-    const { images: saved, layers } = await readSaveArchive(
+    const { images: saved, layers } = await readSaveArchive<PassLayer>(
       archive,
       async (entry, info) => {
         const before = streamed;
+        const onBytes = (n: number) => {
+          streamed = before + n;
+          overall.update(streamed);
+        };
         const named = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(info.path) ?? /^([0-9a-f]{64})\.tar$/.exec(info.path);
-        if (named && allDiffIds.has(`sha256:${named[1]}`) && !needed.has(`sha256:${named[1]}`)) {
-          // OCI-style and Podman archives name uncompressed layers by their diffID: a held one is not even compressed.
+        const exact = named && allDiffIds.has(`sha256:${named[1]}`) ? `sha256:${named[1]}` : null;
+        const drained = async () => {
           entry.resume();
           await new Promise((r) => entry.on('end', r));
-          streamed = before + info.size;
-          overall.update(streamed);
-          if (options.verbose) progress.note(`layer ${shortDigest(named[1]!)} of ${imagesOf(`sha256:${named[1]}`)}: held by every base, left out`);
-          return { diffId: `sha256:${named[1]}`, size: info.size, blob: null };
+          onBytes(info.size);
+        };
+        if (exact && !needed.has(exact)) {
+          // OCI-style and Podman archives name uncompressed layers by their diffID: a held one is not even compressed.
+          await drained();
+          remaining.delete(exact);
+          work.skippedUnread++;
+          if (options.verbose) progress.note(`layer ${shortDigest(exact)} of ${imagesOf(exact)}: held by every base, left out (skipped unread)`);
+          return { diffId: exact, size: info.size, blob: null };
+        }
+        const remembered = cache ? await cache.remembered(info.path, info.size).catch(() => null) : null;
+        if (!exact && named && remembered && remaining.has(remembered) && known.has(remembered)) {
+          // The containerd image store names a layer by its compressed digest: what that blob
+          // unpacked to last time is what it unpacks to now, unless the memory lies, which the
+          // image config's diffIDs catch below (and a second save repairs).
+          const layer = known.get(remembered)!;
+          const meta = needed.has(remembered) ? await lookup(remembered) : null;
+          const staged = meta ? await fromCache(remembered, meta) : null;
+          if (!needed.has(remembered) || staged) {
+            await drained();
+            remaining.delete(remembered);
+            work.skippedUnread++;
+            const blob = staged ? await store.commitStaged(staged) : null;
+            if (staged) cacheCounts.hits++;
+            if (blob && layer.setuid.length > 0) setuid.set(remembered, layer.setuid);
+            for (const bar of imageBars.values()) if (bar.diffIds.has(remembered)) bar.task.update((bar.done += layer.size));
+            if (options.verbose) progress.note(`layer ${shortDigest(remembered)} of ${imagesOf(remembered)}: ${formatBytes(layer.size)}, ${blob ? `→ ${formatBytes(blob.size)} shipped from the cache` : 'held by every base, left out'} (skipped unread)`);
+            return { diffId: remembered, size: layer.size, blob, unverified: true };
+          }
         }
         const special: TarEntry[] = [];
-        const layer = await store.writeLayer(
-          tapTarHeaders((await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e)),
-          (n) => {
-            streamed = before + n;
-            overall.update(streamed);
-          },
-          (diffId) => needed.has(diffId),
-        );
+        const tar = async () => tapTarHeaders((await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e));
+        const guesses = exact ? [exact] : guessDiffIds({ path: info.path, size: info.size, remembered, candidates: remaining, sizes });
+        const metas = new Map<string, CachedBlob>();
+        for (const g of guesses) {
+          const meta = needed.has(g) ? await lookup(g) : null;
+          if (meta) metas.set(g, meta);
+        }
+        // A single cached guess is checked before the layer is read, so a damaged entry still
+        // leaves the layer to compress; among several, the hash picks the entry first.
+        const only = guesses.length === 1 ? guesses[0]! : null;
+        const staged = only && metas.has(only) ? await fromCache(only, metas.get(only)!) : null;
+        const skippable = guesses.length > 0 && guesses.every((g) => !needed.has(g) || metas.has(g)) && (!only || !needed.has(only) || staged !== null);
+        let layer: PassLayer | undefined;
+        let how = '';
+        if (skippable) {
+          // Known before a byte of it is read: only hashed on its way through, the hash confirming the guess.
+          const { diffId, size } = await store.hashLayer(await tar(), onBytes);
+          if (staged && diffId !== only) await store.discardStaged(staged);
+          if (guesses.includes(diffId) && !needed.has(diffId)) {
+            layer = { diffId, size, blob: null };
+            work.hashedOnly++;
+            how = ' (hashed only)';
+          } else if (guesses.includes(diffId) && staged && diffId === only) {
+            layer = { diffId, size, blob: await store.commitStaged(staged) };
+            cacheCounts.hits++;
+            how = ' from the cache (hashed only)';
+          } else {
+            const guessed = guesses.includes(diffId);
+            if (!guessed) work.wrongGuesses++;
+            const meta = needed.has(diffId) ? (metas.get(diffId) ?? (await lookup(diffId))) : null;
+            const again = meta ? await fromCache(diffId, meta) : null;
+            if (!guessed || (needed.has(diffId) && !again)) {
+              reporter.warn({
+                code: 'LAYER_GUESS_WRONG',
+                subject: info.path,
+                message: `${info.path} was taken for layer ${guesses.map(shortDigest).join(' or ')} ${guessed ? 'and is, but its cached blob is gone' : `but hashes to ${shortDigest(diffId)}`}: ${!needed.has(diffId) ? 'it is held by every base, left out' : again ? 'its blob comes from the cache' : 'it is compressed from a second save'}`,
+              });
+            }
+            if (!needed.has(diffId)) layer = { diffId, size, blob: null };
+            else if (again) {
+              layer = { diffId, size, blob: await store.commitStaged(again) };
+              cacheCounts.hits++;
+              how = ' from the cache (hashed only)';
+            } else {
+              pending.set(info.path, { diffId, size });
+              layer = { diffId, size, blob: null, pending: true };
+            }
+          }
+        } else {
+          const tmp = cache ? cache.tmpFile() : undefined;
+          const written = await store.writeLayer(await tar(), onBytes, (diffId) => needed.has(diffId), tmp);
+          layer = written;
+          if (written.blob) {
+            work.compressed++;
+            if (cache) cacheCounts.misses++;
+          } else work.compressedHeld++;
+          if (cache && tmp) {
+            if (written.blob) {
+              await cache.add(written.diffId, tmp, { digest: written.blob.digest, size: written.blob.size }).then(() => void cacheCounts.added++, cacheFailed);
+            } else await cache.discardTmp(tmp).catch(() => undefined);
+          }
+        }
+        remaining.delete(layer.diffId);
+        await learn(info.path, info.size, { diffId: layer.diffId, size: layer.size, setuid: special });
         for (const bar of imageBars.values()) {
           if (bar.diffIds.has(layer.diffId)) bar.task.update((bar.done += layer.size));
         }
         if (layer.blob && special.length > 0) setuid.set(layer.diffId, special);
-        if (options.verbose) {
+        if (options.verbose && !layer.pending) {
           progress.note(
             layer.blob
-              ? `layer ${shortDigest(layer.diffId)} of ${imagesOf(layer.diffId)}: ${formatBytes(layer.size)} → ${formatBytes(layer.blob.size)} shipped`
-              : `layer ${shortDigest(layer.diffId)} of ${imagesOf(layer.diffId)}: ${formatBytes(layer.size)}, held by every base, left out`,
+              ? `layer ${shortDigest(layer.diffId)} of ${imagesOf(layer.diffId)}: ${formatBytes(layer.size)} → ${formatBytes(layer.blob.size)} shipped${how}`
+              : `layer ${shortDigest(layer.diffId)} of ${imagesOf(layer.diffId)}: ${formatBytes(layer.size)}, held by every base, left out${how || ' (compressed before the hash told)'}`,
           );
         }
         return layer;
@@ -231,6 +368,32 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
       if (e instanceof SaveArchiveError) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive could not be read: ${e.message}`, { cause: e });
       throw e;
     });
+    // Layers taken unread by a remembered name are confirmed by the image configs' diffIDs.
+    for (const engineId of ids) {
+      const image = savedImage(saved, engineId, [...details.values()].find((d) => d.id === engineId)!);
+      const diffIds = (JSON.parse(image.config.toString('utf8')) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids ?? [];
+      image.layerPaths.forEach((path, i) => {
+        const l = layers.get(path);
+        if (!l?.unverified || diffIds[i] === undefined || l.diffId === diffIds[i]) return;
+        work.wrongGuesses++;
+        reporter.warn({ code: 'LAYER_GUESS_WRONG', subject: path, message: `${path} was remembered as layer ${shortDigest(l.diffId)}, but its image's config says ${shortDigest(diffIds[i]!)}: it is read from a second save` });
+        pending.set(path, { diffId: diffIds[i]!, size: null });
+        layers.set(path, { diffId: diffIds[i]!, size: 0, blob: null, pending: true });
+      });
+    }
+    // A blob taken for a layer that turned out to be another is in no layer any more: not shipped.
+    await store.keepOnly(new Set([...layers.values()].flatMap((l) => (l.blob && !l.pending ? [l.blob.digest] : []))));
+    if (pending.size > 0) {
+      work.secondSave = true;
+      const again = await secondSave(engine, [...details.values()], pending, layers, needed, store, reporter, cache);
+      for (const l of again) {
+        await learn(l.path, l.entrySize, { diffId: l.diffId, size: l.size, setuid: l.setuid });
+        if (l.blob) {
+          work.compressed++;
+          if (l.setuid.length > 0) setuid.set(l.diffId, l.setuid);
+        }
+      }
+    }
     overall.setTotal(streamed);
     overall.done(`${formatBytes(streamed)} saved`);
     for (const bar of imageBars.values()) bar.task.done();
@@ -325,6 +488,16 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     progress.stop();
     await sealDirectory(partial, out);
     await checkSealed(out, [...manifest.files, ...sealed.files()], options.out);
+    let evicted = { entries: 0, bytes: 0 };
+    if (cache) {
+      const c = cache;
+      await c.recordRun({ at: now.toISOString(), hits: cacheCounts.hits, misses: cacheCounts.misses, layers: allDiffIds.size }).catch(cacheFailed);
+      if (options.cache?.max != null) evicted = await c.evict(options.cache.max).catch((e: unknown) => (cacheFailed(e), evicted));
+      if (evicted.entries > 0) reporter.log(`the layer cache evicted ${evicted.entries} least recently used entr${evicted.entries === 1 ? 'y' : 'ies'} (${formatBytes(evicted.bytes)}) to stay under ${formatBytes(options.cache!.max!)}`);
+    }
+    if (options.cache && (cacheCounts.hits + cacheCounts.misses > 0)) {
+      reporter.log(`cache: ${cacheCounts.hits} layer${cacheCounts.hits === 1 ? '' : 's'} from the layer cache, ${cacheCounts.misses} compressed${cacheCounts.corrupt ? `, ${cacheCounts.corrupt} damaged entr${cacheCounts.corrupt === 1 ? 'y' : 'ies'} dropped` : ''}`);
+    }
 
     const imageBytes = images.reduce((n, im) => n + im.layers.reduce((m, l) => m + l.size, 0), 0);
     const leftOut = new Map(images.flatMap((im) => im.layers.filter((l) => !l.included).map((l) => [l.diffId, l.size] as const)));
@@ -354,6 +527,10 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
         leftOutLayers: leftOut.size,
         leftOutBytes: [...leftOut.values()].reduce((n, x) => n + x, 0),
       },
+      layerWork: work,
+      cache: options.cache
+        ? { dir: options.cache.dir, ...cacheCounts, hitRate: hitRate([{ at: '', hits: cacheCounts.hits, misses: cacheCounts.misses }]), evicted }
+        : null,
       durationMs: Date.now() - started,
     };
   } catch (e) {
@@ -437,15 +614,19 @@ function refuseWarnings(warned: Warning[], byFlag: boolean): void {
   });
 }
 
-async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; executables: (string | null)[] }> {
+async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; executables: (string | null)[]; baseSizes: Map<string, number> }> {
   const bases: BundleBase[] = [];
   const executables: (string | null)[] = [];
+  // A previous bundle's manifest gives each layer's tar size: what lets create know a held layer before hashing it.
+  const baseSizes = new Map<string, number>();
   for (const path of paths) {
     if (await isDirectory(path)) {
       const bytes = await readBounded(join(path, MANIFEST_FILE), MAX_MANIFEST_BYTES).catch(() => null);
       if (!bytes) throw new BuildInputError('BASE_INVALID', `--base ${path} is a directory without a readable ${MANIFEST_FILE}: not a ferry bundle`);
       try {
-        bases.push(baseFromBundle(bytes, parseManifest(bytes)));
+        const parsed = parseManifest(bytes);
+        bases.push(baseFromBundle(bytes, parsed));
+        for (const im of parsed.images) for (const l of im.layers) baseSizes.set(l.diffId, l.size);
         // A host may never have run host setup with a previous bundle's executable: unknown.
         executables.push(null);
       } catch (e) {
@@ -465,7 +646,76 @@ async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; execut
       executables.push(parseInventory(bytes, path).tool.executable?.sha256 ?? null);
     }
   }
-  return { bases, executables };
+  return { bases, executables, baseSizes };
+}
+
+/** The layer cache this create uses, or null (--no-cache, or a cache that cannot be made: warned). */
+async function openCache(options: CreateOptions, reporter: Reporter): Promise<LayerCache | null> {
+  if (!options.cache) return null;
+  const cache = new LayerCache(options.cache.dir, compressorSettings({ level: options.level, workers: options.workers }));
+  try {
+    await cache.init();
+    return cache;
+  } catch (e) {
+    reporter.warn({ code: 'CACHE_UNUSABLE', subject: options.cache.dir, message: `the layer cache at ${options.cache.dir} cannot be used (${(e as Error).message}); this create compresses every layer` });
+    return null;
+  }
+}
+
+interface AgainLayer extends WrittenLayer {
+  path: string;
+  entrySize: number;
+  setuid: TarEntry[];
+}
+
+/**
+ * The fallback for guesses that proved wrong: the images holding those layers saved once more,
+ * and just those entries read (compressed when shipped, hashed when held); every other entry is
+ * skipped. A layer the second archive does not give as expected fails the create.
+ */
+async function secondSave(
+  engine: Engine,
+  details: { id: string; diffIds: string[] }[],
+  pending: Map<string, { diffId: string; size: number | null }>,
+  layers: Map<string, PassLayer>,
+  needed: Set<string>,
+  store: BlobStoreWriter,
+  reporter: Reporter,
+  cache: LayerCache | null,
+): Promise<AgainLayer[]> {
+  const wanted = new Set([...pending.values()].map((p) => p.diffId));
+  const ids = [...new Set(details.filter((d) => d.diffIds.some((x) => wanted.has(x))).map((d) => d.id))];
+  reporter.log(`saving ${ids.length} image${ids.length === 1 ? '' : 's'} again for ${wanted.size} layer${wanted.size === 1 ? '' : 's'} a guess got wrong`);
+  const got: AgainLayer[] = [];
+  await readSaveArchive(await engine.save(ids), async (entry, info) => {
+    const first = layers.get(info.path);
+    // An entry the first pass settled is not read again; one it never saw is read in case it is wanted.
+    if (first && !first.pending) {
+      entry.resume();
+      await new Promise((r) => entry.on('end', r));
+      return null;
+    }
+    const special: TarEntry[] = [];
+    const tar = tapTarHeaders((await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e));
+    const tmp = cache?.tmpFile();
+    const written = await store.writeLayer(tar, undefined, (d) => wanted.has(d) && needed.has(d), tmp);
+    if (tmp) {
+      // The cache is a help, never a reason to fail: a blob it cannot take is simply not kept.
+      if (written.blob) await cache!.add(written.diffId, tmp, { digest: written.blob.digest, size: written.blob.size }).catch(() => cache!.discardTmp(tmp));
+      else await cache!.discardTmp(tmp).catch(() => undefined);
+    }
+    if (wanted.has(written.diffId)) got.push({ ...written, path: info.path, entrySize: info.size, setuid: special });
+    return null;
+  }).catch((e) => {
+    if (e instanceof SaveArchiveError) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's second save archive could not be read: ${e.message}`, { cause: e });
+    throw e;
+  });
+  for (const [path, p] of pending) {
+    const l = got.find((g) => g.diffId === p.diffId);
+    if (!l) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's second save did not give layer ${p.diffId} (${path})`);
+    layers.set(path, { diffId: l.diffId, size: l.size, blob: l.blob });
+  }
+  return got;
 }
 
 /** The executable --with-ferry names, checked before minutes of saving: it must be a ferry that runs. */

@@ -1,6 +1,8 @@
 // Runs once per `vitest run`, in the main process, before any test file is loaded.
 // Engines are real (Docker 20.10 here): if they cannot be started the run must fail, never skip.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
@@ -45,7 +47,13 @@ export default function setup(project: TestProject): () => void {
   // Today's engines beside it: Docker 26 on the classic store (d26) and on the containerd image
   // store (d26c), each in its own network namespace; also where Compose v2 comes from.
   let started26: string[] = [];
+  let removeCache = (): void => {};
   const teardown = (): void => {
+    try {
+      removeCache();
+    } catch {
+      // A leftover temp directory must not fail the run.
+    }
     try {
       if (started26.length > 0) script(['scripts/engines26.sh', 'down', ...started26]);
     } finally {
@@ -82,6 +90,11 @@ export default function setup(project: TestProject): () => void {
     process.env.FERRY_BUILD_DOCKER_HOST = engines.build;
     process.env.FERRY_TARGET_DOCKER_HOST = engines.target;
     process.env.FERRY_TARGET_NETNS = engines.targetNetns;
+    // bundle create uses a layer cache by default: one per run, so that no test depends on what an
+    // earlier run (or the developer's ~/.cache/ferry) left there, and the user's cache stays untouched.
+    const cacheHome = mkdtempSync(resolve(tmpdir(), 'ferry-test-cache-'));
+    process.env.XDG_CACHE_HOME = cacheHome;
+    removeCache = () => rmSync(cacheHome, { recursive: true, force: true });
     project.provide('ferryEngines', engines);
 
     const built = script(['scripts/build-demo-images.sh'], { ...process.env, DOCKER_HOST: engines.build });

@@ -1,6 +1,8 @@
 import { availableParallelism } from 'node:os';
 import { Args, Flags } from '@oclif/core';
 import { Engine } from '../../adapters/engine.js';
+import { defaultLayerCacheDir } from '../../adapters/layer-cache.js';
+import { DEFAULT_CACHE_MAX } from '../../core/layer-cache.js';
 import { defaultExecutable } from '../../adapters/tool-version.js';
 import { DEFAULT_MAX_PART_SIZE } from '../../core/manifest.js';
 import { createBundle, type CreateResult } from '../../services/create.js';
@@ -47,7 +49,16 @@ No file is larger than --max-part-size (default just under 4 GiB, FAT32's limit)
 a bigger layer blob is cut into parts, each with its own digest.
 
 With --base, layers that every base holds (matched by chain ID) are left out; the manifest
-records the chain ID each host must have, and install checks it before loading anything.`);
+records the chain ID each host must have, and install checks it before loading anything.
+
+A layer cache on this machine ($XDG_CACHE_HOME/ferry or ~/.cache/ferry; --cache DIR,
+--no-cache) keeps each compressed layer by diffID and compressor settings, and remembers what
+earlier saves named each layer. A layer known before it is read (cached, or held by every base)
+is only hashed on its way through, never compressed; its cached blob is checked by digest as it
+is copied in. The bundle is byte for byte the one a create without the cache makes. A guess the
+hash contradicts is repaired by a second save of the images holding that layer
+(LAYER_GUESS_WRONG); a damaged cache entry is dropped and compressed again
+(CACHE_ENTRY_CORRUPT). See \`ferry cache ls\` and \`ferry cache prune\`.`);
 
   static override examples = [
     { description: 'Create and sign the demo bundle', command: '<%= config.bin %> bundle create bundles/demo --out /media/usb/demo-1.0.0.ferry --sign-key ~/.ssh/ferry_ed25519' },
@@ -87,6 +98,9 @@ records the chain ID each host must have, and install checks it before loading a
       default: false,
     }),
     'ferry-executable': Flags.string({ description: 'the ferry executable to carry (implies --with-ferry)' }),
+    cache: Flags.string({ description: 'the layer cache directory (default $XDG_CACHE_HOME/ferry, else ~/.cache/ferry)', exclusive: ['no-cache'] }),
+    'no-cache': Flags.boolean({ description: 'use no layer cache: every shipped layer is compressed, nothing is remembered', default: false }),
+    'cache-max': Flags.string({ description: 'after the create, evict least recently used cache entries until the cache holds at most this much (bytes or K/M/G)', default: DEFAULT_CACHE_MAX }),
     strict: Flags.boolean({
       description: 'every warning refuses the bundle (exit 10, STRICT_WARNINGS, nothing written): setuid files, no memory limit, no health check, unsigned, …; ferry.yaml\'s strict: true does the same',
       default: false,
@@ -114,6 +128,7 @@ records the chain ID each host must have, and install checks it before loading a
         verbose: flags.verbose,
         withFerry: flags['ferry-executable'] ?? (flags['with-ferry'] ? defaultExecutable() : null),
         strict: flags.strict,
+        cache: flags['no-cache'] ? null : { dir: flags.cache ?? defaultLayerCacheDir(), max: parseSize('--cache-max', flags['cache-max']) },
         // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
         onInterrupt: exitOnInterrupt,
       },

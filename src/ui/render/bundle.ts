@@ -15,6 +15,7 @@ export function renderCreate(r: CreateResult): string {
     table(['IMAGE', 'ID', 'SHIPPED', 'SIZE', 'COMPRESSED'], rows, [2, 3, 4]),
     '',
     `bundle ${formatBytes(r.totals.bundleBytes)} in ${r.totals.files} files for ${formatBytes(r.totals.imageBytes)} of layers (${(r.totals.ratio * 100).toFixed(1)}%), ${(r.durationMs / 1000).toFixed(1)} s`,
+    `layers: ${r.layerWork.compressed} compressed, ${r.layerWork.hashedOnly + (r.cache?.hits ?? 0)} only hashed, ${r.layerWork.skippedUnread} skipped unread${r.cache ? `; layer cache ${r.cache.hits} hit${r.cache.hits === 1 ? '' : 's'} of ${r.cache.hits + r.cache.misses}` : '; no layer cache'}`,
   ].join('\n');
 }
 
