@@ -7,6 +7,8 @@ import BundleCreate from '../commands/bundle/create.js';
 import BundleInspect from '../commands/bundle/inspect.js';
 import BundleInstall from '../commands/bundle/install.js';
 import BundleVerify from '../commands/bundle/verify.js';
+import CacheLs from '../commands/cache/ls.js';
+import CachePrune from '../commands/cache/prune.js';
 import HostInventory from '../commands/host/inventory.js';
 import HostRollback from '../commands/host/rollback.js';
 import HostSetup from '../commands/host/setup.js';
@@ -18,6 +20,8 @@ export const COMMANDS = {
   'bundle:inspect': BundleInspect,
   'bundle:install': BundleInstall,
   'bundle:verify': BundleVerify,
+  'cache:ls': CacheLs,
+  'cache:prune': CachePrune,
   'host:inventory': HostInventory,
   'host:rollback': HostRollback,
   'host:setup': HostSetup,
