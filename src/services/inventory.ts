@@ -66,22 +66,25 @@ export async function hostInventory(options: InventoryOptions, host: HostTarget,
     stacks: await installedStacks(new StateStore(options.stateDir, host.fs), reporter),
   });
 
-  let written: string | null = null;
-  if (options.out !== undefined) {
-    written = resolve(options.out);
-    try {
-      await writeFileAtomic(written, Buffer.from(serializeInventory(inventory), 'utf8'));
-    } catch (e) {
-      const medium = await mediumWriteError(e, { what: 'the inventory', output: options.out, file: written });
-      if (medium) throw medium;
-      throw new HostPreconditionError('OUTPUT_UNWRITABLE', `cannot write the inventory to ${options.out}: ${(e as Error).message}`, {
-        hint: 'Choose an --out in a directory you can write to.',
-        details: { path: written },
-        cause: e,
-      });
-    }
-  }
+  const written = options.out !== undefined ? await writeInventory(inventory, options.out) : null;
   return { inventory, written };
+}
+
+/** Writes the document atomically; returns the absolute path. A swarm's inventory is written the same way. */
+export async function writeInventory(inventory: Inventory, out: string): Promise<string> {
+  const written = resolve(out);
+  try {
+    await writeFileAtomic(written, Buffer.from(serializeInventory(inventory), 'utf8'));
+  } catch (e) {
+    const medium = await mediumWriteError(e, { what: 'the inventory', output: out, file: written });
+    if (medium) throw medium;
+    throw new HostPreconditionError('OUTPUT_UNWRITABLE', `cannot write the inventory to ${out}: ${(e as Error).message}`, {
+      hint: 'Choose an --out in a directory you can write to.',
+      details: { path: written },
+      cause: e,
+    });
+  }
+  return written;
 }
 
 /**

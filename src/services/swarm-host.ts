@@ -9,8 +9,11 @@ import { dockerCliFor, listSwarmNodes, swarmSelf } from '../adapters/swarm.js';
 import { currentRelease, type ReleaseRecord, type StackState } from '../core/state.js';
 import { HostPreconditionError, UsageError } from '../errors.js';
 import type { Reporter } from './reporter.js';
+import { clusterInventory } from '../core/swarm-inventory.js';
+import { validateInventory } from '../core/inventory.js';
+import { hostInventory, writeInventory, type InventoryResult } from './inventory.js';
 import { pickTarget } from './rollback.js';
-import { deployStack, pinnedImages, readStackFile, restoreStack, serviceStates, type SwarmDeployContext, type SwarmServiceState } from './swarm.js';
+import { deployStack, nodeTarget, pinnedImages, readStackFile, restoreStack, serviceStates, type SwarmDeployContext, type SwarmServiceState } from './swarm.js';
 
 export interface SwarmStatusResult {
   stack: string;
@@ -98,4 +101,57 @@ export async function swarmRollback(options: { stack: string; to: string | undef
       durationMs: Date.now() - started,
     };
   });
+}
+
+export interface SwarmInventoryResult extends InventoryResult {
+  nodes: { node: string; target: string; images: number; layers: number }[];
+}
+
+/**
+ * `host inventory --swarm`: every node's inventory (the manager's over the connection ferry has,
+ * the others over SSH), reduced to what every node holds. A node that cannot be read fails the
+ * whole: an inventory without it would let a bundle leave out layers that node lacks.
+ */
+export async function swarmInventory(
+  options: { stateDir: string; out: string | undefined; host: string | undefined; nodeSsh: ReadonlyMap<string, string>; sshUser: string | undefined },
+  deps: { manager: NamedHost; open(target: string): Promise<NamedHost>; reporter: Reporter },
+): Promise<SwarmInventoryResult> {
+  const { manager, reporter } = deps;
+  await requireManager(manager);
+  const self = await swarmSelf(manager.engine);
+  const nodes = await listSwarmNodes(manager.engine);
+  const read = await Promise.all(
+    nodes.map(async (n) => {
+      const isSelf = n.id === self.nodeId;
+      const target = isSelf ? manager.label : nodeTarget(n, options.nodeSsh, options.sshUser);
+      let host: NamedHost | undefined;
+      try {
+        if (!target) throw new HostPreconditionError('SWARM_NODE_NO_ADDRESS', `node ${n.hostname} has no address: name its SSH target with --node-ssh ${n.hostname}=TARGET`);
+        host = isSelf ? manager : await deps.open(target);
+        const r = await hostInventory({ stateDir: options.stateDir, host: n.hostname }, host, reporter);
+        return { node: n, target, isSelf, inventory: r.inventory, error: null };
+      } catch (e) {
+        return { node: n, target: target ?? n.hostname, isSelf, inventory: null, error: e as Error };
+      } finally {
+        if (host && host !== manager) await host.close().catch(() => undefined);
+      }
+    }),
+  );
+  const failed = read.filter((r) => r.error);
+  if (failed.length > 0) {
+    throw new HostPreconditionError('SWARM_NODE_FAILED', `${failed.length} of ${read.length} swarm node${read.length > 1 ? 's' : ''} could not be read: ${failed.map((r) => r.node.hostname).join(', ')}. No inventory was written.\n${failed.map((r) => `  - ${r.node.hostname}: ${(r.error as { code?: string }).code ?? 'UNEXPECTED'}: ${r.error!.message}`).join('\n')}`, {
+      hint: 'An inventory without a node would let a bundle leave out layers that node lacks. Fix it (or remove it from the swarm) and run again.',
+      details: { nodes: failed.map((r) => ({ node: r.node.hostname, target: r.target, code: (r.error as { code?: string }).code ?? 'UNEXPECTED', message: r.error!.message })) },
+    });
+  }
+  const mine = read.find((r) => r.isSelf)!;
+  const inventory = clusterInventory(mine.inventory!, read.filter((r) => !r.isSelf).map((r) => r.inventory!), options.host ?? (await manager.hostname()));
+  // What is written must be what `bundle create --base` reads.
+  validateInventory(JSON.parse(JSON.stringify(inventory)));
+  const written = options.out !== undefined ? await writeInventory(inventory, options.out) : null;
+  return {
+    inventory,
+    written,
+    nodes: read.map((r) => ({ node: r.node.hostname, target: r.target, images: r.inventory!.images.length, layers: r.inventory!.layers.length })),
+  };
 }

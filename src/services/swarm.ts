@@ -113,7 +113,7 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
   const nodes = await listSwarmNodes(manager.engine);
   const labelOf = (n: SwarmNode) => n.hostname;
   const reporterFor = deps.nodeReporters(nodes.map(labelOf));
-  const targetOf = (n: SwarmNode): string | null => options.nodeSsh.get(n.hostname) ?? options.nodeSsh.get(n.id) ?? (n.addr ? `${options.sshUser ? `${options.sshUser}@` : ''}${n.addr}` : null);
+  const targetOf = (n: SwarmNode) => nodeTarget(n, options.nodeSsh, options.sshUser);
   overall.log(`${nodes.length} node${nodes.length === 1 ? '' : 's'} in the swarm: ${nodes.map((n) => `${n.hostname} (${n.role}${n.id === self.nodeId ? ', this manager' : ''})`).join(', ')}`);
 
   const loadNode = async (n: SwarmNode): Promise<SwarmNodeResult> => {
@@ -225,6 +225,11 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
       durationMs: Date.now() - started,
     };
   });
+}
+
+/** Where ferry reaches a node over SSH: --node-ssh by hostname or ID, else its swarm address as the manager's SSH user. */
+export function nodeTarget(n: SwarmNode, nodeSsh: ReadonlyMap<string, string>, sshUser: string | undefined): string | null {
+  return nodeSsh.get(n.hostname) ?? nodeSsh.get(n.id) ?? (n.addr ? `${sshUser ? `${sshUser}@` : ''}${n.addr}` : null);
 }
 
 export interface SwarmDeployContext {

@@ -36,6 +36,17 @@ export const swarmHostFlag = {
   swarm: Flags.boolean({ description: 'the stack as the Docker Swarm runs it, through this manager (or the --ssh one): installed with bundle install --swarm', default: false }),
 };
 
+/** host inventory: what every node of a swarm holds, for `bundle create --base`. */
+export const swarmInventoryFlags = {
+  swarm: Flags.boolean({ description: 'describe the Docker Swarm this engine (or the --ssh host) manages: what EVERY node holds, read over SSH (--node-ssh as for install)', default: false }),
+  'node-ssh': swarmInstallFlags['node-ssh'],
+};
+
+/** --node-ssh NODE=TARGET values, checked; only with --swarm. */
+export function nodeSshFrom(flags: { swarm: boolean; 'node-ssh'?: string[] | undefined }): Map<string, string> {
+  return swarmOptionsFrom({ swarm: flags.swarm, 'node-ssh': flags['node-ssh'], 'allow-partial-nodes': false }).nodeSsh;
+}
+
 export interface SwarmFlagOptions {
   on: boolean;
   nodeSsh: Map<string, string>;

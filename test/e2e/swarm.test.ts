@@ -198,6 +198,25 @@ describe('bundle install --swarm', () => {
     expect(await page()).toContain('<span id="version">1.1.0</span>');
   });
 
+  it('host inventory --swarm: what every node holds, and a bundle built against it leaves that out', async () => {
+    const out = join(work, 'cluster.json');
+    const r = await ferry(['host', 'inventory', '--swarm', '--ssh', swarm.manager, ...sshArgs(), '--host', 'cluster', '--out', out], { env: env(), timeoutMs: 120_000 });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/swarm-3\s+root@\S+\s+\d+\s+\d+/);
+    const inv = JSON.parse(await readFile(out, 'utf8'));
+    expect(inv.host).toBe('cluster');
+    for (const n of [1, 2, 3]) {
+      const node = await ferry(['host', 'inventory', '--ssh', swarm.nodes[n - 1]!, ...sshArgs()], { env: env(), timeoutMs: 120_000 });
+      const layers = new Set(JSON.parse(node.stdout).layers);
+      expect(inv.layers.every((l: string) => layers.has(l)), `node ${n}`).toBe(true);
+    }
+    // Every node holds every image of 1.1.0: built against the swarm, the bundle carries no layer.
+    const def = await definition('r5', '1.4.0');
+    const bundle = await create(def, 'r5.ferry', 5, ['--base', out]);
+    const manifest = JSON.parse(await readFile(join(bundle, 'ferry.json'), 'utf8'));
+    expect(manifest.images.flatMap((i: any) => i.layers).every((l: any) => !l.included)).toBe(true);
+  });
+
   it('works on the manager itself (its local socket), other nodes over SSH', async () => {
     const local = `${stack}l`;
     const def = await definition('local', '1.0.0');

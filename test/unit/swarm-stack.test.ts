@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import type { Inventory } from '../../src/core/inventory.js';
+import { clusterInventory } from '../../src/core/swarm-inventory.js';
 import { hostModePort, mergeCompose, planSwarmStack, RELEASE_LABEL, stackServicesOf, SwarmStackError, withoutSmokeRun } from '../../src/core/swarm-stack.js';
 
 const compose = {
@@ -90,5 +92,29 @@ describe('the smoke test runs after the services converged', () => {
     expect(pre.services.web).toBe((plan.doc.services as any).web);
     expect(stackServicesOf(plan.doc, 'smoke')).toEqual(['web', 'worker']);
     expect(withoutSmokeRun(plan.doc, null)).toBe(plan.doc);
+  });
+});
+
+describe('clusterInventory', () => {
+  const inv = (host: string, images: [string, string[]][]): Inventory => ({
+    format: 'ferry.inventory/v1',
+    host,
+    created: '2026-11-29T00:00:00.000Z',
+    tool: { name: 'ferry', version: '0' },
+    engine: { serverVersion: '20.10', apiVersion: '1.41', storageDriver: 'overlay2', containerdStore: false, os: 'linux', architecture: 'x86_64', podman: false },
+    images: images.map(([id, chainIds]) => ({ id, repoTags: [], diffIds: chainIds, chainIds, size: 1 })),
+    layers: [...new Set(images.flatMap(([, c]) => c))].sort(),
+    releases: [],
+  });
+  it('keeps only what every node holds: a bundle built against it may leave out nothing a node lacks', () => {
+    const m = inv('swarm-1', [['sha256:a', ['c1', 'c2']], ['sha256:b', ['c1', 'c3']]]);
+    const w1 = inv('swarm-2', [['sha256:a', ['c1', 'c2']]]);
+    const w2 = inv('swarm-3', [['sha256:x', ['c1', 'c2', 'c9']]]);
+    const c = clusterInventory(m, [w1, w2], 'cluster');
+    expect(c.host).toBe('cluster');
+    expect(c.layers).toEqual(['c1', 'c2']);
+    expect(c.images.map((i) => i.id)).toEqual([]);
+    expect(clusterInventory(m, [w1], 'cluster').images.map((i) => i.id)).toEqual(['sha256:a']);
+    expect(clusterInventory(m, [], 'one-node')).toMatchObject({ layers: m.layers, images: m.images });
   });
 });

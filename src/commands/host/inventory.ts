@@ -1,5 +1,5 @@
 import { Flags } from '@oclif/core';
-import { withHost } from '../../adapters/host-factory.js';
+import { openHost, withHost } from '../../adapters/host-factory.js';
 import { isHostName } from '../../core/definition.js';
 import type { Inventory } from '../../core/inventory.js';
 import { hostInventory } from '../../services/inventory.js';
@@ -7,6 +7,10 @@ import { UsageError } from '../../errors.js';
 import { FerryCommand } from '../../ui/base-command.js';
 import { stateDirFlags, stateDirFrom } from '../../ui/host-flags.js';
 import { renderInventory } from '../../ui/render/host.js';
+import { renderSwarmInventory } from '../../ui/render/swarm.js';
+import { parseSshTarget } from '../../core/ssh-target.js';
+import { swarmInventory } from '../../services/swarm-host.js';
+import { nodeSshFrom, swarmInventoryFlags } from '../../ui/swarm-install.js';
 import { singleTarget, sshFlags, sshOptionsFrom } from '../../ui/ssh-flags.js';
 
 export default class HostInventory extends FerryCommand {
@@ -26,7 +30,12 @@ override in ferry.yaml); without --host it is the same default install uses: thi
 hostname, or with --ssh the remote host's.
 
 With --ssh [user@]host it describes that host (its engine through the SSH connection, its
-state directory over SFTP, its hostname) and writes the document here.`);
+state directory over SFTP, its hostname) and writes the document here.
+
+With --swarm, the Docker Swarm this engine (or the --ssh one) manages: every node's inventory (the
+others over SSH at their swarm address, or --node-ssh NODE=TARGET), reduced to what EVERY node
+holds, since a task may start on any of them; the releases are the manager's. A node that cannot
+be read fails the command (exit 6, SWARM_NODE_FAILED): no inventory is written without it.`);
 
   static override examples = [
     { description: 'Write the inventory to a stick, named as install names this host', command: '<%= config.bin %> host inventory --host edge-1 --out /media/usb/edge-1.inventory.json' },
@@ -39,6 +48,7 @@ state directory over SFTP, its hostname) and writes the document here.`);
     host: Flags.string({ description: 'the name to record for this host, as `bundle install --host` names it (default: the host\'s own hostname)' }),
     ...stateDirFlags,
     ...sshFlags,
+    ...swarmInventoryFlags,
   };
 
   async run(): Promise<Inventory> {
@@ -46,6 +56,19 @@ state directory over SFTP, its hostname) and writes the document here.`);
     const target = singleTarget(flags);
     const options = { ...stateDirFrom(flags), out: flags.out };
     const name = hostNameFrom(flags.host);
+    const nodeSsh = nodeSshFrom({ swarm: flags.swarm, 'node-ssh': flags['node-ssh'] });
+    if (flags.swarm) {
+      // Nodes are reached over SSH even when the manager is this machine.
+      const ssh = sshOptionsFrom({ ...flags, ssh: flags.ssh ?? ['(swarm nodes)'] }, (w) => this.out.warn(w));
+      const result = await withHost(target, ssh, (manager) =>
+        swarmInventory(
+          { ...options, host: name, nodeSsh, sshUser: target ? parseSshTarget(target).user : undefined },
+          { manager, open: (t) => openHost(t, { ...ssh, warn: (w) => this.out.warn(w) }), reporter: this.out },
+        ),
+      );
+      this.out.result(renderSwarmInventory(result));
+      return result.inventory;
+    }
     const result = await withHost(target, sshOptionsFrom(flags, (w) => this.out.warn(w)), async (host) =>
       hostInventory({ ...options, host: name ?? (await host.hostname()) }, host, this.out),
     );

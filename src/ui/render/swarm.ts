@@ -1,5 +1,6 @@
 /** What a swarm install shows: one row per node (how it was loaded), then one per service. */
-import type { SwarmRollbackResult, SwarmStatusResult } from '../../services/swarm-host.js';
+import type { SwarmInventoryResult, SwarmRollbackResult, SwarmStatusResult } from '../../services/swarm-host.js';
+import { renderInventory } from './host.js';
 import type { SwarmInstallResult, SwarmServiceState } from '../../services/swarm.js';
 import { table } from '../format.js';
 
@@ -50,4 +51,10 @@ export function renderSwarmStatus(r: SwarmStatusResult): string {
 
 export function renderSwarmRollback(r: SwarmRollbackResult): string {
   return `${renderSwarmServices(r.services)}\n\n${r.stack} rolled back to ${r.version} on the swarm${r.from ? ` (from ${r.from})` : ''} in ${(r.durationMs / 1000).toFixed(1)} s`;
+}
+
+export function renderSwarmInventory(r: SwarmInventoryResult): string {
+  if (r.written === null) return renderInventory(r);
+  const nodes = table(['NODE', 'TARGET', 'IMAGES', 'LAYERS'], r.nodes.map((n) => [n.node, n.target, String(n.images), String(n.layers)]), [2, 3]);
+  return `${nodes}\n\n${renderInventory(r)}; what every node of the swarm holds`;
 }
