@@ -237,7 +237,9 @@ async function moveAliases(ctx: DeployContext, networks: string[], to: Placed[],
  * shared ones, which `now` brought up in place: they run `now`'s images) healthy, and the front and
  * shared services healthy.
  */
-async function serves(ctx: DeployContext, r: ReleaseRecord, now: ReleaseRecord): Promise<boolean> {
+async function serves(outer: DeployContext, r: ReleaseRecord, now: ReleaseRecord): Promise<boolean> {
+  // Judging the previous release as not serving (exit 8) waits to the deadline, as a restore does.
+  const ctx = { ...outer, patient: true };
   const deadline = Date.now() + ctx.waitTimeoutMs;
   const stable = stableOf(now);
   try {

@@ -5,6 +5,7 @@
  */
 import type { Engine } from '../adapters/engine.js';
 import type { ComposeRunner } from '../adapters/host.js';
+import { checkRoundMs } from '../adapters/container-health.js';
 import { projectContainers } from '../adapters/engine-containers.js';
 import { upWaits, type ComposeCommand } from '../core/compose-cli.js';
 import type { ReleaseRecord } from '../core/state.js';
@@ -18,6 +19,8 @@ export interface DeployContext {
   project: string;
   waitTimeoutMs: number;
   reporter: Reporter;
+  /** Restoring: wait to the deadline for health, never give up earlier because it looks settled. */
+  patient?: boolean;
 }
 
 /**
@@ -96,17 +99,21 @@ export async function deploy(ctx: DeployContext, release: ReleaseRecord, release
 export async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, services: string[], deadline: number, once = false, project = ctx.project): Promise<void> {
   const expected = await expectedImages(ctx.engine, ctx.project, release);
   const said = new Map<string, string>();
+  let lastChange = Date.now();
   for (;;) {
     const containers = (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff);
     const pending: string[] = [];
+    const unhealthyIds: string[] = [];
     for (const svc of services) {
       const mine = containers.filter((c) => c.service === svc);
       const c = mine.find((x) => x.imageId === expected.get(svc)) ?? mine[0];
       const status = !c ? 'missing' : c.imageId !== expected.get(svc) ? 'old image' : c.state !== 'running' ? c.state : c.health === 'none' ? 'running' : c.health;
       if (said.get(svc) !== status) {
         said.set(svc, status);
+        lastChange = Date.now();
         ctx.reporter.log(`  ${svc}: ${status}`);
       }
+      if (c && status === 'unhealthy') unhealthyIds.push(c.id);
       if (c && c.imageId === expected.get(svc) && (c.state === 'exited' || c.state === 'dead') && c.exitCode !== 0) {
         throw new DeployFailure(`service ${svc} exited with code ${c.exitCode}`);
       }
@@ -116,9 +123,20 @@ export async function waitHealthy(ctx: DeployContext, release: ReleaseRecord, se
     // "unhealthy" is not final before the deadline: a check that goes through another service
     // (a proxy's check through web) fails while that one is recreated and passes again once it is
     // up. Giving up at the first one made a restore report exit 8 for a release that was serving.
+    // A new release need not wait out the deadline, though, once health has settled: everything
+    // pending is unhealthy and nothing changed for two rounds of the slowest of those checks (one
+    // round would let a check through a service that just came back pass). A restore waits to
+    // the deadline: exit 8 must mean the previous release really is not serving.
     const unhealthy = pending.filter((p) => p.endsWith('(unhealthy)'));
+    const names = () => unhealthy.map((p) => `service ${p.replace(/ \(unhealthy\)$/, '')}`).join(', ');
+    if (!ctx.patient && !once && unhealthy.length > 0 && unhealthy.length === pending.length) {
+      let round = 0;
+      for (const id of unhealthyIds) round = Math.max(round, await checkRoundMs(ctx.engine, id));
+      const quiet = Date.now() - lastChange;
+      if (quiet > 2 * round) throw new DeployFailure(`${names()} ${unhealthy.length > 1 ? 'are' : 'is'} unhealthy (settled: no change for ${Math.round(quiet / 1000)} s)`);
+    }
     if (Date.now() > deadline || (once && unhealthy.length > 0)) {
-      if (unhealthy.length > 0) throw new DeployFailure(`${unhealthy.map((p) => `service ${p.replace(/ \(unhealthy\)$/, '')}`).join(', ')} ${unhealthy.length > 1 ? 'are' : 'is'} unhealthy (still after ${Math.round(ctx.waitTimeoutMs / 1000)} s)`);
+      if (unhealthy.length > 0) throw new DeployFailure(`${names()} ${unhealthy.length > 1 ? 'are' : 'is'} unhealthy (still after ${Math.round(ctx.waitTimeoutMs / 1000)} s)`);
       throw new DeployFailure(`timed out after ${Math.round(ctx.waitTimeoutMs / 1000)} s waiting for ${pending.join(', ')}`);
     }
     if (once) return;

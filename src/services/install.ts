@@ -578,7 +578,7 @@ async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseR
   }
   ctx.reporter.log(`${why}; restoring ${previous.version}`);
   try {
-    await deployRelease(ctx, previous, store.releaseDir(ctx.project, previous.id), previous, drainMs);
+    await deployRelease({ ...ctx, patient: true }, previous, store.releaseDir(ctx.project, previous.id), previous, drainMs);
   } catch (e) {
     return new DeployFailedError('RESTORE_FAILED', `${why}. Restoring ${previous.version} failed too: ${(e as Error).message}`, {
       details: { restored: null, previous: previous.id },

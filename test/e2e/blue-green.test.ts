@@ -12,6 +12,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ferry, run, tmpDir, uniqueName, type RunResult } from '../support/engines.js';
+import { hostDocker, sshHostsDown, sshHostsUp, type SshHosts } from '../support/ssh-hosts.js';
 
 interface Target {
   name: string;
@@ -311,4 +312,63 @@ describe.each(TARGETS)('$name', (t) => {
       expect(colours.stdout.trim()).toBe('');
     }, 600_000);
   });
+});
+
+// Over SSH, as a fleet: host 1 runs Docker 20.10 with Compose v1, host 3 Docker 26 (containerd
+// store) with Compose v2, each in its own network namespace.
+describe('blue/green over SSH, a fleet of two hosts', () => {
+  let hosts: SshHosts | undefined;
+  const stack = uniqueName('bgssh').replace(/-/g, '').slice(0, 24);
+  const port = 26000 + (process.pid % 1000);
+  const nums = [1, 3];
+  const b: Record<string, string> = {};
+  let home: string;
+  const env = () => ({ HOME: home, SSH_AUTH_SOCK: '' });
+  const fleet = (bundlePath: string) =>
+    ferry(['bundle', 'install', bundlePath, '--trust', trust, '--ssh', nums.map((n) => hosts!.targets[n - 1]).join(','), '--parallel', '2', '-i', hosts!.identity, '--known-hosts', hosts!.knownHosts, '--wait-timeout', '40', '--drain', '2', '--json'], { env: env(), timeoutMs: 400_000 });
+  const get = async (n: number) => {
+    const r = await run('nsenter', [`--net=/var/run/netns/ferry-ssh${n}`, 'wget', '-qO-', `http://127.0.0.1:${port}/cgi-bin/proxy`]);
+    return r.code === 0 ? r.stdout.trim() : `unreachable (${r.code})`;
+  };
+
+  beforeAll(async () => {
+    hosts = await sshHostsUp(3, { docker26c: [3] });
+    home = join(work, 'ssh-home');
+    await mkdir(home, { recursive: true });
+    b.r1 = await bundle(stack, '4.0.1', 1, composeFile({ version: '4.0.1', port, blueGreen: true }));
+    b.r2 = await bundle(stack, '4.0.2', 2, composeFile({ version: '4.0.2', port, blueGreen: true }));
+  }, 400_000);
+
+  afterAll(async () => {
+    if (hosts) {
+      for (const n of nums) {
+        const d = hostDocker(hosts, n);
+        for (const p of [stack, `${stack}-blue`, `${stack}-green`]) {
+          const ids = (await d.run(['ps', '-aq', '--filter', `label=com.docker.compose.project=${p}`])).stdout.split('\n').filter(Boolean);
+          if (ids.length) await d.run(['rm', '-f', ...ids]);
+          const nets = (await d.run(['network', 'ls', '-q', '--filter', `label=com.docker.compose.project=${p}`])).stdout.split('\n').filter(Boolean);
+          if (nets.length) await d.run(['network', 'rm', ...nets]);
+        }
+      }
+    }
+    await sshHostsDown(hosts);
+  }, 180_000);
+
+  it('installs, then upgrades both hosts with no failed request on either', async () => {
+    const r1 = await fleet(b.r1);
+    expect(r1.code, r1.stdout + r1.stderr).toBe(0);
+    for (const n of nums) expect(await get(n)).toBe('version 4.0.1');
+
+    const loops = nums.map((n) => requestLoop(`/var/run/netns/ferry-ssh${n}`, port));
+    const r2 = await fleet(b.r2);
+    const counts = await Promise.all(loops.map((l) => l.stop()));
+    nums.forEach((n, i) => console.log(`ssh host ${n}, blue/green upgrade in a fleet: ${counts[i]!.failed} of ${counts[i]!.total} requests failed (${counts[i]!.perSecond}/s) ${JSON.stringify(counts[i]!.versions)}`));
+    expect(r2.code, r2.stdout + r2.stderr).toBe(0);
+    for (const [i, n] of nums.entries()) {
+      expect(counts[i]!.failed).toBe(0);
+      expect(await get(n)).toBe('version 4.0.2');
+      const green = await hostDocker(hosts!, n).run(['ps', '--filter', `label=com.docker.compose.project=${stack}-green`, '--format', '{{.Names}}']);
+      expect(green.stdout).toMatch(/web/);
+    }
+  }, 600_000);
 });
