@@ -27,7 +27,7 @@ import { DeployFailedError, DeployRestoredError, ExitCode, FerryError, HostPreco
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
 import type { FleetHostResult, FleetReporter } from './fleet.js';
 import { installBundle, type InstallOptions } from './install.js';
-import type { Reporter } from './reporter.js';
+import { silentReporter, type Reporter } from './reporter.js';
 
 export interface SwarmInstallOptions {
   install: Omit<InstallOptions, 'host' | 'up' | 'filesChecked'>;
@@ -199,6 +199,28 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
       throw e;
     }
 
+    const done = (outcome: SwarmInstallResult['outcome'], services: SwarmServiceState[]): SwarmInstallResult => ({
+      stack: m.name,
+      release: id,
+      version: m.version,
+      host: hostName,
+      outcome,
+      previous: previous?.id ?? null,
+      nodes: results,
+      avoided: failed.map((r) => r.node),
+      services,
+      durationMs: Date.now() - started,
+    });
+    // As on one host: the current release, running as it should, is not deployed again.
+    if (previous?.id === id && avoided.length === 0) {
+      const doc = await readStackFile(ctx, previous);
+      const now = doc ? await waitConverged(manager, m.name, { services: stackServicesOf(doc, previous.smoke), smoke: null, release: id, images: pinnedImages(m.name, previous) }, 0, 0, silentReporter) : { ok: false };
+      if (now.ok) {
+        overall.log(`${m.name} ${m.version} is already the current release and runs on the swarm: nothing to deploy`);
+        return done('already-current', await serviceStates(manager, m.name, pinnedImages(m.name, previous), nodes));
+      }
+    }
+
     overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
     const outcome = await deployStack(ctx, release, plan.doc, true);
     if (!outcome.ok) {
@@ -212,18 +234,7 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
     // Images of pruned releases stay on the nodes: a node's own state knows them as loaded, not as its release.
     for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
     overall.log(`${m.name} ${m.version} runs on the swarm${previous ? ` (was ${previous.version})` : ''}`);
-    return {
-      stack: m.name,
-      release: id,
-      version: m.version,
-      host: hostName,
-      outcome: 'installed',
-      previous: previous?.id ?? null,
-      nodes: results,
-      avoided: failed.map((r) => r.node),
-      services: await serviceStates(manager, m.name, pinnedImages(m.name, release), nodes),
-      durationMs: Date.now() - started,
-    };
+    return done('installed', await serviceStates(manager, m.name, pinnedImages(m.name, release), nodes));
   });
 }
 

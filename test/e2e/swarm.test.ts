@@ -131,6 +131,12 @@ describe('bundle install --swarm', () => {
     expect(stackFile).toContain('endpoint_mode: dnsrr');
   });
 
+  it('installing the current release again deploys nothing', async () => {
+    const r = await install(bundles.r1);
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(json(r).result).toMatchObject({ version: '1.0.0', outcome: 'already-current' });
+  });
+
   it('upgrades with a delta bundle: the new layers on every node, the stack updated', async () => {
     const manifest = JSON.parse(await readFile(join(bundles.r2, 'ferry.json'), 'utf8'));
     expect(manifest.images.flatMap((i: any) => i.layers).some((l: any) => !l.included)).toBe(true);
