@@ -125,7 +125,9 @@ export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord
   const keepReach = (release.shared ?? []).length > 0;
   const started = Date.now();
   await moveAliases(ctx, frontNets, fresh, old, keepReach);
-  ctx.reporter.log(`switched ${stack} to ${colour} (${release.version}) in ${Date.now() - started} ms on ${frontNets.join(', ') || 'no network'}`);
+  const switchMs = Date.now() - started;
+  if (ctx.timings) ctx.timings.switch = switchMs;
+  ctx.reporter.log(`switched ${stack} to ${colour} (${release.version}) in ${switchMs} ms on ${frontNets.join(', ') || 'no network'}`);
   try {
     await waitHealthy(ctx, release, stable, Date.now() + ctx.waitTimeoutMs);
   } catch (e) {

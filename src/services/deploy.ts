@@ -21,6 +21,8 @@ export interface DeployContext {
   reporter: Reporter;
   /** Restoring: wait to the deadline for health, never give up earlier because it looks settled. */
   patient?: boolean;
+  /** Where phases that users notice record how long they took (blue/green: `switch`, ms). */
+  timings?: Record<string, number>;
 }
 
 /**

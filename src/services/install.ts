@@ -176,7 +176,7 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
       }
 
       // e + f. switch and confirm; g. restore on failure.
-      const ctx: DeployContext = { engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter };
+      const ctx: DeployContext = { engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter, timings };
       const drainMs = options.drainMs ?? DEFAULT_DRAIN_SECONDS * 1000;
       try {
         await step('deploy', () => deployRelease(ctx, release, store.releaseDir(m.name, id), previous, drainMs));

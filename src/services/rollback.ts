@@ -29,6 +29,8 @@ export interface RollbackResult {
   to: string;
   version: string;
   durationMs: number;
+  /** Blue/green: how long moving the service names took (`switch`, ms). */
+  timings: Record<string, number>;
 }
 
 export async function rollbackStack(options: RollbackOptions, host: HostTarget, reporter: Reporter): Promise<RollbackResult> {
@@ -46,7 +48,7 @@ export async function rollbackStack(options: RollbackOptions, host: HostTarget, 
     }
     const current = currentRelease(state) ?? null;
     const target = pickTarget(state.releases, current, options.to);
-    const ctx: DeployContext = { engine: host.engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter };
+    const ctx: DeployContext = { engine: host.engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter, timings: {} };
     const drainMs = options.drainMs ?? DEFAULT_DRAIN_SECONDS * 1000;
     try {
       await deployRelease(ctx, target, store.releaseDir(options.stack, target.id), current, drainMs);
@@ -57,7 +59,7 @@ export async function rollbackStack(options: RollbackOptions, host: HostTarget, 
     // The colour a blue/green release now runs as is part of its record.
     await store.save({ ...state, current: target.id, releases: state.releases.map((r) => (r.id === target.id ? target : r)) });
     reporter.log(`${options.stack} rolled back to ${target.version}`);
-    return { stack: options.stack, from: current?.id ?? null, to: target.id, version: target.version, durationMs: Date.now() - started };
+    return { stack: options.stack, from: current?.id ?? null, to: target.id, version: target.version, durationMs: Date.now() - started, timings: ctx.timings ?? {} };
   });
 }
 

@@ -215,6 +215,9 @@ describe.each(TARGETS)('$name', (t) => {
       const counts = await loop.stop();
       console.log(`${t.name}, blue/green upgrade: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
       expect(r.code, r.stdout + r.stderr).toBe(0);
+      // From "switch" to the new colour holding every name (the old one holds none).
+      console.log(`${t.name}, blue/green upgrade: the switch took ${json(r).result.timings.switch} ms`);
+      expect(json(r).result.timings.switch).toBeLessThan(2000);
       expect(counts.total).toBeGreaterThan(20);
       expect(counts.failed).toBe(0);
       expect(counts.versions['version 2.0.2']).toBeGreaterThan(0);
@@ -255,8 +258,9 @@ describe.each(TARGETS)('$name', (t) => {
       const loop = requestLoop(t.netns(), port);
       const r = await ferry(['host', 'rollback', stack, '--state-dir', stateDir, '--wait-timeout', '30', '--drain', '1', '--compose-cmd', t.compose === 'v2' ? 'docker compose' : 'docker-compose', '--json'], { env: env(), timeoutMs: 300_000 });
       const counts = await loop.stop();
-      console.log(`${t.name}, blue/green rollback: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)} in ${json(r).result?.durationMs} ms`);
+      console.log(`${t.name}, blue/green rollback: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)} in ${json(r).result?.durationMs} ms, the switch ${json(r).result?.timings?.switch} ms`);
       expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(json(r).result.timings.switch).toBeLessThan(2000);
       expect(counts.failed).toBe(0);
       expect(await get(port)).toBe('version 2.0.1');
       expect(await colourOf()).toBe('blue');
