@@ -7,6 +7,7 @@
 #                  host inventory (carried back)
 #   build server:  bundle create release 2 --base inventory (only new layers travel)
 #   host:          bundle install release 2, host rollback
+#   blue/green:    scripts/demo-blue-green.sh, an upgrade and a broken release with a request counter
 #
 # Everything happens under $FERRY_DEMO_DIR (default /tmp/ferry-demo), recreated on each run.
 set -euo pipefail
@@ -79,6 +80,8 @@ page 8081
 step "host: ferry host rollback demo (back to 1.0.0)"
 on_host host rollback demo --state-dir "$DEMO/state"
 page 8081
+
+bash scripts/demo-blue-green.sh
 
 step "done"
 echo "bundles: $USB; host state: $DEMO/state"
