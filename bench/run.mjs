@@ -23,6 +23,7 @@ import { benchSsh } from './sections/ssh.mjs';
 import { benchInstall } from './sections/install.mjs';
 import { benchDelta } from './sections/delta.mjs';
 import { benchBinary } from './sections/binary.mjs';
+import { benchCache } from './sections/cache.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const RESULTS_DIR = join(ROOT, '.bench');
@@ -130,7 +131,9 @@ async function benchCreate(ctx) {
   const floorS = firstByteS + Math.max(0, zst.cpuS - save.cpuS) / ctx.machine.cores;
   rows.push({ what: `floor: first byte + zstd -3 CPU / ${ctx.machine.cores} cores`, wall: floorS });
 
-  const ferryCreate = (def, name) => createBundle(def, join(work, name), join(work, 'key'), ctx.ferryArgs);
+  // A fresh layer cache each: the create section measures a cold create (compression), whatever
+  // ~/.cache/ferry holds; the cache section measures the warm one.
+  const ferryCreate = (def, name) => createBundle(def, join(work, name), join(work, 'key'), ctx.ferryArgs.includes('--no-cache') || ctx.ferryArgs.includes('--cache') ? ctx.ferryArgs : ['--cache', join(work, `cache-${name}`), ...ctx.ferryArgs]);
 
   step(`ferry bundle create${ctx.ferryArgs.length ? ` ${ctx.ferryArgs.join(' ')}` : ''}`);
   const full = await ferryCreate(facts.def, 'full.ferry');
@@ -203,6 +206,7 @@ async function benchCreate(ctx) {
 
 const SECTIONS = {
   create: benchCreate,
+  cache: benchCache,
   ssh: benchSsh,
   install: benchInstall,
   delta: benchDelta,
