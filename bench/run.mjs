@@ -20,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { composeImages, createBundle, fixed, imageIds, GNU_TIME, MB, run, runToDevNull, saveBytes, saveFirstByte, saveThrough, SectionError } from './sections/common.mjs';
 import { benchContainerd } from './sections/containerd.mjs';
 import { benchSsh } from './sections/ssh.mjs';
+import { benchSwarm } from './sections/swarm.mjs';
 import { benchInstall } from './sections/install.mjs';
 import { benchDelta } from './sections/delta.mjs';
 import { benchBinary } from './sections/binary.mjs';
@@ -212,6 +213,7 @@ const SECTIONS = {
   delta: benchDelta,
   containerd: benchContainerd,
   binary: benchBinary,
+  swarm: benchSwarm,
 };
 
 async function main() {
