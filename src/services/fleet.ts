@@ -107,7 +107,7 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
       const result = await install({ ...options.install, ...checked, host: hostName }, host, reporter);
       return { target: spec.target, host: hostName, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
     } catch (e) {
-      const err = describe(e);
+      const err = hostFailure(e);
       return { target: spec.target, host: hostName, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
     } finally {
       await host?.close().catch(() => undefined);
@@ -143,7 +143,8 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
   return { ok: !firstFailed, exitCode: firstFailed?.exitCode ?? 0, parallel: n, hosts, durationMs: Date.now() - started };
 }
 
-function describe(e: unknown): { exitCode: number; error: FleetHostError } {
+/** What one host's failure becomes in a many-host result (fleets, swarm nodes): its exit code and a plain error. */
+export function hostFailure(e: unknown): { exitCode: number; error: FleetHostError } {
   if (e instanceof FerryError) {
     return { exitCode: e.exitCode, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}), ...(e.details !== undefined ? { details: e.details } : {}) } };
   }

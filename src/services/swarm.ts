@@ -23,9 +23,9 @@ import { sha256Digest } from '../core/digest.js';
 import { currentRelease, ferryTag, recordInstalled, releaseId, type ReleaseRecord } from '../core/state.js';
 import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, stackServicesOf, SwarmStackError, swarmServiceName, withoutSmokeRun } from '../core/swarm-stack.js';
 import { parseYaml, toYaml } from '../core/yaml.js';
-import { DeployFailedError, DeployRestoredError, ExitCode, FerryError, HostPreconditionError } from '../errors.js';
+import { DeployFailedError, DeployRestoredError, HostPreconditionError } from '../errors.js';
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
-import type { FleetHostResult, FleetReporter } from './fleet.js';
+import { hostFailure, type FleetHostResult, type FleetReporter } from './fleet.js';
 import { installBundle, type InstallOptions } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
 
@@ -131,7 +131,7 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
       const result = await install({ ...options.install, host: hostName, up: false, filesChecked }, host, reporter);
       return { ...base, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
     } catch (e) {
-      const err = describe(e);
+      const err = hostFailure(e);
       return { ...base, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
     } finally {
       if (host && host !== manager) await host.close().catch(() => undefined);
@@ -381,7 +381,3 @@ function lastLines(text: string): string {
   return text.trim().split('\n').slice(-5).join('\n');
 }
 
-function describe(e: unknown): { exitCode: number; error: { code: string; message: string; hint?: string } } {
-  if (e instanceof FerryError) return { exitCode: e.exitCode, error: { code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) } };
-  return { exitCode: ExitCode.bug, error: { code: 'UNEXPECTED', message: `unexpected error: ${e instanceof Error ? e.message : String(e)}` } };
-}
