@@ -214,7 +214,9 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     };
     const learn = async (path: string, entrySize: number, layer: CachedLayer) => {
       if (!cache) return;
-      await cache.remember(path, entrySize, layer.diffId).then(() => cache?.recordLayer(layer)).catch(cacheFailed);
+      const c = cache;
+      const same = known.get(layer.diffId)?.size === layer.size && known.get(layer.diffId)?.setuid.length === layer.setuid.length;
+      await c.remember(path, entrySize, layer.diffId).then(() => (same ? undefined : c.recordLayer(layer))).catch(cacheFailed);
     };
     // A cached blob is checked by its digest as it is copied in; a damaged one is dropped, never shipped.
     const fromCache = async (diffId: string, meta: CachedBlob): Promise<StagedBlob | null> => {
