@@ -22,6 +22,7 @@ import { benchContainerd } from './sections/containerd.mjs';
 import { benchSsh } from './sections/ssh.mjs';
 import { benchSwarm } from './sections/swarm.mjs';
 import { benchInstall } from './sections/install.mjs';
+import { benchSwitch } from './sections/switch.mjs';
 import { benchDelta } from './sections/delta.mjs';
 import { benchBinary } from './sections/binary.mjs';
 import { benchCache } from './sections/cache.mjs';
@@ -214,6 +215,7 @@ const SECTIONS = {
   containerd: benchContainerd,
   binary: benchBinary,
   swarm: benchSwarm,
+  switch: benchSwitch,
 };
 
 async function main() {
