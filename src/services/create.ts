@@ -296,16 +296,18 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
           const meta = needed.has(g) ? await lookup(g) : null;
           if (meta) metas.set(g, meta);
         }
-        // A single cached guess is checked before the layer is read, so a damaged entry still
-        // leaves the layer to compress; among several, the hash picks the entry first.
+        // A single cached guess: its blob is copied in (and checked) while the layer is hashed, so
+        // the copy costs no wall time; should the copy fail its check, a second save gives the layer.
         const only = guesses.length === 1 ? guesses[0]! : null;
-        const staged = only && metas.has(only) ? await fromCache(only, metas.get(only)!) : null;
-        const skippable = guesses.length > 0 && guesses.every((g) => !needed.has(g) || metas.has(g)) && (!only || !needed.has(only) || staged !== null);
+        const skippable = guesses.length > 0 && guesses.every((g) => !needed.has(g) || metas.has(g));
         let layer: PassLayer | undefined;
         let how = '';
         if (skippable) {
           // Known before a byte of it is read: only hashed on its way through, the hash confirming the guess.
-          const { diffId, size } = await store.hashLayer(await tar(), onBytes);
+          const [{ diffId, size }, staged] = await Promise.all([
+            store.hashLayer(await tar(), onBytes),
+            only && metas.has(only) ? fromCache(only, metas.get(only)!) : Promise.resolve(null),
+          ]);
           if (staged && diffId !== only) await store.discardStaged(staged);
           if (guesses.includes(diffId) && !needed.has(diffId)) {
             layer = { diffId, size, blob: null };
@@ -318,13 +320,15 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
           } else {
             const guessed = guesses.includes(diffId);
             if (!guessed) work.wrongGuesses++;
-            const meta = needed.has(diffId) ? (metas.get(diffId) ?? (await lookup(diffId))) : null;
+            // The single guess's blob already failed its check (and is dropped): not tried twice.
+            const tried = guessed && diffId === only;
+            const meta = needed.has(diffId) && !tried ? (metas.get(diffId) ?? (await lookup(diffId))) : null;
             const again = meta ? await fromCache(diffId, meta) : null;
-            if (!guessed || (needed.has(diffId) && !again)) {
+            if (!guessed) {
               reporter.warn({
                 code: 'LAYER_GUESS_WRONG',
                 subject: info.path,
-                message: `${info.path} was taken for layer ${guesses.map(shortDigest).join(' or ')} ${guessed ? 'and is, but its cached blob is gone' : `but hashes to ${shortDigest(diffId)}`}: ${!needed.has(diffId) ? 'it is held by every base, left out' : again ? 'its blob comes from the cache' : 'it is compressed from a second save'}`,
+                message: `${info.path} was taken for layer ${guesses.map(shortDigest).join(' or ')} but hashes to ${shortDigest(diffId)}: ${!needed.has(diffId) ? 'it is held by every base, left out' : again ? 'its blob comes from the cache' : 'it is compressed from a second save'}`,
               });
             }
             if (!needed.has(diffId)) layer = { diffId, size, blob: null };
@@ -392,6 +396,10 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
         await learn(l.path, l.entrySize, { diffId: l.diffId, size: l.size, setuid: l.setuid });
         if (l.blob) {
           work.compressed++;
+          if (cache) {
+            cacheCounts.misses++;
+            cacheCounts.added++;
+          }
           if (l.setuid.length > 0) setuid.set(l.diffId, l.setuid);
         }
       }
@@ -687,7 +695,7 @@ async function secondSave(
 ): Promise<AgainLayer[]> {
   const wanted = new Set([...pending.values()].map((p) => p.diffId));
   const ids = [...new Set(details.filter((d) => d.diffIds.some((x) => wanted.has(x))).map((d) => d.id))];
-  reporter.log(`saving ${ids.length} image${ids.length === 1 ? '' : 's'} again for ${wanted.size} layer${wanted.size === 1 ? '' : 's'} a guess got wrong`);
+  reporter.log(`saving ${ids.length} image${ids.length === 1 ? '' : 's'} again for ${wanted.size} layer${wanted.size === 1 ? '' : 's'} the first save passed by uncompressed (a wrong guess, or a cached blob that failed its check)`);
   const got: AgainLayer[] = [];
   await readSaveArchive(await engine.save(ids), async (entry, info) => {
     const first = layers.get(info.path);
