@@ -249,6 +249,9 @@ async function main() {
       return dir;
     },
   };
+  // bundle create keeps a layer cache by default: one per bench run, so that no row depends on what
+  // an earlier run (or the user's own creates) left in ~/.cache/ferry.
+  if (!process.env.XDG_CACHE_HOME) process.env.XDG_CACHE_HOME = ctx.tmp('xdg-cache');
 
   try {
     for (const name of selected) {
