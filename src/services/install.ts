@@ -91,34 +91,26 @@ export interface InstallResult {
 }
 
 export async function installBundle(options: InstallOptions, host: HostTarget, reporter: Reporter): Promise<InstallResult> {
-  const { engine } = host;
   const started = Date.now();
   const timings: Record<string, number> = {};
-  const step = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
-    const t = Date.now();
-    try {
-      return await fn();
-    } finally {
-      timings[name] = Date.now() - t;
-    }
-  };
+  const step = timed(timings);
 
   // a. signature, then policy — before anything is copied, loaded or started.
   const opened = await step('verify-signature', () => openBundle(options.bundle, options.trust, reporter));
-  const m = opened.manifest;
-  const id = releaseId(m.sequence, m.version);
+  const manifest = opened.manifest;
+  const id = releaseId(manifest.sequence, manifest.version);
   const store = new StateStore(options.stateDir, host.fs);
   await store.ensure();
-  return store.withLock(`install ${m.name} ${id}`, async () => {
+  return store.withLock(`install ${manifest.name} ${id}`, async () => {
     try {
-      const state = await store.load(m.name);
-      checkPolicy(m, state, options);
+      const state = await store.load(manifest.name);
+      checkPolicy(manifest, state, options);
       const previous = currentRelease(state) ?? null;
       const result = (outcome: InstallResult['outcome'], images: InstallResult['images'], pruned: string[] = []): InstallResult => ({
-        stack: m.name,
+        stack: manifest.name,
         release: id,
-        version: m.version,
-        sequence: m.sequence,
+        version: manifest.version,
+        sequence: manifest.sequence,
         host: options.host,
         outcome,
         previous: previous?.id ?? null,
@@ -128,78 +120,115 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
         timings,
       });
 
-      if (previous?.id === id && options.up && (await isHealthy(engine, m.name, previous))) {
-        reporter.log(`${m.name} ${m.version} is already the current release and healthy: nothing to do`);
+      if (previous?.id === id && options.up && (await isHealthy(host.engine, manifest.name, previous))) {
+        reporter.log(`${manifest.name} ${manifest.version} is already the current release and healthy: nothing to do`);
         return result('already-current', previous.images.map((i) => ({ ...i, loaded: false })));
       }
 
-      // b. stage: from here on only the staged, verified copy is read (the stick can change).
-      // Staging copies onto the host's own disk; a remote host is fed from the local, checked copy.
-      const stage = options.stage && host.local;
-      const staging = store.stagingDir(m.name, id);
-      const root = stage ? await step('stage', () => stageBundle(opened, staging, store, reporter)) : opened.dir;
-      if (!stage) {
-        if (options.filesChecked?.manifestSha256 === sha256Digest(opened.manifestBytes)) {
-          reporter.log('bundle files: checked once for every host of this run');
-        } else {
-          const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
-          if (problems.length > 0) throw integrityFailure(problems);
-        }
-      }
+      // b. stage (or check in place); c. preflight; d. load what the engine lacks and tag it.
+      const { root, staged } = await bundleRoot(opened, store, id, host, options, step, reporter);
+      const plan = await step('preflight', () => preflight(manifest, host, options.splice, reporter));
+      const images = await step('load', () => loadImages(manifest, root, plan, host.engine, reporter));
+      const release = releaseRecordOf(manifest, id, opened, images, options);
+      release.composeFiles = await writeRelease(store, manifest, release, root, opened, options.host);
+      release.verification = await writeVerificationReport(store, manifest, release, opened, options, staged);
+      if (!options.up) return result('loaded', images);
 
-      // c. preflight
-      const plan = await step('preflight', () => preflight(m, host, options.splice, reporter));
-
-      // d. load what the engine lacks; tag every image with its ferry-owned tag.
-      const images = await step('load', () => loadImages(m, root, plan, engine, reporter));
-
-      const release: ReleaseRecord = {
-        id,
-        version: m.version,
-        sequence: m.sequence,
-        created: m.created,
-        installedAt: (options.now ?? new Date()).toISOString(),
-        host: options.host,
-        images: images.map(({ id: imageId, tag }) => ({ id: imageId, tag })),
-        services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
-        composeFiles: [],
-        smoke: m.compose.smoke,
-        signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
-        result: 'installed',
-      };
-      release.composeFiles = await writeRelease(store, m, release, root, opened, options.host);
-      release.verification = await writeVerificationReport(store, m, release, opened, options, stage);
-
-      if (!options.up) {
-        await store.fs.rmrf(staging);
-        return result('loaded', images);
-      }
-
-      // e + f. switch and confirm; g. restore on failure.
-      const ctx: DeployContext = { engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: m.name, waitTimeoutMs: options.waitTimeoutMs, reporter, timings };
-      const drainMs = options.drainMs ?? DEFAULT_DRAIN_SECONDS * 1000;
-      try {
-        await step('deploy', () => deployRelease(ctx, release, store.releaseDir(m.name, id), previous, drainMs));
-      } catch (e) {
-        if (!(e instanceof DeployFailure)) throw e;
-        const err = await deployFailed(ctx, store, previous, release, e, `${m.name} ${m.version} failed: ${e.message}`, drainMs);
-        // A blue/green restore ran the previous release as another colour: its record says which.
-        if (previous?.switch === 'blue-green') await store.save({ ...state, releases: state.releases.map((r) => (r.id === previous.id ? previous : r)) });
-        throw err;
-      }
-
-      const { state: next, pruned } = recordInstalled(state, release, options.keep);
-      await store.save(next);
-      await store.fs.rmrf(staging);
-      for (const img of imagesToRemove(next, pruned)) await engine.removeImage(img.tag);
-      for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
-      reporter.log(`${m.name} ${m.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
-      return result('installed', images, pruned.map((r) => r.id));
+      // e + f. switch and confirm; g. restore on failure; then record.
+      await switchOrRestore(host, store, state, previous, release, options, timings, step, reporter);
+      const pruned = await recordAndPrune(host.engine, store, state, release, options.keep);
+      reporter.log(`${manifest.name} ${manifest.version} installed and healthy${previous ? ` (was ${previous.version})` : ''}`);
+      return result('installed', images, pruned);
     } finally {
       // Whatever failed after staging, the staged copy (possibly gigabytes) does not stay behind.
-      await store.fs.rmrf(store.stagingDir(m.name, id)).catch(() => undefined);
+      await store.fs.rmrf(store.stagingDir(manifest.name, id)).catch(() => undefined);
     }
   });
+}
+
+type Step = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+
+/** Runs a step and records how long it took under its name (install --json's timings). */
+function timed(timings: Record<string, number>): Step {
+  return async (name, fn) => {
+    const t = Date.now();
+    try {
+      return await fn();
+    } finally {
+      timings[name] = Date.now() - t;
+    }
+  };
+}
+
+/**
+ * Where the bundle is read from after this: the staged copy (the stick can change or vanish), or,
+ * for a remote host fed from this machine, the checked bundle itself.
+ */
+async function bundleRoot(opened: OpenedBundle, store: StateStore, id: string, host: HostTarget, options: InstallOptions, step: Step, reporter: Reporter): Promise<{ root: string; staged: boolean }> {
+  // Staging copies onto the host's own disk; a remote host is fed from the local, checked copy.
+  if (options.stage && host.local) {
+    const staging = store.stagingDir(opened.manifest.name, id);
+    return { root: await step('stage', () => stageBundle(opened, staging, store, reporter)), staged: true };
+  }
+  if (options.filesChecked?.manifestSha256 === sha256Digest(opened.manifestBytes)) {
+    reporter.log('bundle files: checked once for every host of this run');
+  } else {
+    const { problems } = await step('verify-files', () => checkFiles(opened, reporter));
+    if (problems.length > 0) throw integrityFailure(problems);
+  }
+  return { root: opened.dir, staged: false };
+}
+
+function releaseRecordOf(manifest: FerryManifest, id: string, opened: OpenedBundle, images: { id: string; tag: string }[], options: InstallOptions): ReleaseRecord {
+  return {
+    id,
+    version: manifest.version,
+    sequence: manifest.sequence,
+    created: manifest.created,
+    installedAt: (options.now ?? new Date()).toISOString(),
+    host: options.host,
+    images: images.map(({ id: imageId, tag }) => ({ id: imageId, tag })),
+    services: manifest.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
+    composeFiles: [],
+    smoke: manifest.compose.smoke,
+    signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
+    result: 'installed',
+  };
+}
+
+/** e + f: brings the release up and confirms it; g: on failure brings the previous one back and throws. */
+async function switchOrRestore(
+  host: HostTarget,
+  store: StateStore,
+  state: StackState,
+  previous: ReleaseRecord | null,
+  release: ReleaseRecord,
+  options: InstallOptions,
+  timings: Record<string, number>,
+  step: Step,
+  reporter: Reporter,
+): Promise<void> {
+  const stack = state.stack;
+  const ctx: DeployContext = { engine: host.engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: stack, waitTimeoutMs: options.waitTimeoutMs, reporter, timings };
+  const drainMs = options.drainMs ?? DEFAULT_DRAIN_SECONDS * 1000;
+  try {
+    await step('deploy', () => deployRelease(ctx, release, store.releaseDir(stack, release.id), previous, drainMs));
+  } catch (e) {
+    if (!(e instanceof DeployFailure)) throw e;
+    const err = await deployFailed(ctx, store, previous, release, e, `${stack} ${release.version} failed: ${e.message}`, drainMs);
+    // A blue/green restore ran the previous release as another colour: its record says which.
+    if (previous?.switch === 'blue-green') await store.save({ ...state, releases: state.releases.map((r) => (r.id === previous.id ? previous : r)) });
+    throw err;
+  }
+}
+
+/** Records the release as current, then removes what --keep no longer keeps: images and release directories. */
+async function recordAndPrune(engine: Engine, store: StateStore, state: StackState, release: ReleaseRecord, keep: number): Promise<string[]> {
+  const { state: next, pruned } = recordInstalled(state, release, keep);
+  await store.save(next);
+  for (const img of imagesToRemove(next, pruned)) await engine.removeImage(img.tag);
+  for (const r of pruned) await store.fs.rmrf(store.releaseDir(state.stack, r.id));
+  return pruned.map((r) => r.id);
 }
 
 function checkPolicy(m: FerryManifest, state: StackState, options: InstallOptions): void {
