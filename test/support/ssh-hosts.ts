@@ -29,7 +29,8 @@ export interface SshHostsOptions {
 
 const script = (args: string[], opts: RunOptions = {}) => run('bash', [join(ROOT, 'scripts/ssh-hosts.sh'), ...args], { timeoutMs: 240_000, ...opts });
 
-function parseEnv(stdout: string): Record<string, string> {
+/** The `export NAME=value` lines a harness script's `up`/`env` prints (ssh-hosts.sh, swarm.sh). */
+export function parseEnv(stdout: string): Record<string, string> {
   const vars: Record<string, string> = {};
   for (const line of stdout.split('\n')) {
     const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());

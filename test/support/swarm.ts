@@ -2,6 +2,7 @@
 // their own, joined by a bridge) and forms the swarm; these helpers drive and observe it.
 import { join } from 'node:path';
 import { ROOT, run, type DockerClient, type RunOptions, type RunResult } from './engines.js';
+import { parseEnv } from './ssh-hosts.js';
 
 export interface Swarm {
   /** root@198.19.0.11: node 1, the manager, at its swarm address. */
@@ -21,15 +22,6 @@ export interface SwarmOptions {
 }
 
 const script = (args: string[], opts: RunOptions = {}) => run('bash', [join(ROOT, 'scripts/swarm.sh'), ...args], { timeoutMs: 300_000, ...opts });
-
-function parseEnv(stdout: string): Record<string, string> {
-  const vars: Record<string, string> = {};
-  for (const line of stdout.split('\n')) {
-    const m = /^export ([A-Z0-9_]+)=(.*)$/.exec(line.trim());
-    if (m) vars[m[1]!] = m[2]!.replace(/^"|"$/g, '');
-  }
-  return vars;
-}
 
 export async function swarmUp(n: number, opts: SwarmOptions = {}): Promise<Swarm> {
   const already = (await script(['status'])).code === 0;
