@@ -240,6 +240,8 @@ describe('ferry host status', () => {
       signer: { fingerprint: 'SHA256:itfingerprint', principals: ['release@example.com'] },
       // A hand-written record from before install kept evidence: none to show.
       verification: null,
+      // In place: no blue/green colour.
+      colour: null,
     });
     expect(s.releases.map((x: { id: string; current: boolean }) => [x.id, x.current])).toEqual([
       ['1-1.0.0', false],
