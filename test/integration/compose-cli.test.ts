@@ -46,11 +46,13 @@ const COMPOSE_YAML = `services:
   smoke-ok:
     image: ${IMAGE}
     profiles: ["smoke"]
-    command: ["sh", "-c", "echo smoke-ok-ran"]
+    # The pause: docker-compose v1's run attaches after the start, and output of a process that
+    # prints and exits at once is sometimes lost (seen in CI); the exit code is never.
+    command: ["sh", "-c", "sleep 0.5; echo smoke-ok-ran"]
   smoke-fails:
     image: ${IMAGE}
     profiles: ["smoke"]
-    command: ["sh", "-c", "echo smoke-fails-ran; exit 3"]
+    command: ["sh", "-c", "sleep 0.5; echo smoke-fails-ran; exit 3"]
 `;
 const FILES = ['compose.yaml', 'ferry.override.yaml'];
 
