@@ -12,9 +12,6 @@ import { generateKeyPair, KEY_HINT, MAX_KEY_FILE_BYTES, parseSigningKey } from '
 import type { SigningKey } from '../core/sshsig.js';
 import { BuildInputError, TrustError } from '../errors.js';
 
-// create.ts still names these here (its owner is changing it right now); new code imports core/sshsig.js.
-export { BUNDLE_NAMESPACE, type SigningKey } from '../core/sshsig.js';
-
 export async function readAllowedSigners(path: string): Promise<AllowedSigner[]> {
   let text: string;
   try {
