@@ -113,14 +113,14 @@ export function isSetuidFile(entry: TarEntry): boolean {
   return REGULAR.has(entry.type) && (entry.mode & 0o6000) !== 0;
 }
 
-function cString(buf: Buffer, start: number, length: number): string {
+export function cString(buf: Buffer, start: number, length: number): string {
   const end = Math.min(buf.length, start + length);
   const nul = buf.indexOf(0, start);
   return buf.subarray(start, nul >= 0 && nul < end ? nul : end).toString('utf8');
 }
 
 /** Octal, or GNU's base-256 for values that do not fit (high bit of the first byte set). */
-function numeric(buf: Buffer, start: number, length: number): number {
+export function numeric(buf: Buffer, start: number, length: number): number {
   if (buf[start]! & 0x80) {
     let v = 0;
     for (let i = start + 1; i < start + length; i++) v = v * 256 + buf[i]!;
@@ -131,7 +131,7 @@ function numeric(buf: Buffer, start: number, length: number): number {
 }
 
 /** PAX records: "<length> <key>=<value>\n", one after another. */
-function parsePax(buf: Buffer): { path?: string; size?: number } {
+export function parsePax(buf: Buffer): { path?: string; size?: number } {
   const out: { path?: string; size?: number } = {};
   let at = 0;
   while (at < buf.length) {
