@@ -87,6 +87,7 @@ export const ERROR_CODES = {
   LOADED_IMAGE_MISMATCH: { exit: ExitCode.integrity, meaning: 'after loading, an image on the engine is absent or has other layers' },
   ENGINE_ARCHIVE_INVALID: { exit: ExitCode.integrity, meaning: 'the engine\'s save archive cannot be read' },
   ENGINE_LAYER_MISMATCH: { exit: ExitCode.integrity, meaning: 'the engine\'s save archive does not match the image\'s config' },
+  DELTA_INVALID: { exit: ExitCode.integrity, meaning: 'a layer delta is malformed (ranges outside or overlapping, truncated, wrong sizes) or does not rebuild its layer\'s diffID: nothing loaded' },
   // 5: policy
   BUNDLE_EXPIRED: { exit: ExitCode.policy, meaning: 'the bundle is past its expiry date' },
   WRONG_HOST: { exit: ExitCode.policy, meaning: 'the bundle has no configuration for this host' },
@@ -97,6 +98,8 @@ export const ERROR_CODES = {
   NO_COMPOSE: { exit: ExitCode.hostPrecondition, meaning: 'no working Compose (v2 or v1, or the --compose-cmd given) on the host' },
   NO_SPACE: { exit: ExitCode.hostPrecondition, meaning: 'too little space or inodes on the host for staging or loading' },
   MISSING_BASE_LAYERS: { exit: ExitCode.hostPrecondition, meaning: 'the engine lacks layers the bundle assumes it holds (--base)' },
+  MISSING_REFERENCE_LAYERS: { exit: ExitCode.hostPrecondition, meaning: 'the engine lacks a layer a delta of the bundle is rebuilt from (named with the layer and image that need it): nothing loaded' },
+  DELTA_REFERENCE_INEXACT: { exit: ExitCode.hostPrecondition, meaning: 'the engine does not give a delta\'s reference layer back byte for byte, so the delta cannot be rebuilt here (use a --no-delta bundle): nothing loaded' },
   HOST_PATHS_MISSING: { exit: ExitCode.hostPrecondition, meaning: 'host paths the stack reads do not exist on the host' },
   HOST_BUSY: { exit: ExitCode.hostPrecondition, meaning: 'another ferry is working on this host' },
   BLUE_GREEN_UNSUPPORTED: { exit: ExitCode.hostPrecondition, meaning: 'blue/green cannot run with this engine and Compose (Compose v1 on Docker 25+ cannot update the front in place)' },
@@ -200,6 +203,7 @@ export const WARNING_CODES = {
   CACHE_UNUSABLE: 'the layer cache cannot be made or written: create goes on without it',
   CACHE_ENTRY_CORRUPT: 'a layer cache entry does not match its digest: dropped, the layer compressed again',
   LAYER_GUESS_WRONG: 'a layer create took for a known one hashed to another: read again from a second save',
+  DELTA_UNVERIFIED: 'a layer delta did not rebuild its layer on the build server: the layer is shipped whole',
 } as const satisfies Record<string, string>;
 export type WarningCode = keyof typeof WARNING_CODES;
 

@@ -192,6 +192,19 @@ export class BlobStoreWriter {
     return { diffId, size: hasher.bytes, blob: await this.commit(sink) };
   }
 
+  /** Any other stream stored as a blob is (a layer delta): compressed, hashed, cut into parts. */
+  async writeBlob(input: AsyncIterable<Buffer> | Readable, mediaType: string): Promise<LayerBlob> {
+    this.compressor ??= await zstdCompressorFactory(this.options);
+    const sink = this.newSink();
+    try {
+      await pipeline(input, this.compressor(), sink);
+    } catch (e) {
+      await discard(sink);
+      throw e;
+    }
+    return { ...(await this.commit(sink)), mediaType };
+  }
+
   /** A layer that needs no compression (held, or its blob comes from the cache): only hashed on its way through. */
   async hashLayer(input: Readable, onBytes?: (total: number) => void): Promise<{ diffId: string; size: number }> {
     const hasher = new HashingPassThrough(onBytes);

@@ -12,14 +12,31 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { zstdDecompressor } from './zstd.js';
 import { hexOf } from '../core/digest.js';
+import { rebuildLayer, type DeltaExpectation } from '../core/layer-delta.js';
 import type { LayerBlob } from '../core/manifest.js';
 
 export interface LoadImage {
   id: string;
   config: Buffer;
   tags: string[];
-  /** blob null: a layer the bundle leaves out, which the host already holds. */
-  layers: { diffId: string; size: number; blob: LayerBlob | null }[];
+  /** blob null: a layer the bundle leaves out, which the host already holds, or rebuilds from a delta. */
+  layers: { diffId: string; size: number; blob: LayerBlob | null; delta?: LoadDelta }[];
+}
+
+/** A layer rebuilt while it streams into the load: the delta's file and the reference's bytes. */
+export interface LoadDelta {
+  file: LayerBlob;
+  expect: DeltaExpectation;
+  /** The reference layer's uncompressed bytes, front to back (a save of a host image holding it). */
+  reference: () => AsyncIterable<Buffer>;
+}
+
+/** A blob's content, decompressed, as one stream. */
+export async function bundleBlobBytes(root: string, blob: LayerBlob): Promise<Readable> {
+  const decoder = await zstdDecompressor();
+  const src = openBlob(root, blob);
+  src.on('error', (e) => decoder.destroy(e));
+  return src.pipe(decoder);
 }
 
 /** Concatenates a blob's files (one, or its parts in order) as one stream. */
@@ -88,6 +105,8 @@ export function loadArchive(
   splice: SpliceSource[] = [],
   /** Filled while streaming: each diffID's entry as written (left-out layers have none). */
   written: Map<string, ArchiveLayer> = new Map(),
+  /** Told the first error that ends the archive (the engine only sees it cut short). */
+  onFailure?: (e: unknown) => void,
 ): Readable {
   const pack = tar.pack();
   const out = new PassThrough({ highWaterMark: 1 << 20 });
@@ -100,6 +119,16 @@ export function loadArchive(
       await entry(pack, configName, [Readable.from([im.config])], im.config.length);
       const layers: string[] = [];
       for (const l of im.layers) {
+        if (l.delta) {
+          const name = `${hexOf(l.diffId)}/layer.tar`;
+          layers.push(name);
+          if (written.has(l.diffId)) continue;
+          written.set(l.diffId, { digest: l.diffId, size: l.size, gzip: false });
+          const delta = await bundleBlobBytes(root, l.delta.file);
+          const rebuilt = Readable.from(rebuildLayer(delta as AsyncIterable<Buffer>, l.delta.reference(), l.delta.expect));
+          await entry(pack, name, [rebuilt, new DiffIdCheck(l.diffId, l.size, onBytes)], l.size);
+          continue;
+        }
         if (!l.blob) {
           const from = spliced.get(l.diffId);
           if (splice.length > 0 && !from) throw new Error(`layer ${l.diffId} was not found in the host's own images`);
@@ -120,6 +149,7 @@ export function loadArchive(
     pack.finalize();
   };
   fill().catch((e) => {
+    onFailure?.(e);
     pack.destroy(e);
     out.destroy(e);
   });

@@ -64,3 +64,51 @@ export function neededDiffIds(images: { diffIds: string[]; chainIds: string[] }[
 export function executableHeldByAll(executables: readonly (string | null)[], digest: string): boolean {
   return executables.length > 0 && executables.every((e) => e === digest);
 }
+
+/** An image a base says its target holds: what a changed layer can be a delta against. */
+export interface BaseImage {
+  id: string;
+  /** Repositories it was known by (tags without the tag): how a release finds its predecessor. */
+  repos: string[];
+  diffIds: string[];
+}
+
+/** The repository of an image reference: `shop/web:1.4` → `shop/web`, `reg:5000/a@sha256:…` → `reg:5000/a`. */
+export function repositoryOf(ref: string): string {
+  const at = ref.indexOf('@');
+  const name = at >= 0 ? ref.slice(0, at) : ref;
+  const colon = name.lastIndexOf(':');
+  return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+
+/** DiffIDs every base's images hold (a host gives any of them back through `docker save`). */
+export function heldDiffIdsByAll(bases: BaseImage[][]): Set<string> {
+  return bases.length === 0 ? new Set() : intersect(bases.map((images) => new Set(images.flatMap((im) => im.diffIds))));
+}
+
+/**
+ * Held layers a changed layer may be a delta against, best first: the layer at the same position of
+ * a previous image of the same repository (what a rebuilt dependency layer replaces), then the
+ * other layers of such images, nearest position first. At most `max`, never the layer itself.
+ */
+export function referenceCandidates(
+  target: { diffId: string; uses: { repos: string[]; position: number }[] },
+  baseImages: BaseImage[],
+  held: Set<string>,
+  max = 3,
+): string[] {
+  const scored: { diffId: string; score: number }[] = [];
+  for (const use of target.uses) {
+    for (const im of baseImages) {
+      if (!im.repos.some((r) => use.repos.includes(r))) continue;
+      im.diffIds.forEach((d, i) => scored.push({ diffId: d, score: Math.abs(i - use.position) }));
+    }
+  }
+  scored.sort((a, b) => a.score - b.score);
+  const out: string[] = [];
+  for (const { diffId } of scored) {
+    if (out.length >= max) break;
+    if (diffId !== target.diffId && held.has(diffId) && !out.includes(diffId)) out.push(diffId);
+  }
+  return out;
+}

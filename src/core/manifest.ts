@@ -6,6 +6,7 @@
 import { JsonChecker } from './json-checker.js';
 import { safeRelativePathProblem } from './paths.js';
 import { SUMS_FILE, SUMS_SIGNATURE_FILE } from './sha256sums.js';
+import { DELTA_MEDIA_TYPE } from './layer-delta.js';
 
 export const MANIFEST_FORMAT = 'ferry.bundle/v1';
 export const MANIFEST_FILE = 'ferry.json';
@@ -45,9 +46,19 @@ export interface ManifestLayer {
   chainId: string;
   /** Uncompressed size. */
   size: number;
-  /** Whether the bundle ships this layer (later: layers the target already holds are left out). */
+  /** Whether the bundle ships this layer, whole (blob) or as a delta; false: assumed, every base holds it. */
   included: boolean;
   blob: LayerBlob | null;
+  /** Shipped as a delta against a layer every base holds (blob is then null). */
+  delta?: LayerDelta;
+}
+
+/** A layer delta's file (stored as blobs are) and the held layer it is rebuilt from. */
+export interface LayerDelta extends LayerBlob {
+  /** The diffID of the reference layer, which the host's engine gives back byte for byte. */
+  reference: string;
+  /** Bytes of the reference's tar. */
+  referenceSize: number;
 }
 
 export interface ManifestImage {
@@ -329,6 +340,32 @@ export function parseManifest(bytes: Buffer): FerryManifest {
       if (v.size(om.size, `${at}.ociManifest.size`) && (om.size as number) > MAX_SMALL_FILE) problems.push(`${at}.ociManifest.size ${String(om.size)} is more than ${MAX_SMALL_FILE}`);
       listed(om.path, `${at}.ociManifest.path`);
     }
+    // A whole layer's blob and a delta are stored alike: one file, or parts in order.
+    const checkBlob = (value: unknown, bat: string): Record<string, unknown> | undefined => {
+      const blob = v.object(value, bat);
+      if (!blob) return undefined;
+      v.digest(blob.digest, `${bat}.digest`);
+      v.size(blob.size, `${bat}.size`);
+      v.string(blob.mediaType, `${bat}.mediaType`);
+      if ((blob.path === undefined) === (blob.parts === undefined)) {
+        problems.push(`${bat} needs exactly one of path or parts`);
+      } else if (blob.path !== undefined) {
+        listed(blob.path, `${bat}.path`);
+      } else {
+        const parts = v.array(blob.parts, `${bat}.parts`, 10_000) ?? [];
+        let total = 0;
+        parts.forEach((p, k) => {
+          const part = v.object(p, `${bat}.parts[${k}]`);
+          if (!part) return;
+          listed(part.path, `${bat}.parts[${k}].path`);
+          if (v.size(part.size, `${bat}.parts[${k}].size`)) total += part.size as number;
+          v.hex(part.sha256, `${bat}.parts[${k}].sha256`);
+        });
+        if (parts.length < 2) problems.push(`${bat}.parts must have at least two parts`);
+        if (typeof blob.size === 'number' && total !== blob.size) problems.push(`${bat}.parts sizes add up to ${total}, not ${blob.size}`);
+      }
+      return blob;
+    };
     (v.array(im.layers, `${at}.layers`, 1000) ?? []).forEach((l, j) => {
       const lat = `${at}.layers[${j}]`;
       const layer = v.object(l, lat);
@@ -337,32 +374,20 @@ export function parseManifest(bytes: Buffer): FerryManifest {
       v.digest(layer.chainId, `${lat}.chainId`);
       v.size(layer.size, `${lat}.size`);
       if (typeof layer.included !== 'boolean') problems.push(`${lat}.included must be true or false`);
-      if (layer.blob === null) {
-        if (layer.included === true) problems.push(`${lat}.blob is missing for an included layer`);
-        return;
-      }
-      const blob = v.object(layer.blob, `${lat}.blob`);
-      if (!blob) return;
-      v.digest(blob.digest, `${lat}.blob.digest`);
-      v.size(blob.size, `${lat}.blob.size`);
-      v.string(blob.mediaType, `${lat}.blob.mediaType`);
-      if ((blob.path === undefined) === (blob.parts === undefined)) {
-        problems.push(`${lat}.blob needs exactly one of path or parts`);
-      } else if (blob.path !== undefined) {
-        listed(blob.path, `${lat}.blob.path`);
+      const hasDelta = layer.delta !== undefined && layer.delta !== null;
+      if (layer.blob === null || layer.blob === undefined) {
+        if (layer.included === true && !hasDelta) problems.push(`${lat}.blob is missing for an included layer`);
       } else {
-        const parts = v.array(blob.parts, `${lat}.blob.parts`, 10_000) ?? [];
-        let total = 0;
-        parts.forEach((p, k) => {
-          const part = v.object(p, `${lat}.blob.parts[${k}]`);
-          if (!part) return;
-          listed(part.path, `${lat}.blob.parts[${k}].path`);
-          if (v.size(part.size, `${lat}.blob.parts[${k}].size`)) total += part.size as number;
-          v.hex(part.sha256, `${lat}.blob.parts[${k}].sha256`);
-        });
-        if (parts.length < 2) problems.push(`${lat}.blob.parts must have at least two parts`);
-        if (typeof blob.size === 'number' && total !== blob.size) problems.push(`${lat}.blob.parts sizes add up to ${total}, not ${blob.size}`);
+        if (hasDelta) problems.push(`${lat} has both a blob and a delta`);
+        checkBlob(layer.blob, `${lat}.blob`);
       }
+      if (!hasDelta) return;
+      if (layer.included !== true) problems.push(`${lat}.delta is given for a layer the bundle does not include`);
+      const delta = checkBlob(layer.delta, `${lat}.delta`);
+      if (!delta) return;
+      if (v.digest(delta.reference, `${lat}.delta.reference`) && delta.reference === layer.diffId) problems.push(`${lat}.delta.reference is the layer itself`);
+      v.size(delta.referenceSize, `${lat}.delta.referenceSize`);
+      if (delta.mediaType !== DELTA_MEDIA_TYPE) problems.push(`${lat}.delta.mediaType must be ${DELTA_MEDIA_TYPE}`);
     });
   });
 

@@ -18,7 +18,8 @@ import { readSaveArchive, SaveArchiveError, type SavedImage } from '../adapters/
 import { loadSigningKey } from '../adapters/signing.js';
 import { BUNDLE_NAMESPACE, type SigningKey } from '../core/sshsig.js';
 import { fieldWarnings } from '../core/compose.js';
-import { baseFromBundle, baseFromInventory, executableHeldByAll, heldByAll, neededDiffIds, type BundleBase } from '../core/bases.js';
+import { baseFromBundle, baseFromInventory, executableHeldByAll, heldByAll, heldDiffIdsByAll, neededDiffIds, repositoryOf, type BundleBase } from '../core/bases.js';
+import { makeDeltas, type DeltaBase, type DeltaTarget } from './delta.js';
 import { chainIds, hexOf, sha256Digest } from '../core/digest.js';
 import { MAX_INVENTORY_BYTES, parseInventory } from '../core/inventory.js';
 import {
@@ -34,6 +35,7 @@ import {
   type FerryManifest,
   type FileEntry,
   type ManifestImage,
+  type LayerDelta,
   type ManifestLayer,
 } from '../core/manifest.js';
 import { imageIndex, imageManifest, OCI_LAYOUT } from '../core/oci.js';
@@ -71,6 +73,8 @@ export interface CreateOptions {
   composeCmd?: string | undefined;
   /** Carry this ferry executable in the bundle (left out when every base is an inventory taken with it). */
   withFerry?: string | null;
+  /** Changed layers may travel as deltas against layers every base holds (default true; false: --no-delta). */
+  delta?: boolean;
   /** Every warning is an error (exit 10, no bundle); ferry.yaml's `strict: true` does the same. */
   strict?: boolean;
   now?: Date;
@@ -93,7 +97,7 @@ export interface CreateResult {
   created: string;
   signed: boolean;
   signer: string | null;
-  images: { refs: string[]; id: string; layers: number; shipped: number; size: number; compressedSize: number }[];
+  images: { refs: string[]; id: string; layers: number; shipped: number; deltas: number; size: number; compressedSize: number }[];
   bases: { kind: string; name: string }[];
   totals: { imageBytes: number; bundleBytes: number; files: number; ratio: number; leftOutLayers: number; leftOutBytes: number };
   /** What the layer cache and the guesses saved: layers compressed, only hashed, skipped unread. */
@@ -106,6 +110,8 @@ export interface CreateResult {
     /** Guesses the hash or the image config contradicted; each one's layer came from a second save. */
     wrongGuesses: number;
     secondSave: boolean;
+    /** Changed layers shipped as deltas against layers every base holds. */
+    deltas: number;
   };
   cache: { dir: string; hits: number; misses: number; added: number; corrupt: number; hitRate: number | null; evicted: { entries: number; bytes: number } } | null;
   durationMs: number;
@@ -145,7 +151,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     reporter.warn({ code: 'UNSIGNED', message: 'no --sign-key: the bundle is UNSIGNED; hosts refuse it unless installed with --allow-unsigned' });
   }
 
-  const { bases, executables, baseSizes } = await loadBases(options.bases ?? []);
+  const { bases, executables, baseSizes, deltaBases } = await loadBases(options.bases ?? []);
   const held = heldByAll(bases);
   let carry = options.withFerry ? await ferryToCarry(options.withFerry) : null;
   if (carry && executableHeldByAll(executables, carry.sha256)) {
@@ -201,7 +207,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     let cache = await openCache(options, reporter);
     const known: Map<string, CachedLayer> = cache ? await cache.layers() : new Map();
     const sizes = new Map<string, number>([...baseSizes, ...[...known].map(([d, l]) => [d, l.size] as const)]);
-    const work = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false };
+    const work = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false, deltas: 0 };
     const cacheCounts = { hits: 0, misses: 0, added: 0, corrupt: 0 };
     // Layers of this save not yet seen in the archive: what a size can still be guessed among.
     const remaining = new Set(allDiffIds);
@@ -411,6 +417,27 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     for (const [diffId, files] of setuid) reporter.warn({ code: 'SETUID_FILES', subject: imagesOf(diffId), message: setuidMessage(diffId, imagesOf(diffId), files) });
     if (strict) refuseWarnings(warned, options.strict === true);
 
+    // Changed layers with a held predecessor may travel as deltas against it (--no-delta: whole).
+    const deltas = new Map<string, LayerDelta>();
+    if (options.delta !== false && bases.length > 0) {
+      const targets = new Map<string, DeltaTarget>();
+      for (const l of layers.values()) if (l.blob && !l.pending && !targets.has(l.diffId)) targets.set(l.diffId, { diffId: l.diffId, size: l.size, blob: l.blob, uses: [] });
+      for (const [ref, d] of details) {
+        const repos = [...new Set([ref, ...d.repoTags].map(repositoryOf))];
+        d.diffIds.forEach((diffId, position) => targets.get(diffId)?.uses.push({ repos, position }));
+      }
+      const outcome = await makeDeltas({ engine, store, root: partial, cache, reporter, verbose: options.verbose ?? false }, [...targets.values()], deltaBases, heldDiffIdsByAll(deltaBases.map((b) => b.images)));
+      for (const [diffId, delta] of outcome.deltas) deltas.set(diffId, delta);
+      work.deltas = deltas.size;
+      if (options.verbose) for (const w of outcome.whole) progress.note(`layer ${shortDigest(w.diffId)} of ${imagesOf(w.diffId)}: shipped whole, ${w.reason}`);
+      if (deltas.size > 0) {
+        const saved = [...deltas].reduce((n, [diffId, d]) => n + ([...targets.values()].find((t) => t.diffId === diffId)!.blob.size - d.size), 0);
+        reporter.log(`${deltas.size} changed layer${deltas.size === 1 ? '' : 's'} travel${deltas.size === 1 ? 's' : ''} as ${deltas.size === 1 ? 'a delta' : 'deltas'} against layers the targets hold, ${formatBytes(saved)} less than whole`);
+        for (const l of layers.values()) if (l.blob && deltas.has(l.diffId)) l.blob = null;
+        await store.keepOnly(new Set([...[...layers.values()].flatMap((l) => (l.blob && !l.pending ? [l.blob.digest] : [])), ...[...deltas.values()].map((d) => d.digest)]));
+      }
+    }
+
     const images: ManifestImage[] = [];
     for (const engineId of ids) {
       const image = savedImage(saved, engineId, [...details.values()].find((d) => d.id === engineId)!);
@@ -429,6 +456,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
             hint: 'The engine sent a layer that does not match the image config. Check the engine\'s storage (docker system df, dockerd logs).',
           });
         }
+        const delta = deltas.get(written.diffId);
+        if (delta) return { diffId: written.diffId, chainId: chain[i]!, size: written.size, included: true, blob: null, delta };
         return { diffId: written.diffId, chainId: chain[i]!, size: written.size, included: written.blob !== null, blob: written.blob };
       });
       const configPath = `blobs/sha256/${hexOf(id)}`;
@@ -527,7 +556,8 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
         layers: im.layers.length,
         shipped: im.layers.filter((l) => l.included).length,
         size: im.layers.reduce((n, l) => n + l.size, 0),
-        compressedSize: im.layers.reduce((n, l) => n + (l.blob?.size ?? 0), 0),
+        compressedSize: im.layers.reduce((n, l) => n + (l.blob?.size ?? l.delta?.size ?? 0), 0),
+        deltas: im.layers.filter((l) => l.delta).length,
       })),
       bases: bases.map((b) => ({ kind: b.kind, name: b.name })),
       totals: {
@@ -625,8 +655,10 @@ function refuseWarnings(warned: Warning[], byFlag: boolean): void {
   });
 }
 
-async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; executables: (string | null)[]; baseSizes: Map<string, number> }> {
+async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; executables: (string | null)[]; baseSizes: Map<string, number>; deltaBases: DeltaBase[] }> {
   const bases: BundleBase[] = [];
+  // What each base holds image by image, and a previous bundle's whole blobs: what deltas are made against.
+  const deltaBases: DeltaBase[] = [];
   const executables: (string | null)[] = [];
   // A previous bundle's manifest gives each layer's tar size: what lets create know a held layer before hashing it.
   const baseSizes = new Map<string, number>();
@@ -638,6 +670,11 @@ async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; execut
         const parsed = parseManifest(bytes);
         bases.push(baseFromBundle(bytes, parsed));
         for (const im of parsed.images) for (const l of im.layers) baseSizes.set(l.diffId, l.size);
+        const blobs = new Map(parsed.images.flatMap((im) => im.layers.flatMap((l) => (l.blob ? [[l.diffId, { blob: l.blob, size: l.size }] as const] : []))));
+        deltaBases.push({
+          images: parsed.images.map((im) => ({ id: im.id, repos: im.refs.map(repositoryOf), diffIds: im.layers.map((l) => l.diffId) })),
+          bundle: { root: resolve(path), blobs },
+        });
         // A host may never have run host setup with a previous bundle's executable: unknown.
         executables.push(null);
       } catch (e) {
@@ -654,10 +691,12 @@ async function loadBases(paths: string[]): Promise<{ bases: BundleBase[]; execut
         });
       }
       bases.push(baseFromInventory(bytes, path));
-      executables.push(parseInventory(bytes, path).tool.executable?.sha256 ?? null);
+      const inventory = parseInventory(bytes, path);
+      executables.push(inventory.tool.executable?.sha256 ?? null);
+      deltaBases.push({ images: inventory.images.map((im) => ({ id: im.id, repos: im.repoTags.map(repositoryOf), diffIds: im.diffIds })) });
     }
   }
-  return { bases, executables, baseSizes };
+  return { bases, executables, baseSizes, deltaBases };
 }
 
 /** The layer cache this create uses, or null (--no-cache, or a cache that cannot be made: warned). */

@@ -11,12 +11,14 @@ import type { Engine } from '../adapters/engine.js';
 import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
 import type { HostTarget } from '../adapters/host.js';
 import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
-import { loadArchive, type ArchiveLayer, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
+import { loadArchive, type ArchiveLayer, type LoadDelta, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
+import { identifyLayer, layerFromEngine, ReferenceNotFound } from '../adapters/reference-layer.js';
+import { DeltaError } from '../core/layer-delta.js';
 import { dockerArchiveImportId } from '../core/oci.js';
 import { chainIds, sha256Digest } from '../core/digest.js';
 import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
-import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
+import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest, type LayerDelta, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
 import {
   currentRelease,
   ferryTag,
@@ -335,6 +337,8 @@ interface LoadPlan {
   containerdStore: boolean;
   /** Where the left-out layers come from when they are spliced; empty for a partial load. */
   splice: SpliceSource[];
+  /** Reference layers of the bundle's deltas: the host image a save gives each from. */
+  references: Map<string, { holder: string; size: number; path?: string }>;
 }
 
 /**
@@ -357,10 +361,32 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
       assumed.set(l.chainId, a);
     }
   }
+  // Every delta's reference must be a layer of some image on this engine: its save gives the bytes.
+  const wantedRefs = new Map<string, { size: number; needs: { diffId: string; image: string }[] }>();
+  for (const im of toLoad) {
+    for (const l of im.layers) {
+      if (!l.delta) continue;
+      const r = wantedRefs.get(l.delta.reference) ?? { size: l.delta.referenceSize, needs: [] };
+      r.needs.push({ diffId: l.diffId, image: im.refs[0] ?? im.id });
+      wantedRefs.set(l.delta.reference, r);
+    }
+  }
   const sources = new Map<string, string>();
-  if (assumed.size > 0) {
+  const references: LoadPlan['references'] = new Map();
+  if (assumed.size > 0 || wantedRefs.size > 0) {
     const { images } = await listImagesWithLayers(engine);
     for (const img of images) for (const c of chainIds(img.diffIds)) if (!sources.has(c)) sources.set(c, img.id);
+    for (const [ref, r] of wantedRefs) {
+      const holder = images.find((img) => img.diffIds.includes(ref));
+      if (holder) references.set(ref, { holder: holder.id, size: r.size });
+    }
+    const lacking = [...wantedRefs].filter(([ref]) => !references.has(ref));
+    if (lacking.length > 0) {
+      throw new HostPreconditionError('MISSING_REFERENCE_LAYERS', `this engine lacks ${lacking.length} layer${lacking.length > 1 ? 's' : ''} the bundle's deltas are rebuilt from:\n${lacking.map(([ref, r]) => `  - ${shortDigest(ref)}, the reference of layer ${r.needs.map((n) => `${shortDigest(n.diffId)} of ${n.image}`).join(', ')}`).join('\n')}`, {
+        details: { missing: lacking.map(([reference, r]) => ({ reference, needs: r.needs })) },
+        hint: 'The bundle was built for a host that held these layers (--base). Install the release it was built against first, or ask for a bundle built against this host\'s inventory (or with --no-delta). Nothing was loaded.',
+      });
+    }
     const absent = [...assumed].filter(([chainId]) => !sources.has(chainId));
     if (absent.length > 0) {
       throw new HostPreconditionError('MISSING_BASE_LAYERS', `this engine lacks ${absent.length} layer${absent.length > 1 ? 's' : ''} the bundle assumes it holds:\n${absent.map(([c, a]) => `  - ${shortDigest(a.diffId)} (chain ${shortDigest(c)}), needed by ${[...new Set(a.images)].join(', ')}`).join('\n')}`, {
@@ -406,7 +432,11 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
       reporter.log(`${assumed.size} assumed layer${assumed.size > 1 ? 's' : ''} already on this engine: partial load`);
     }
   }
-  return { missing, splice, containerdStore: info.containerdStore };
+  if (references.size > 0) {
+    const rebuilt = [...wantedRefs.values()].reduce((n, r) => n + r.needs.length, 0);
+    reporter.log(`${rebuilt} layer${rebuilt === 1 ? '' : 's'} rebuilt from deltas against ${references.size} layer${references.size === 1 ? '' : 's'} this engine holds`);
+  }
+  return { missing, splice, references, containerdStore: info.containerdStore };
 }
 
 /**
@@ -438,7 +468,7 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
     const loadImagesList: LoadImage[] = [];
     for (const im of toLoad) {
       const config = await readConfig(root, m, im.config.path);
-      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null })) });
+      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null, ...(l.delta ? { delta: loadDelta(l, l.delta, plan, engine) } : {}) })) });
     }
     const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
     const progress = reporter.progress();
@@ -450,12 +480,35 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
         bar.update((done += n));
         perImage.advance(diffId, n);
       };
-      const archive = loadArchive(root, loadImagesList, onBytes, plan.splice, written);
-      // The engine unpacks and registers the layers only once it has them all: on a big stack that
-      // is a long wait after the bytes reach 100%, which should not look like a hang.
-      archive.once('end', () => reporter.log(`all ${formatBytes(done)} sent; the engine is unpacking and registering the layers`));
-      await engine.load(archive);
+      for (let attempt = 1; ; attempt++) {
+        let failure: unknown;
+        const archive = loadArchive(root, loadImagesList, onBytes, plan.splice, written, (e) => (failure ??= e));
+        // The engine unpacks and registers the layers only once it has them all: on a big stack that
+        // is a long wait after the bytes reach 100%, which should not look like a hang.
+        archive.once('end', () => reporter.log(`all ${formatBytes(done)} sent; the engine is unpacking and registering the layers`));
+        try {
+          await engine.load(archive);
+          break;
+        } catch (e) {
+          const cause = failure ?? e;
+          // A classic save does not name its layers: a reference taken by its size may have been
+          // another layer of that size. The load was cut short before its end (nothing loaded);
+          // once, every reference is found by hash and the load runs again.
+          if (attempt === 1 && cause instanceof DeltaError && cause.reason === 'reference' && [...plan.references.values()].some((r) => r.path === undefined)) {
+            reporter.log(`a reference layer was not where its size said in the engine's save: finding each by hash, then loading again`);
+            for (const [ref, r] of plan.references) if (r.path === undefined) r.path = (await identifyLayer(engine, r.holder, ref)).path;
+            bar.update((done = 0));
+            written.clear();
+            continue;
+          }
+          throw cause;
+        }
+      }
     } catch (e) {
+      if (e instanceof DeltaError) throw deltaFailure(e);
+      if (e instanceof ReferenceNotFound) {
+        throw new HostPreconditionError('MISSING_REFERENCE_LAYERS', `${e.message}: the delta's reference could not be read from this engine`, { hint: 'Nothing was loaded or switched. Install the release the bundle was built against, or ask for a bundle made with --no-delta.', cause: e });
+      }
       throw new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
         hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',
         cause: e,
@@ -616,5 +669,32 @@ async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseR
   }
   return new DeployRestoredError('DEPLOY_FAILED_RESTORED', `${why}. The previous release ${previous.version} was restored and is healthy.`, {
     details: { restored: previous.id },
+  });
+}
+
+/** A delta layer as the load archive rebuilds it: the reference's bytes from a save of the host image holding it. */
+function loadDelta(l: ManifestLayer, delta: LayerDelta, plan: LoadPlan, engine: Engine): LoadDelta {
+  const ref = plan.references.get(delta.reference)!;
+  return {
+    file: delta,
+    expect: { reference: delta.reference, referenceSize: delta.referenceSize, target: l.diffId, targetSize: l.size },
+    reference: () => layerFromEngine(engine, ref.holder, { diffId: delta.reference, size: delta.referenceSize, ...(ref.path ? { path: ref.path } : {}) }),
+  };
+}
+
+/**
+ * A delta that does not rebuild its layer: the bundle's fault (exit 4), or the engine's when the
+ * reference it gives back is not the layer byte for byte (exit 6, naming what the engine is).
+ */
+function deltaFailure(e: DeltaError): Error {
+  if (e.reason === 'reference') {
+    return new HostPreconditionError('DELTA_REFERENCE_INEXACT', `${e.message}`, {
+      hint: 'This engine does not export that layer exactly as it was built, so deltas against it cannot be rebuilt here. Nothing was loaded or switched. Ask for a bundle made with --no-delta (whole layers).',
+      cause: e,
+    });
+  }
+  return new IntegrityError('DELTA_INVALID', `a layer delta in the bundle does not rebuild its layer: ${e.message}`, {
+    hint: 'Nothing was loaded or switched. The bundle is damaged or was tampered with: get a fresh copy from the build server.',
+    cause: e,
   });
 }

@@ -51,6 +51,13 @@ a bigger layer blob is cut into parts, each with its own digest.
 With --base, layers that every base holds (matched by chain ID) are left out; the manifest
 records the chain ID each host must have, and install checks it before loading anything.
 
+With --base, a changed layer may also travel as a delta against a layer every base holds (the
+same repository's previous image, same position first): the tar entries it shares with that
+layer are copied from it on the host, only new bytes travel. Deltas are made where they pay (at
+most half the whole blob) and rebuilt here once, byte for byte, before the bundle carries them.
+The reference's bytes come from the layer cache, a --base bundle, or an image on this engine;
+where none has them the layer ships whole (-v says why). --no-delta ships changed layers whole.
+
 A layer cache on this machine ($XDG_CACHE_HOME/ferry or ~/.cache/ferry; --cache DIR,
 --no-cache) keeps each compressed layer by diffID and compressor settings, and remembers what
 earlier saves named each layer. A layer known before it is read (cached, or held by every base)
@@ -101,6 +108,11 @@ hash contradicts is repaired by a second save of the images holding that layer
     cache: Flags.string({ description: 'the layer cache directory (default $XDG_CACHE_HOME/ferry, else ~/.cache/ferry)', exclusive: ['no-cache'] }),
     'no-cache': Flags.boolean({ description: 'use no layer cache: every shipped layer is compressed, nothing is remembered', default: false }),
     'cache-max': Flags.string({ description: 'after the create, evict least recently used cache entries until the cache holds at most this much (bytes or K/M/G)', default: DEFAULT_CACHE_MAX }),
+    delta: Flags.boolean({
+      description: 'with --base, ship a changed layer as a delta against a layer every base holds where that pays (--no-delta: whole)',
+      default: true,
+      allowNo: true,
+    }),
     strict: Flags.boolean({
       description: 'every warning refuses the bundle (exit 10, STRICT_WARNINGS, nothing written): setuid files, no memory limit, no health check, unsigned, …; ferry.yaml\'s strict: true does the same',
       default: false,
@@ -128,6 +140,7 @@ hash contradicts is repaired by a second save of the images holding that layer
         verbose: flags.verbose,
         withFerry: flags['ferry-executable'] ?? (flags['with-ferry'] ? defaultExecutable() : null),
         strict: flags.strict,
+        delta: flags.delta,
         cache: flags['no-cache'] ? null : { dir: flags.cache ?? defaultLayerCacheDir(), max: parseSize('--cache-max', flags['cache-max']) },
         // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
         onInterrupt: exitOnInterrupt,

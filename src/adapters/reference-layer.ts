@@ -1,0 +1,113 @@
+/**
+ * The bytes of a layer an engine holds, taken from a `docker save` of an image that contains it,
+ * streamed (never written to disk): what a layer delta is rebuilt from on a host, and planned
+ * against on a build server. Archives name layers differently per engine: Podman `<diffID>.tar`,
+ * OCI-style saves `blobs/sha256/<digest>` (the diffID when kept uncompressed, the compressed digest
+ * when the containerd store keeps the pulled gzip), classic saves `<v1 id>/layer.tar`, which says
+ * nothing. What the name does not tell, the size or a hash does.
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import * as tar from 'tar-stream';
+import { hexOf } from '../core/digest.js';
+import { TarIndexer, type TarIndex } from '../core/tar-index.js';
+import type { Engine } from './engine.js';
+import { uncompressedLayer } from './layer-stream.js';
+import { zstdDecompressor } from './zstd.js';
+
+export interface WantedLayer {
+  diffId: string;
+  /** Bytes of its uncompressed tar. */
+  size: number;
+  /** The archive path a previous save of the same image gave it (from `identifyLayer`). */
+  path?: string;
+}
+
+export class ReferenceNotFound extends Error {}
+
+const LAYER_NAME = /^(?:[0-9a-f]{64}\/layer\.tar|[0-9a-f]{64}\.tar|blobs\/sha256\/[0-9a-f]{64})$/;
+
+/**
+ * The layer's uncompressed bytes from a save of `holder`: the entry named by its diffID, else the
+ * one at `path`, else (classic archives) the first layer entry of exactly its size. Whether that
+ * was the right entry is for the reader to check by hash (rebuildLayer does); `identifyLayer` finds
+ * the path where a size cannot tell. The save is abandoned as soon as the layer has been read.
+ */
+export async function* layerFromEngine(engine: Engine, holder: string, want: WantedLayer): AsyncGenerator<Buffer> {
+  const archive = await engine.save([holder]);
+  const extract = tar.extract();
+  archive.on('error', (e) => extract.destroy(e));
+  archive.pipe(extract);
+  const hex = hexOf(want.diffId);
+  try {
+    for await (const entry of extract) {
+      const name = entry.header.name.replace(/^\.\//, '');
+      const size = entry.header.size ?? 0;
+      const named = name === `${hex}.tar` || name === `blobs/sha256/${hex}`;
+      const atPath = want.path !== undefined && name === want.path;
+      const bySize = want.path === undefined && /^[0-9a-f]{64}\/layer\.tar$/.test(name) && size === want.size;
+      if (entry.header.type !== 'file' || !(named || atPath || bySize)) {
+        entry.resume();
+        continue;
+      }
+      const { stream } = await uncompressedLayer(Readable.from(entry));
+      yield* stream as AsyncIterable<Buffer>;
+      return;
+    }
+    throw new ReferenceNotFound(`a save of image ${holder} holds no entry for layer ${want.diffId}`);
+  } finally {
+    extract.destroy();
+    archive.destroy();
+  }
+}
+
+/**
+ * Reads a whole save of `holder`, hashing every layer entry (uncompressed), and gives the archive
+ * path of the one that is `diffId` — with its tar index when asked, from the same read.
+ */
+export async function identifyLayer(engine: Engine, holder: string, diffId: string, withIndex = false): Promise<{ path: string; index: TarIndex | null }> {
+  const archive = await engine.save([holder]);
+  const extract = tar.extract();
+  archive.on('error', (e) => extract.destroy(e));
+  archive.pipe(extract);
+  let found: { path: string; index: TarIndex | null } | null = null;
+  try {
+    for await (const entry of extract) {
+      const name = entry.header.name.replace(/^\.\//, '');
+      if (entry.header.type !== 'file' || !LAYER_NAME.test(name) || (entry.header.size ?? 0) < 1024) {
+        entry.resume();
+        continue;
+      }
+      const { stream } = await uncompressedLayer(Readable.from(entry));
+      const hash = createHash('sha256');
+      const indexer = withIndex ? new TarIndexer() : null;
+      let indexable = true;
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        if (indexer && indexable) {
+          try {
+            indexer.push(chunk);
+          } catch {
+            // A JSON blob or a layer that is not a tar: not the one wanted, as its hash will say.
+            indexable = false;
+          }
+        }
+      }
+      if (`sha256:${hash.digest('hex')}` !== diffId) continue;
+      found = { path: name, index: indexer && indexable ? indexer.finish() : null };
+      break;
+    }
+  } finally {
+    extract.destroy();
+    archive.destroy();
+  }
+  if (!found) throw new ReferenceNotFound(`a save of image ${holder} does not contain layer ${diffId}`);
+  return found;
+}
+
+/** The layer cache's zstd blob, decompressed, as a stream. */
+export async function blobBytes(src: Readable): Promise<Readable> {
+  const decoder = await zstdDecompressor();
+  src.on('error', (e) => decoder.destroy(e));
+  return src.pipe(decoder);
+}

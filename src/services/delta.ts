@@ -1,0 +1,153 @@
+/**
+ * The delta step of `bundle create`: after the layers are written whole, each changed layer that
+ * has a held predecessor is planned against it, and where the delta pays it replaces the whole
+ * blob. Every delta is rebuilt once here, from the same reference bytes a host will use, and
+ * checked against the layer's diffID before the bundle may carry it.
+ */
+import type { BlobStoreWriter } from '../adapters/blob-store.js';
+import type { Engine } from '../adapters/engine.js';
+import type { LayerCache } from '../adapters/layer-cache.js';
+import { bundleBlobBytes } from '../adapters/load-archive.js';
+import { blobBytes, identifyLayer, layerFromEngine } from '../adapters/reference-layer.js';
+import { referenceCandidates, type BaseImage } from '../core/bases.js';
+import { formatBytes, shortDigest } from '../core/format.js';
+import { DELTA_MEDIA_TYPE, encodeDelta, planDelta, rebuildLayer, type DeltaPlan } from '../core/layer-delta.js';
+import type { LayerBlob, LayerDelta } from '../core/manifest.js';
+import { indexTar, type TarIndex } from '../core/tar-index.js';
+import type { Reporter } from './reporter.js';
+
+/** A delta replaces the whole layer only when it is at most this share of the whole blob. */
+const PAYS = 0.5;
+/** Below this a layer is not worth a delta (its blob is a few kilobytes whatever happens). */
+const MIN_LAYER_BYTES = 64 * 1024;
+
+export interface DeltaTarget {
+  diffId: string;
+  size: number;
+  blob: LayerBlob;
+  /** Where the layer sits in the new images: the repositories it was named by and its position. */
+  uses: { repos: string[]; position: number }[];
+}
+
+/** A base's images, and for a previous bundle where its whole blobs are. */
+export interface DeltaBase {
+  images: BaseImage[];
+  bundle?: { root: string; blobs: Map<string, { blob: LayerBlob; size: number }> };
+}
+
+export interface DeltaContext {
+  engine: Engine;
+  store: BlobStoreWriter;
+  /** The partial bundle directory the whole blobs were written to. */
+  root: string;
+  cache: LayerCache | null;
+  reporter: Reporter;
+  verbose: boolean;
+}
+
+export interface DeltaOutcome {
+  deltas: Map<string, LayerDelta>;
+  /** Changed layers shipped whole, and why (no reference, no bytes of it here, does not pay, …). */
+  whole: { diffId: string; reason: string }[];
+}
+
+/** Where the bytes of a reference layer come from on this build server. */
+interface ReferenceSource {
+  diffId: string;
+  from: string;
+  open(): Promise<AsyncIterable<Buffer>>;
+  index: TarIndex;
+  size: number;
+}
+
+export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], bases: DeltaBase[], held: Set<string>): Promise<DeltaOutcome> {
+  const outcome: DeltaOutcome = { deltas: new Map(), whole: [] };
+  const baseImages = bases.flatMap((b) => b.images);
+  const sources = new Map<string, Promise<ReferenceSource | null>>();
+  const sourceOf = (diffId: string) => {
+    if (!sources.has(diffId)) sources.set(diffId, findSource(ctx, diffId, bases).catch(() => null));
+    return sources.get(diffId)!;
+  };
+  for (const t of targets) {
+    if (t.size < MIN_LAYER_BYTES) continue;
+    const candidates = referenceCandidates(t, baseImages, held);
+    if (candidates.length === 0) {
+      outcome.whole.push({ diffId: t.diffId, reason: 'no earlier image of its repository is held by every base' });
+      continue;
+    }
+    const found = (await Promise.all(candidates.map(sourceOf))).filter((s): s is ReferenceSource => s !== null);
+    if (found.length === 0) {
+      outcome.whole.push({ diffId: t.diffId, reason: `no bytes of its reference ${candidates.map(shortDigest).join(' or ')} on this build server (not in the layer cache, in a --base bundle, or in an image on the engine)` });
+      continue;
+    }
+    const targetIndex = await indexTar(await bundleBlobBytes(ctx.root, t.blob));
+    let best: { source: ReferenceSource; plan: DeltaPlan } | null = null;
+    for (const source of found) {
+      const plan = planDelta(source.index, targetIndex);
+      if (!best || plan.literal < best.plan.literal) best = { source, plan };
+    }
+    const { source, plan } = best!;
+    const reference = source.diffId;
+    if (plan.literal > t.size * PAYS) {
+      outcome.whole.push({ diffId: t.diffId, reason: `${formatBytes(plan.literal)} of its ${formatBytes(t.size)} are new against ${shortDigest(reference)}: a delta does not pay` });
+      continue;
+    }
+    const header = { reference, referenceSize: source.size, target: t.diffId, targetSize: t.size, changes: plan.changes };
+    const written = await ctx.store.writeBlob(encodeDelta(header, plan, (await bundleBlobBytes(ctx.root, t.blob)) as AsyncIterable<Buffer>), DELTA_MEDIA_TYPE);
+    if (written.size > t.blob.size * PAYS) {
+      outcome.whole.push({ diffId: t.diffId, reason: `its delta (${formatBytes(written.size)}) is not much smaller than the whole blob (${formatBytes(t.blob.size)})` });
+      continue;
+    }
+    // Rebuilt here exactly as a host will, from the same reference bytes: a delta that does not
+    // give the layer back is never shipped (the whole blob is).
+    try {
+      const rebuilt = rebuildLayer((await bundleBlobBytes(ctx.root, written)) as AsyncIterable<Buffer>, await source.open(), header);
+      for await (const _ of rebuilt) void _;
+    } catch (e) {
+      ctx.reporter.warn({ code: 'DELTA_UNVERIFIED', subject: t.diffId, message: `the delta of layer ${shortDigest(t.diffId)} did not rebuild it (${(e as Error).message}): the layer is shipped whole` });
+      outcome.whole.push({ diffId: t.diffId, reason: 'its delta did not rebuild it' });
+      continue;
+    }
+    outcome.deltas.set(t.diffId, { ...written, reference, referenceSize: source.size });
+    if (ctx.verbose) {
+      ctx.reporter.log(`layer ${shortDigest(t.diffId)}: ${formatBytes(t.blob.size)} whole → ${formatBytes(written.size)} as a delta against ${shortDigest(reference)} (${source.from}; ${plan.changes.added.length} added, ${plan.changes.changed.length} changed, ${plan.changes.removed.length} removed)`);
+    }
+  }
+  return outcome;
+}
+
+/**
+ * The reference's bytes, from the cheapest place that has them: the layer cache (a zstd blob by
+ * diffID), a previous bundle given as --base, or an image on this engine that holds the layer.
+ * Each is indexed here once; `open` gives the bytes again for the rebuild check.
+ */
+async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[]): Promise<ReferenceSource | null> {
+  const make = async (from: string, open: () => Promise<AsyncIterable<Buffer>>, index?: TarIndex): Promise<ReferenceSource> => {
+    const ix = index ?? (await indexTar(await open()));
+    return { diffId, from, open, index: ix, size: ix.size };
+  };
+  const cache = ctx.cache;
+  if (cache && (await cache.lookup(diffId).catch(() => null))) {
+    const open = async () => (await blobBytes(await cache.read(diffId))) as AsyncIterable<Buffer>;
+    const source = await make('the layer cache', open).catch(() => null);
+    if (source) return source;
+  }
+  for (const base of bases) {
+    const held = base.bundle?.blobs.get(diffId);
+    if (!held || !base.bundle) continue;
+    const root = base.bundle.root;
+    const open = async () => (await bundleBlobBytes(root, held.blob)) as AsyncIterable<Buffer>;
+    const source = await make(`the --base bundle ${root}`, open).catch(() => null);
+    if (source) return source;
+  }
+  for (const im of bases.flatMap((b) => b.images)) {
+    if (!im.diffIds.includes(diffId)) continue;
+    const details = await ctx.engine.inspectImage(im.id).catch(() => null);
+    if (!details?.diffIds.includes(diffId)) continue;
+    const { path, index } = await identifyLayer(ctx.engine, details.id, diffId, true);
+    if (!index) continue;
+    const open = async () => layerFromEngine(ctx.engine, details.id, { diffId, size: index.size, path }) as AsyncIterable<Buffer>;
+    return make(`image ${im.repos[0] ?? shortDigest(im.id)} on the engine`, open, index);
+  }
+  return null;
+}
