@@ -192,15 +192,7 @@ export interface DeltaExpectation {
  */
 export async function* readDelta(input: AsyncIterable<Buffer>, expect: DeltaExpectation): AsyncGenerator<DeltaEvent> {
   const reader = new ByteReader(input);
-  const magic = await reader.take(DELTA_MAGIC.length);
-  if (!magic || !magic.equals(DELTA_MAGIC)) throw new DeltaError('format', 'not a ferry layer delta (bad magic)');
-  const lenBuf = await reader.take(4);
-  if (!lenBuf) throw new DeltaError('truncated', 'the delta ends inside its header');
-  const len = lenBuf.readUInt32BE(0);
-  if (len > MAX_HEADER_BYTES) throw new DeltaError('format', `the delta's header says ${len} bytes, more than ${MAX_HEADER_BYTES}`);
-  const json = await reader.take(len);
-  if (!json) throw new DeltaError('truncated', 'the delta ends inside its header');
-  const header = parseHeader(json);
+  const header = await takeHeader(reader);
   for (const key of ['reference', 'referenceSize', 'target', 'targetSize'] as const) {
     if (header[key] !== expect[key]) throw new DeltaError('format', `the delta's header says ${key} ${String(header[key])}, the manifest ${String(expect[key])}`);
   }
@@ -308,6 +300,23 @@ export async function* rebuildLayer(delta: AsyncIterable<Buffer>, reference: Asy
     if (e instanceof DeltaError && e.reason === 'truncated') return new DeltaError('reference', `the engine's copy of reference layer ${expect.reference} is shorter than ${expect.referenceSize} bytes`);
     return e;
   }
+}
+
+/** Only the header of a (decompressed) delta: what changed, for `bundle diff` and `inspect`; the ops are not read. */
+export async function readDeltaHeader(input: AsyncIterable<Buffer>): Promise<DeltaHeader> {
+  return takeHeader(new ByteReader(input));
+}
+
+async function takeHeader(reader: ByteReader): Promise<DeltaHeader> {
+  const magic = await reader.take(DELTA_MAGIC.length);
+  if (!magic || !magic.equals(DELTA_MAGIC)) throw new DeltaError('format', 'not a ferry layer delta (bad magic)');
+  const lenBuf = await reader.take(4);
+  if (!lenBuf) throw new DeltaError('truncated', 'the delta ends inside its header');
+  const len = lenBuf.readUInt32BE(0);
+  if (len > MAX_HEADER_BYTES) throw new DeltaError('format', `the delta's header says ${len} bytes, more than ${MAX_HEADER_BYTES}`);
+  const json = await reader.take(len);
+  if (!json) throw new DeltaError('truncated', 'the delta ends inside its header');
+  return parseHeader(json);
 }
 
 function parseHeader(json: Buffer): DeltaHeader {
