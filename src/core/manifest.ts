@@ -59,6 +59,8 @@ export interface LayerDelta extends LayerBlob {
   reference: string;
   /** Bytes of the reference's tar. */
   referenceSize: number;
+  /** What the layer's whole zstd blob would have been (informational: the saving inspect shows). */
+  wholeSize?: number;
 }
 
 export interface ManifestImage {
@@ -387,6 +389,7 @@ export function parseManifest(bytes: Buffer): FerryManifest {
       if (!delta) return;
       if (v.digest(delta.reference, `${lat}.delta.reference`) && delta.reference === layer.diffId) problems.push(`${lat}.delta.reference is the layer itself`);
       v.size(delta.referenceSize, `${lat}.delta.referenceSize`);
+      if (delta.wholeSize !== undefined) v.size(delta.wholeSize, `${lat}.delta.wholeSize`);
       if (delta.mediaType !== DELTA_MEDIA_TYPE) problems.push(`${lat}.delta.mediaType must be ${DELTA_MEDIA_TYPE}`);
     });
   });

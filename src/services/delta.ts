@@ -108,7 +108,7 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
       outcome.whole.push({ diffId: t.diffId, reason: 'its delta did not rebuild it' });
       continue;
     }
-    outcome.deltas.set(t.diffId, { ...written, reference, referenceSize: source.size });
+    outcome.deltas.set(t.diffId, { ...written, reference, referenceSize: source.size, wholeSize: t.blob.size });
     if (ctx.verbose) {
       ctx.reporter.log(`layer ${shortDigest(t.diffId)}: ${formatBytes(t.blob.size)} whole → ${formatBytes(written.size)} as a delta against ${shortDigest(reference)} (${source.from}; ${plan.changes.added.length} added, ${plan.changes.changed.length} changed, ${plan.changes.removed.length} removed)`);
     }

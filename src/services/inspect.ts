@@ -6,7 +6,7 @@
 import { exists } from '../adapters/fs.js';
 import { shortDigest } from '../core/format.js';
 import { layerHistory, type ImageLayerHistory } from '../core/layer-history.js';
-import { jsonShapeProblem, MAX_SMALL_FILE, type FerryManifest, type ManifestImage } from '../core/manifest.js';
+import { jsonShapeProblem, MAX_SMALL_FILE, type FerryManifest, type LayerBlob, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
 import { TrustError } from '../errors.js';
 import { checkSignature, readBundleUnverified, readVerified, type TrustOptions } from './bundle.js';
 import type { Reporter } from './reporter.js';
@@ -25,6 +25,10 @@ export interface InspectLayer {
   compressedSize: number | null;
   /** Shipped in this bundle, or assumed present on the host (left out by --base). */
   shipped: boolean;
+  /** How: the whole layer, a delta against a layer the host holds, or assumed (not shipped). */
+  shipping: Shipping;
+  /** For a delta: the reference it is rebuilt from and what the whole layer would have cost. */
+  delta: InspectDelta | null;
   parts: number;
   /** The images holding it, by their first reference (or short ID). */
   images: string[];
@@ -34,6 +38,21 @@ export interface InspectLayer {
   /** Why createdBy is null: no history in the config, no entry for this layer, or the config unreadable. */
   history: 'ok' | 'none' | 'unmatched' | 'unreadable';
 }
+
+export type Shipping = 'whole' | 'delta' | 'assumed';
+
+export interface InspectDelta {
+  reference: string;
+  referenceSize: number;
+  /** The delta file (compressed). */
+  size: number;
+  /** The whole layer's zstd blob, when the manifest records it. */
+  wholeSize: number | null;
+}
+
+const shippingOf = (l: ManifestLayer): Shipping => (l.delta ? 'delta' : l.included ? 'whole' : 'assumed');
+const deltaOf = (l: ManifestLayer): InspectDelta | null => (l.delta ? { reference: l.delta.reference, referenceSize: l.delta.referenceSize, size: l.delta.size, wholeSize: l.delta.wholeSize ?? null } : null);
+const inBundle = (l: ManifestLayer): number => (l.included ? (l.blob?.size ?? l.delta?.size ?? 0) : 0);
 
 export interface InspectResult {
   bundle: string;
@@ -74,7 +93,7 @@ export interface InspectResult {
     platform: string;
     size: number;
     compressedSize: number;
-    layers: { diffId: string; chainId: string; size: number; compressedSize: number; included: boolean; parts: number }[];
+    layers: { diffId: string; chainId: string; size: number; compressedSize: number; included: boolean; shipping: Shipping; delta: InspectDelta | null; parts: number }[];
   }[];
   totals: { files: number; bundleBytes: number; imageBytes: number; uniqueLayerBytes: number; compressedBytes: number };
   /** With --layers: every layer once, biggest first (uncompressed size), with the instruction that made it. */
@@ -102,9 +121,9 @@ export async function inspectBundle(path: string, trust: TrustOptions, reporter:
   const unique = new Map<string, { size: number; compressed: number }>();
   const images = m.images.map((im) => {
     const layers = im.layers.map((l) => {
-      const compressedSize = l.included ? (l.blob?.size ?? 0) : 0;
+      const compressedSize = inBundle(l);
       unique.set(l.diffId, { size: l.size, compressed: compressedSize });
-      return { diffId: l.diffId, chainId: l.chainId, size: l.size, compressedSize, included: l.included, parts: l.blob?.parts?.length ?? (l.blob ? 1 : 0) };
+      return { diffId: l.diffId, chainId: l.chainId, size: l.size, compressedSize, included: l.included, shipping: shippingOf(l), delta: deltaOf(l), parts: partsOf(l.blob ?? l.delta ?? null) };
     });
     return {
       refs: im.refs,
@@ -164,7 +183,7 @@ async function layerRows(dir: string, m: FerryManifest, reporter: Reporter): Pro
       if (row) {
         if (!row.images.includes(name)) row.images.push(name);
         // Blobs are stored once per diffID; it counts as shipped when any image ships it.
-        if (l.included && !row.shipped) Object.assign(row, { shipped: true, compressedSize: l.blob?.size ?? 0, parts: partsOf(l.blob) });
+        if (l.included && !row.shipped) Object.assign(row, { shipped: true, shipping: shippingOf(l), delta: deltaOf(l), compressedSize: inBundle(l), parts: partsOf(l.blob ?? l.delta ?? null) });
         if (row.createdBy === null && history?.origins[i]) Object.assign(row, { createdBy: history.origins[i].createdBy, comment: history.origins[i].comment, history: 'ok' });
         return;
       }
@@ -173,9 +192,11 @@ async function layerRows(dir: string, m: FerryManifest, reporter: Reporter): Pro
         order: rows.size,
         diffId: l.diffId,
         size: l.size,
-        compressedSize: l.included ? (l.blob?.size ?? 0) : null,
+        compressedSize: l.included ? inBundle(l) : null,
         shipped: l.included,
-        parts: partsOf(l.blob),
+        shipping: shippingOf(l),
+        delta: deltaOf(l),
+        parts: partsOf(l.blob ?? l.delta ?? null),
         images: [name],
         createdBy: origin?.createdBy ?? null,
         comment: origin?.comment ?? null,
@@ -186,7 +207,7 @@ async function layerRows(dir: string, m: FerryManifest, reporter: Reporter): Pro
   return [...rows.values()].sort((a, b) => b.size - a.size || a.order - b.order).map(({ order: _order, ...row }) => row);
 }
 
-const partsOf = (blob: FerryManifest['images'][number]['layers'][number]['blob']) => blob?.parts?.length ?? (blob ? 1 : 0);
+const partsOf = (blob: LayerBlob | null) => blob?.parts?.length ?? (blob ? 1 : 0);
 
 /**
  * An image's history from the config blob the bundle carries for docker load. inspect does not

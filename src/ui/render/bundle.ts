@@ -15,7 +15,7 @@ export function renderCreate(r: CreateResult): string {
     table(['IMAGE', 'ID', 'SHIPPED', 'SIZE', 'COMPRESSED'], rows, [2, 3, 4]),
     '',
     `bundle ${formatBytes(r.totals.bundleBytes)} in ${r.totals.files} files for ${formatBytes(r.totals.imageBytes)} of layers (${(r.totals.ratio * 100).toFixed(1)}%), ${(r.durationMs / 1000).toFixed(1)} s`,
-    `layers: ${r.layerWork.compressed} compressed, ${r.layerWork.hashedOnly + (r.cache?.hits ?? 0)} only hashed, ${r.layerWork.skippedUnread} skipped unread${r.cache ? `; layer cache ${r.cache.hits} hit${r.cache.hits === 1 ? '' : 's'} of ${r.cache.hits + r.cache.misses}` : '; no layer cache'}`,
+    `layers: ${r.layerWork.compressed} compressed, ${r.layerWork.hashedOnly + (r.cache?.hits ?? 0)} only hashed, ${r.layerWork.skippedUnread} skipped unread${r.layerWork.deltas ? `, ${r.layerWork.deltas} shipped as delta${r.layerWork.deltas === 1 ? '' : 's'}` : ''}${r.cache ? `; layer cache ${r.cache.hits} hit${r.cache.hits === 1 ? '' : 's'} of ${r.cache.hits + r.cache.misses}` : '; no layer cache'}`,
   ].join('\n');
 }
 
@@ -45,10 +45,12 @@ export function renderInspect(r: InspectResult, opts: { layers: boolean; width?:
       ['IMAGE', 'ID', 'PLATFORM', 'SHIPPED', 'ASSUMED', 'SIZE', 'COMPRESSED'],
       r.images.map((im) => {
         const shipped = im.layers.filter((l) => l.included).length;
-        return [im.refs.join(', ') || '(no ref)', shortDigest(im.id), im.platform, String(shipped), String(im.layers.length - shipped), formatBytes(im.size), formatBytes(im.compressedSize)];
+        const deltas = im.layers.filter((l) => l.shipping === 'delta').length;
+        return [im.refs.join(', ') || '(no ref)', shortDigest(im.id), im.platform, deltas ? `${shipped} (${deltas} as delta${deltas > 1 ? 's' : ''})` : String(shipped), String(im.layers.length - shipped), formatBytes(im.size), formatBytes(im.compressedSize)];
       }),
       [3, 4, 5, 6],
     ),
+    ...deltaLines(r),
   ];
   if (opts.layers && r.layers) lines.push('', renderLayers(r.layers, opts.width));
   const t = r.totals;
@@ -57,6 +59,21 @@ export function renderInspect(r: InspectResult, opts: { layers: boolean; width?:
     `total     bundle ${formatBytes(t.bundleBytes)} in ${t.files} files; layers ${formatBytes(t.uniqueLayerBytes)} unique (${formatBytes(t.imageBytes)} summed over images), ${formatBytes(t.compressedBytes)} compressed (${t.uniqueLayerBytes ? ((t.compressedBytes / t.uniqueLayerBytes) * 100).toFixed(1) : '0'}%)`,
   );
   return lines.join('\n');
+}
+
+/** Each layer that travels as a delta: what it is rebuilt from on the host, and what it saves. */
+function deltaLines(r: InspectResult): string[] {
+  const seen = new Set<string>();
+  const lines: string[] = [];
+  for (const im of r.images) {
+    for (const l of im.layers) {
+      if (!l.delta || seen.has(l.diffId)) continue;
+      seen.add(l.diffId);
+      const whole = l.delta.wholeSize !== null ? `, ${formatBytes(l.delta.wholeSize)} whole: ${(100 * (1 - l.delta.size / l.delta.wholeSize)).toFixed(1)}% saved` : '';
+      lines.push(`delta     layer ${shortDigest(l.diffId)} of ${im.refs[0] ?? shortDigest(im.id)} (${formatBytes(l.size)}): ${formatBytes(l.delta.size)} against ${shortDigest(l.delta.reference)} (${formatBytes(l.delta.referenceSize)}, which the host must hold)${whole}`);
+    }
+  }
+  return lines.length ? ['', ...lines] : [];
 }
 
 /** Without a terminal (a pipe, a log) the instruction is cut here. */
@@ -74,7 +91,7 @@ function renderLayers(layers: NonNullable<InspectResult['layers']>, width: numbe
   const rows = layers.map((l) => [
     formatBytes(l.size),
     l.compressedSize === null ? '-' : `${formatBytes(l.compressedSize)}${l.parts > 1 ? ` (${l.parts} parts)` : ''}`,
-    l.shipped ? 'shipped' : 'assumed',
+    l.shipping === 'delta' ? `delta vs ${shortDigest(l.delta!.reference)}` : l.shipped ? 'shipped' : 'assumed',
     shortDigest(l.diffId),
     l.images.join(', '),
   ]);
