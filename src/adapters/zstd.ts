@@ -37,7 +37,60 @@ const zlibZstd = (zlib as { createZstdDecompress?: () => Transform }).createZstd
 export async function zstdDecompressor(): Promise<Transform> {
   if (zlibZstd) return zlibZstd.call(zlib);
   const { DecompressStream } = await loadNapi();
-  return new DecompressStream();
+  return boundedDecompressStream(DecompressStream);
+}
+
+/** ZSTD_DStreamOutSize(): one block, what zstd-napi's own stream uses per call. */
+const NAPI_OUT_SIZE = 128 * 1024;
+
+/**
+ * zstd-napi's DecompressStream decompresses each input chunk to its end before it looks at its
+ * reader: a 1 MiB chunk of a layer full of zeros came out as 50 MiB at once, and one such burst
+ * per node loading at the same time took ferry past 250 MB. This one stops after a block once
+ * the reader is full and goes on when it reads (as node:zlib's own streams do), so a stream
+ * holds about its highWaterMark whatever the ratio.
+ */
+function boundedDecompressStream(Base: ZstdNapi['DecompressStream']): Transform {
+  type Native = { decompressStream(dst: Uint8Array, src: Uint8Array): [number, number, number] };
+  class Bounded extends Base {
+    private continueWith: (() => void) | null = null;
+
+    override _read(size: number): void {
+      const next = this.continueWith;
+      this.continueWith = null;
+      next?.();
+      // The chunk may have ended without another push: Transform then waits here for the next one.
+      if (!this.continueWith) super._read(size);
+    }
+
+    override _transform(chunk: Buffer, _encoding: BufferEncoding, done: (e?: Error | null) => void): void {
+      const self = this as unknown as { dctx: Native; inFrame: boolean };
+      let src: Buffer = chunk;
+      const step = (): void => {
+        try {
+          for (;;) {
+            const dst = Buffer.allocUnsafe(NAPI_OUT_SIZE);
+            const [ret, produced, consumed] = self.dctx.decompressStream(dst, src);
+            src = src.subarray(consumed);
+            const more = produced > 0 ? this.push(dst.subarray(0, produced)) : true;
+            if (src.length === 0 && (produced < dst.length || ret === 0)) {
+              self.inFrame = ret !== 0;
+              done();
+              return;
+            }
+            if (!more) {
+              this.continueWith = step;
+              return;
+            }
+          }
+        } catch (e) {
+          done(e as Error);
+        }
+      };
+      step();
+    }
+  }
+  return new Bounded();
 }
 
 // 2 MiB jobs instead of zstd's default (8 MiB at level 3): each worker's buffers shrink, which
