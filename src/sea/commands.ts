@@ -4,6 +4,7 @@
  * test/unit/sea-commands.test.ts fails when a command file exists that is not listed here.
  */
 import BundleCreate from '../commands/bundle/create.js';
+import BundleDiff from '../commands/bundle/diff.js';
 import BundleInspect from '../commands/bundle/inspect.js';
 import BundleInstall from '../commands/bundle/install.js';
 import BundleVerify from '../commands/bundle/verify.js';
@@ -17,6 +18,7 @@ import KeysGenerate from '../commands/keys/generate.js';
 
 export const COMMANDS = {
   'bundle:create': BundleCreate,
+  'bundle:diff': BundleDiff,
   'bundle:inspect': BundleInspect,
   'bundle:install': BundleInstall,
   'bundle:verify': BundleVerify,
