@@ -165,6 +165,19 @@ step "$REPO/web:r2" "$REPO/web-deps:r1" copy js "$NPM/lib=/app/lib" "$NPM/packag
 step "$REPO/jobs:r1" "$REPO/jobs-deps:r1" copy none "$NPM/bin=/app/bin" "$NPM/index.js=/app/index.js" "$NPM/package.json=/app/package.json"
 step "$REPO/report:r1" "$REPO/report-deps:r1" copy none "${PERL_SCRIPTS[@]}"
 step "$REPO/static:r1" "$REPO/static-deps:r1" copy none /usr/share/doc/python3.11=/srv/www/python /usr/share/man/man3=/srv/www/man3
+# The big stack (FERRY_BENCH_DELTA_BIG=1, for the delta section's RSS rows): the worker's change
+# on a dependency layer of about 570 MB (the machine's JDKs under /opt/jvm, a few files over 100 MB,
+# plus the worker's packages): release 2 adds the same one package, the application layer above is
+# rebuilt. Peak RSS must not grow with the layer.
+BIG=0
+if [ "${FERRY_BENCH_DELTA_BIG:-0}" = 1 ]; then
+  [ -d /usr/lib/jvm ] || die "/usr/lib/jvm missing: the big stack's dependency layer is built from it"
+  BIG=1
+  step "$REPO/big-deps:r1" "$REPO/python:1" link none /usr/lib/jvm=/opt/jvm "${WORKER_DEPS[@]}"
+  step "$REPO/big-deps:r2" "$REPO/python:1" link none /usr/lib/jvm=/opt/jvm "${WORKER_DEPS[@]}" "$ADDED_PACKAGE"
+  step "$REPO/big:r1" "$REPO/big-deps:r1" copy none "$DIST/docker=/app/docker"
+  step "$REPO/big:r2" "$REPO/big-deps:r2" copy none "$DIST/docker=/app/docker"
+fi
 # Unchanged services: release 2 ships the very same image.
 for svc in jobs report static; do docker tag "$REPO/$svc:r1" "$REPO/$svc:r2"; done
 rmdir "$WORK/ctx" 2>/dev/null || true
@@ -172,18 +185,20 @@ remove_stale
 
 SERVICES=(api worker web jobs report static)
 CHANGED=(api worker web)
+CHECKED=("${SERVICES[@]}")
+[ "$BIG" = 0 ] || CHECKED+=(big)
 
 # Release 2 must share with release 1 exactly what the recipe says: every layer below the changed
 # one. A cache or recipe slip would quietly change what the bench measures, so check it here.
 layers() { docker image inspect --format '{{range .RootFS.Layers}}{{.}} {{end}}' "$1"; }
-for svc in "${SERVICES[@]}"; do
+for svc in "${CHECKED[@]}"; do
   read -r -a l1 <<<"$(layers "$REPO/$svc:r1")"
   read -r -a l2 <<<"$(layers "$REPO/$svc:r2")"
   same=0
   while [ "$same" -lt "${#l1[@]}" ] && [ "$same" -lt "${#l2[@]}" ] && [ "${l1[$same]}" = "${l2[$same]}" ]; do same=$((same + 1)); done
   case "$svc" in
     api | web) want=$((${#l1[@]} - 1)) ;;   # only the application layer differs
-    worker) want=$((${#l1[@]} - 2)) ;;      # dependencies and the application layer above them
+    worker | big) want=$((${#l1[@]} - 2)) ;; # dependencies and the application layer above them
     *) want=${#l1[@]} ;;                    # identical
   esac
   if [ "$same" != "$want" ] || [ "${#l1[@]}" != "${#l2[@]}" ]; then
@@ -192,13 +207,14 @@ for svc in "${SERVICES[@]}"; do
 done
 
 # --- definitions ---------------------------------------------------------------------------------
-write_def() { # dir release version
-  local dir="$1" rel="$2" version="$3" svc
+write_def() { # dir release version name services...
+  local dir="$1" rel="$2" version="$3" name="$4" svc
+  shift 4
   mkdir -p "$dir"
-  printf 'name: delta\nversion: %s\ncompose: compose.yaml\n' "$version" >"$dir/ferry.yaml"
+  printf 'name: %s\nversion: %s\ncompose: compose.yaml\n' "$name" "$version" >"$dir/ferry.yaml"
   {
     echo "services:"
-    for svc in "${SERVICES[@]}"; do
+    for svc in "$@"; do
       cat <<EOF
   $svc:
     image: $REPO/$svc:$rel
@@ -210,11 +226,22 @@ EOF
     done
   } >"$dir/compose.yaml"
 }
-write_def "$WORK/def-r1" r1 1.0.0
-write_def "$WORK/def-r2" r2 2.0.0
+write_def "$WORK/def-r1" r1 1.0.0 delta "${SERVICES[@]}"
+write_def "$WORK/def-r2" r2 2.0.0 delta "${SERVICES[@]}"
+if [ "$BIG" = 1 ]; then
+  write_def "$WORK/def-big-r1" r1 1.0.0 delta-big big
+  write_def "$WORK/def-big-r2" r2 2.0.0 delta-big big
+fi
 
 echo "def_r1=$WORK/def-r1"
 echo "def_r2=$WORK/def-r2"
 echo "images_r1=$(printf "$REPO/%s:r1 " "${SERVICES[@]}" | sed 's/ $//')"
 echo "images_r2=$(printf "$REPO/%s:r2 " "${SERVICES[@]}" | sed 's/ $//')"
 echo "changed=${CHANGED[*]}"
+echo "added=$ADDED_PACKAGE"
+if [ "$BIG" = 1 ]; then
+  echo "def_big_r1=$WORK/def-big-r1"
+  echo "def_big_r2=$WORK/def-big-r2"
+  echo "images_big_r1=$REPO/big:r1"
+  echo "images_big_r2=$REPO/big:r2"
+fi
