@@ -87,24 +87,29 @@ export function heldDiffIdsByAll(bases: BaseImage[][]): Set<string> {
 }
 
 /**
- * Held layers a changed layer may be a delta against, best first: the layer at the same position of
- * a previous image of the same repository (what a rebuilt dependency layer replaces), then the
- * other layers of such images, nearest position first. At most `max`, never the layer itself.
+ * Held layers a changed layer may be a delta against, best first: the layer at the same position
+ * of a previous image of the same repository (what a rebuilt dependency layer replaces), or of an
+ * image built on the same lower layers (a host's inventory names images by ferry's tags, not by
+ * repository), then their other layers, nearest position first. At most `max`, never the layer itself.
  */
 export function referenceCandidates(
-  target: { diffId: string; uses: { repos: string[]; position: number }[] },
+  target: { diffId: string; uses: { repos: string[]; position: number; diffIds: string[] }[] },
   baseImages: BaseImage[],
   held: Set<string>,
   max = 3,
 ): string[] {
-  const scored: { diffId: string; score: number }[] = [];
+  const scored: { diffId: string; score: number[] }[] = [];
   for (const use of target.uses) {
     for (const im of baseImages) {
-      if (!im.repos.some((r) => use.repos.includes(r))) continue;
-      im.diffIds.forEach((d, i) => scored.push({ diffId: d, score: Math.abs(i - use.position) }));
+      const sameRepo = im.repos.some((r) => use.repos.includes(r));
+      let shared = 0;
+      while (shared < use.position && im.diffIds[shared] === use.diffIds[shared]) shared++;
+      if (!sameRepo && shared === 0) continue;
+      // The lower layers both images share are below the target already: not what it replaces.
+      im.diffIds.forEach((d, i) => i >= shared && scored.push({ diffId: d, score: [sameRepo ? 0 : 1, -shared, Math.abs(i - use.position)] }));
     }
   }
-  scored.sort((a, b) => a.score - b.score);
+  scored.sort((a, b) => a.score[0]! - b.score[0]! || a.score[1]! - b.score[1]! || a.score[2]! - b.score[2]!);
   const out: string[] = [];
   for (const { diffId } of scored) {
     if (out.length >= max) break;

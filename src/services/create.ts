@@ -424,7 +424,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
       for (const l of layers.values()) if (l.blob && !l.pending && !targets.has(l.diffId)) targets.set(l.diffId, { diffId: l.diffId, size: l.size, blob: l.blob, uses: [] });
       for (const [ref, d] of details) {
         const repos = [...new Set([ref, ...d.repoTags].map(repositoryOf))];
-        d.diffIds.forEach((diffId, position) => targets.get(diffId)?.uses.push({ repos, position }));
+        d.diffIds.forEach((diffId, position) => targets.get(diffId)?.uses.push({ repos, position, diffIds: d.diffIds }));
       }
       const outcome = await makeDeltas({ engine, store, root: partial, cache, reporter, verbose: options.verbose ?? false }, [...targets.values()], deltaBases, heldDiffIdsByAll(deltaBases.map((b) => b.images)));
       for (const [diffId, delta] of outcome.deltas) deltas.set(diffId, delta);

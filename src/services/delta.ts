@@ -26,7 +26,7 @@ export interface DeltaTarget {
   size: number;
   blob: LayerBlob;
   /** Where the layer sits in the new images: the repositories it was named by and its position. */
-  uses: { repos: string[]; position: number }[];
+  uses: { repos: string[]; position: number; diffIds: string[] }[];
 }
 
 /** A base's images, and for a previous bundle where its whole blobs are. */

@@ -55,3 +55,21 @@ describe('whether every target has the ferry executable', () => {
     expect(executableHeldByAll([], exe)).toBe(false);
   });
 });
+
+describe('reference candidates for a layer delta', () => {
+  const d = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
+  it('prefers the same repository at the same position, then an image on the same lower layers', async () => {
+    const { referenceCandidates } = await import('../../src/core/bases.js');
+    const target = { diffId: d(9), uses: [{ repos: ['shop/api'], position: 2, diffIds: [d(1), d(2), d(9)] }] };
+    const bases = [
+      { id: 'a', repos: ['shop/web'], diffIds: [d(1), d(3), d(4)] },
+      { id: 'b', repos: ['shop/api'], diffIds: [d(1), d(2), d(5)] },
+      { id: 'c', repos: ['ferry.local/shop'], diffIds: [d(1), d(2), d(6)] },
+      { id: 'x', repos: ['other'], diffIds: [d(7), d(8)] },
+    ];
+    const held = new Set([d(1), d(2), d(3), d(4), d(5), d(6), d(7), d(8)]);
+    expect(referenceCandidates(target, bases, held)).toEqual([d(5), d(6), d(4)]);
+    // Only what every base holds can be a reference; never the layer itself.
+    expect(referenceCandidates(target, bases, new Set([d(6), d(9)]))).toEqual([d(6)]);
+  });
+});
