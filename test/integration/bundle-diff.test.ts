@@ -23,7 +23,7 @@ const EPOCH = new Date('2026-01-01T00:00:00Z');
 const b: Record<string, string> = {};
 
 interface Manifest {
-  images: { refs: string[]; id: string; layers: { diffId: string; size: number; included: boolean; blob: { path?: string } | null }[] }[];
+  images: { refs: string[]; id: string; layers: { diffId: string; size: number; included: boolean; blob: { path?: string } | null; delta?: { path?: string; reference: string } }[] }[];
 }
 const manifestOf = async (bundle: string): Promise<Manifest> => JSON.parse(await readFile(join(bundle, 'ferry.json'), 'utf8'));
 
@@ -218,6 +218,18 @@ describe('bundle diff', () => {
     const bad = await diff([b.r1, copy, '--json']);
     expect(bad.code).toBe(4);
     expect(json(bad.stdout).error.code).toBe('BUNDLE_INTEGRITY');
+
+    // A delta's header is read only after its files hash to what the manifest says.
+    const copyDelta = join(work, 'tampered-delta.ferry');
+    await cp(b.r2delta, copyDelta, { recursive: true });
+    const delta = join(copyDelta, (await manifestOf(copyDelta)).images.find((i) => i.refs[0] === `${tag}/web:2`)!.layers[1]!.delta!.path!);
+    const dbytes = await readFile(delta);
+    dbytes[dbytes.length - 2]! ^= 0xff;
+    await writeFile(delta, dbytes);
+    const badDelta = await diff([b.r1, copyDelta, '--json']);
+    expect(badDelta.code).toBe(4);
+    expect(json(badDelta.stdout).error).toMatchObject({ code: 'BUNDLE_INTEGRITY' });
+    expect(json(badDelta.stdout).error.message).toMatch(/delta of layer/);
 
     const missing = await diff([join(work, 'nope'), b.r2, '--json']);
     expect(missing.code).toBe(2);

@@ -18,6 +18,7 @@ import {
 } from '../../src/core/bundle-diff.js';
 import type { FerryManifest } from '../../src/core/manifest.js';
 import { TarFileLister, type LayerListing } from '../../src/core/tar-files.js';
+import { LayerMismatch, listLayerFiles } from '../../src/adapters/layer-files.js';
 
 const sha = (s: string | Buffer) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
@@ -99,6 +100,25 @@ describe('the files of a layer tar, with their content digests', () => {
     expect(l.files).toHaveLength(10);
     expect(l.entries).toBe(50);
     expect(l.truncated).toBe(true);
+  });
+});
+
+describe('a layer read from its zstd blob', () => {
+  it('lists it when it is the diffID the manifest says; refuses other bytes, and stops at the size given', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-layerfiles-'));
+    try {
+      const archive = await packed([{ name: 'a', body: 'x'.repeat(100_000) }, { name: 'b', body: 'y' }]);
+      writeFileSync(join(dir, 'l.tar'), archive);
+      execFileSync('zstd', ['-q', join(dir, 'l.tar'), '-o', join(dir, 'l.zst')]);
+      const blob = { digest: d(1), size: 0, mediaType: 'x', path: 'l.zst' };
+      const l = await listLayerFiles(dir, blob, sha(archive), archive.length, 100);
+      expect(l.files.map((f) => f.path)).toEqual(['a', 'b']);
+      await expect(listLayerFiles(dir, blob, d(2), archive.length, 100)).rejects.toThrow(LayerMismatch);
+      // A blob that decompresses to more than the manifest says (a zstd bomb) stops there.
+      await expect(listLayerFiles(dir, blob, sha(archive), 4096, 100)).rejects.toThrow(/longer than the 4096 bytes/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -97,16 +97,25 @@ function layer(l: DiffLayer, inventory: boolean, perLayer: number): string[] {
         ? `${f.counts.added} files, all new`
         : f.basis === 'delta'
           ? `as the delta records them against ${l.reference === l.oldDiffId ? 'the old layer' : `layer ${shortDigest(l.reference!)}, which the host holds`}: ${f.counts.added} added, ${f.counts.changed} changed (in content or tar header alone, e.g. mtime), ${f.counts.removed} removed`
-        : `the old layer's contents are unknown (${inventory ? 'a host inventory lists layers, not files' : 'the old bundle does not ship it'}): its ${f.newEntries} entries are listed as added`;
+        : `the old layer's contents are unknown (${inventory ? 'a host inventory lists layers, not files' : 'the old bundle does not ship it whole'}): its ${f.newEntries} entries are listed as added`;
   out.push(`    files ${basis}${f.truncated ? ' (lists cut at their limit, see --json)' : ''}`);
   const rows = [
-    ...f.added.map((x) => `    + ${x.path}  ${fileFacts(x)}`),
+    ...f.added.map((x) => `    + ${x.path}  ${fileFacts(x)}${whiteout(x.path)}`),
     ...f.changed.map((x) => `    ~ ${x.path}  ${x.old ? changeFacts(x.old, x.new) : `now ${fileFacts(x.new)}`}`),
     ...f.removed.map((x) => `    - ${x.path}  ${fileFacts(x)}`),
   ].map((row) => row.trimEnd());
   out.push(...rows.slice(0, perLayer));
   if (rows.length > perLayer) out.push(`    … and ${rows.length - perLayer} more (see --json)`);
   return out;
+}
+
+/** An overlay whiteout is how a layer deletes what the layers below it hold: say so. */
+function whiteout(path: string): string {
+  const slash = path.lastIndexOf('/');
+  const dir = path.slice(0, slash + 1);
+  const base = path.slice(slash + 1);
+  if (base === '.wh..wh..opq') return `  (opaque: hides everything below in ${dir || '/'})`;
+  return base.startsWith('.wh.') ? `  (whiteout: deletes ${dir}${base.slice(4)})` : '';
 }
 
 const mode = (m: number) => m.toString(8).padStart(4, '0');
