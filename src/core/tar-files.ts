@@ -102,10 +102,12 @@ export class TarFileLister {
   private onEntry(e: TarEntry): void {
     this.entries++;
     const type = kindOf(e.type);
+    // A hostile PAX size may be 10^400 (Infinity): then the entry runs to the end of the stream.
+    const size = Number.isSafeInteger(e.size) && e.size >= 0 ? e.size : Number.MAX_SAFE_INTEGER;
     const path = normalizeTarPath(e.path);
     const keep = this.byPath.has(path) || this.byPath.size < this.maxFiles;
     if (!keep) this.dropped = true;
-    const file: LayerFile = { path, type, size: type === 'file' ? e.size : 0, mode: e.mode, digest: null };
+    const file: LayerFile = { path, type, size: type === 'file' ? size : 0, mode: e.mode, digest: null };
     if (type === 'symlink' || type === 'hardlink') {
       // The scanner has just been fed this header: the link target is in it.
       const nul = this.block.indexOf(0, 157);
@@ -118,9 +120,9 @@ export class TarFileLister {
       this.byPath.set(path, file);
     }
     if (type === 'file') {
-      const pad = Math.ceil(e.size / BLOCK) * BLOCK - e.size;
-      this.content = { left: e.size, pad, hash: createHash('sha256'), file: keep ? file : null };
-      if (e.size === 0) this.finishContent();
+      const pad = size % BLOCK === 0 ? 0 : BLOCK - (size % BLOCK);
+      this.content = { left: size, pad, hash: createHash('sha256'), file: keep ? file : null };
+      if (size === 0) this.finishContent();
     }
   }
 

@@ -103,6 +103,40 @@ describe('the files of a layer tar, with their content digests', () => {
   });
 });
 
+describe('a hostile layer tar', () => {
+  it('never throws, keeps at most the cap, and ends, whatever the bytes', async () => {
+    const archive = await packed([
+      { name: 'app/', type: 'directory' },
+      ...Array.from({ length: 20 }, (_, i) => ({ name: `${'p'.repeat(i * 13)}/f${i}`, body: 'z'.repeat(i * 300) })),
+      { name: 'ln', type: 'symlink', linkname: 'x' },
+    ]);
+    let seed = 11;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    for (let round = 0; round < 400; round++) {
+      const bytes = Buffer.from(archive);
+      // Mostly header bytes: where the parser decides sizes, types and names.
+      for (let k = 0; k < 1 + rand(8); k++) bytes[rand(4) ? (rand(bytes.length / 512) | 0) * 512 + rand(512) : rand(bytes.length)] = rand(256);
+      const cut = bytes.subarray(0, bytes.length - rand(2000));
+      const l = list(cut, [1 + rand(3000)], 5);
+      expect(l.files.length).toBeLessThanOrEqual(5);
+      for (const f of l.files) expect(Number.isSafeInteger(f.size)).toBe(true);
+    }
+    // A PAX size of 10^400 is Infinity as a number: the entry runs to the end, nothing breaks.
+    const pax = Buffer.alloc(1536);
+    const record = `${'9'.repeat(400)}`;
+    const line = `${String(record.length + 8).padStart(3, '0')} size=${record}\n`;
+    const fixed = `${line.length + (String(line.length).length - 3)} size=${record}\n`;
+    pax.write('pax', 0);
+    pax.write(Buffer.byteLength(fixed).toString(8).padStart(11, '0'), 124);
+    pax.write('x', 156);
+    pax.write(fixed, 512);
+    pax.write('huge', 1024);
+    pax.write('0', 1024 + 156);
+    const l = list(Buffer.concat([pax, Buffer.alloc(4096, 1)]), [100]);
+    expect(l.files).toMatchObject([{ path: 'huge', size: Number.MAX_SAFE_INTEGER, digest: null }]);
+  });
+});
+
 describe('a layer read from its zstd blob', () => {
   it('lists it when it is the diffID the manifest says; refuses other bytes, and stops at the size given', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ferry-layerfiles-'));
