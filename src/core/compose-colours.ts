@@ -93,7 +93,7 @@ export function nextColour(live: Colour | null | undefined): Colour {
  * Refusals at create time, so that a bundle never reaches a host where two colours would collide:
  * a coloured service publishing a host port (both colours would bind it), a fixed container name
  * (both would claim it), a named volume (with Compose's resolved names both colours would write
- * the same one at once; state belongs to a shared service).
+ * the same one at once; state belongs to a shared service), a shared service no colour can reach.
  */
 export function checkBlueGreen(model: unknown, spec: SwitchSpec, smoke: string | null): void {
   if (spec.mode !== 'blue-green' || !isObj(model) || !isObj(model.services)) return;
@@ -114,6 +114,63 @@ export function checkBlueGreen(model: unknown, spec: SwitchSpec, smoke: string |
       }
     }
   }
+  const cut = unreachableShared(model, spec, smoke);
+  if (cut) {
+    throw new SwitchSpecError('BLUE_GREEN_INVALID', `shared service "${cut.service}" is on network${cut.networks.length === 1 ? '' : 's'} ${cut.networks.join(', ') || '(none)'}, which no coloured service (${cut.coloured.join(', ')}) joins: the colours could not reach it. Put it on a network they share, or leave it out of x-ferry.shared`, cut.service);
+  }
+}
+
+/**
+ * A shared service no coloured service has a network in common with: the colours could never reach
+ * it by name, so declaring it shared (run once, for the colours) cannot be what was meant. Services
+ * with a network_mode are left out: their reach is not a matter of compose networks.
+ */
+export function unreachableShared(model: unknown, spec: SwitchSpec, smoke: string | null): { service: string; networks: string[]; coloured: string[] } | null {
+  if (spec.mode !== 'blue-green' || !isObj(model) || !isObj(model.services)) return null;
+  const services = model.services;
+  const coloured = colouredServices(spec, Object.keys(services), smoke).filter((n) => networkMode(services[n]) === undefined);
+  if (coloured.length === 0) return null;
+  const reachable = new Set(coloured.flatMap((n) => serviceNetworks(services[n])));
+  for (const name of spec.shared) {
+    if (networkMode(services[name]) !== undefined) continue;
+    const nets = serviceNetworks(services[name]);
+    if (!nets.some((n) => reachable.has(n))) return { service: name, networks: nets, coloured };
+  }
+  return null;
+}
+
+const networkMode = (s: unknown): string | undefined => (isObj(s) && typeof s.network_mode === 'string' ? s.network_mode : undefined);
+
+/** The networks a service joins: its `networks` list or map, or the project's default network. */
+function serviceNetworks(s: unknown): string[] {
+  const nets = isObj(s) ? s.networks : undefined;
+  if (Array.isArray(nets)) return nets.filter((n): n is string => typeof n === 'string');
+  if (isObj(nets)) return Object.keys(nets);
+  return ['default'];
+}
+
+/**
+ * Whether compose files of two releases (parsed, in -f order) define the stable services, and the
+ * networks and volumes they may use, identically: then bringing the stable project to the other
+ * release changes nothing, and a rollback may leave it as it runs. Any doubt answers false.
+ */
+export function sameStableDefinitions(a: readonly unknown[], b: readonly unknown[], stable: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((ma, i) => {
+    const mb = b[i];
+    const pick = (m: unknown) => {
+      const o = isObj(m) ? m : {};
+      const svc = isObj(o.services) ? o.services : {};
+      return { services: stable.map((s) => svc[s] ?? null), networks: o.networks ?? null, volumes: o.volumes ?? null };
+    };
+    return canonical(pick(ma)) === canonical(pick(mb));
+  });
+}
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (isObj(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`;
+  return JSON.stringify(v) ?? 'null';
 }
 
 /** The named volume a service's volume entry mounts; undefined for binds, tmpfs and anonymous volumes. */

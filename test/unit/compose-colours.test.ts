@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { analyzeCompose } from '../../src/core/compose.js';
-import { checkBlueGreen, colouredServices, colourProject, hostOverridePorts, nextColour, parseSwitch, renderColourOverride, stableServices, SwitchSpecError } from '../../src/core/compose-colours.js';
+import { checkBlueGreen, colouredServices, colourProject, hostOverridePorts, nextColour, parseSwitch, renderColourOverride, sameStableDefinitions, stableServices, SwitchSpecError } from '../../src/core/compose-colours.js';
 import { composeArgs, NO_COMPOSE_FEATURES } from '../../src/core/compose-cli.js';
 import { parseYaml } from '../../src/core/yaml.js';
 
@@ -65,6 +65,42 @@ describe('x-ferry switch', () => {
     expect(analyzeCompose(ok, 'compose.yaml').switch).toEqual({ mode: 'blue-green', front: ['proxy'], shared: ['db'] });
     const smokeInFront = model({ switch: 'blue-green', front: ['smoke'], smoke: 'smoke' }, { web: { image: 'w' }, smoke: { image: 's' } });
     expect(() => analyzeCompose(smokeInFront, 'compose.yaml')).toThrow(expect.objectContaining({ code: 'BLUE_GREEN_INVALID' }));
+  });
+
+  it('refuses a shared service on no network a coloured service joins, naming it', () => {
+    const x = { switch: 'blue-green', front: ['proxy'], shared: ['db', 'cache'], smoke: 'smoke' };
+    // web and worker on "front", api bridging to "back": db is reached through api, cache by no colour.
+    const cut = model(x, {
+      proxy: { image: 'p', ports: ['80:80'], networks: ['front'] },
+      web: { image: 'w', networks: ['front'] },
+      api: { image: 'a', networks: { front: {}, back: { aliases: ['api'] } } },
+      db: { image: 'd', networks: ['back'] },
+      cache: { image: 'c', networks: ['cachenet'] },
+      smoke: { image: 's', networks: ['cachenet'] },
+    });
+    expect(() => analyzeCompose(cut, 'compose.yaml')).toThrow(expect.objectContaining({ code: 'BLUE_GREEN_INVALID', exitCode: 10, details: expect.objectContaining({ service: 'cache' }) }));
+    expect(() => analyzeCompose(cut, 'compose.yaml')).toThrow(/shared service "cache" is on network cachenet, which no coloured service \(web, api\) joins/);
+    // Segmented tiers are fine: a shared service needs one colour that reaches it, not every one.
+    const tiers = structuredClone(cut);
+    (tiers.services as Record<string, { networks: unknown }>).cache!.networks = ['back'];
+    expect(code(() => checkBlueGreen(tiers, parseSwitch(tiers), 'smoke'))).toBe('none');
+    // No networks at all: every service is on the default network.
+    const plain = model(x, { proxy: { image: 'p' }, web: { image: 'w' }, db: { image: 'd' }, cache: { image: 'c' }, smoke: { image: 's' } });
+    expect(code(() => checkBlueGreen(plain, parseSwitch(plain), 'smoke'))).toBe('none');
+    const defaultOnly = model(x, { proxy: { image: 'p' }, web: { image: 'w' }, db: { image: 'd', networks: ['back'] }, cache: { image: 'c' }, smoke: { image: 's' } });
+    expect(code(() => checkBlueGreen(defaultOnly, parseSwitch(defaultOnly), 'smoke'))).toBe('BLUE_GREEN_INVALID');
+    // network_mode is not judged by compose networks.
+    const hostDb = model(x, { proxy: { image: 'p' }, web: { image: 'w' }, db: { image: 'd', network_mode: 'host' }, cache: { image: 'c' }, smoke: { image: 's' } });
+    expect(code(() => checkBlueGreen(hostDb, parseSwitch(hostDb), 'smoke'))).toBe('none');
+  });
+
+  it('two releases define the stable services alike only when their files do', () => {
+    const a = { services: { proxy: { image: 'p:1', ports: ['80:80'] }, web: { image: 'w:1' } }, networks: { default: {} } };
+    const b = { networks: { default: {} }, services: { web: { image: 'w:2' }, proxy: { ports: ['80:80'], image: 'p:1' } } };
+    expect(sameStableDefinitions([a, { services: { proxy: { image: 'p@x' } } }], [b, { services: { proxy: { image: 'p@x' } } }], ['proxy'])).toBe(true);
+    expect(sameStableDefinitions([a], [b], ['proxy', 'web'])).toBe(false);
+    expect(sameStableDefinitions([a], [{ ...b, networks: { default: { internal: true } } }], ['proxy'])).toBe(false);
+    expect(sameStableDefinitions([a], [b, {}], ['proxy'])).toBe(false);
   });
 
   it('a host override that publishes a coloured service is found', () => {
