@@ -245,6 +245,11 @@ function manifestInvariants(api, m) {
   return problems;
 }
 
+/** A buffer as a stream of chunks, as it arrives from a file or a socket. */
+async function* pieces(buf, size) {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
 export const TARGETS = {
   manifest: {
     setup(api) {
@@ -308,6 +313,40 @@ export const TARGETS = {
       const text = input.sig.toString('utf8');
       const wire = Buffer.from(text.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
       if (!wire.equals(ctx.wire) || !input.message.equals(ctx.message)) throw new Error('accepted a signature or message that differs from the one signed');
+      return 'accepted';
+    },
+  },
+
+  delta: {
+    // A layer delta from a stick, rebuilt against the reference a host's engine gives: whatever
+    // the bytes, it is refused or gives exactly the layer; never a crash, a hang or other bytes.
+    setup(api) {
+      const r = rng('delta-setup');
+      const reference = Buffer.concat([r.bytes(20_000), Buffer.alloc(30_000, 0x61), r.bytes(14_000)]);
+      const fresh = r.bytes(700);
+      const target = Buffer.concat([reference.subarray(0, 20_000), fresh, reference.subarray(30_000)]);
+      const expect = { reference: `sha256:${sha256(reference)}`, referenceSize: reference.length, target: `sha256:${sha256(target)}`, targetSize: target.length };
+      const header = api.encodeDeltaHeader({ ...expect, changes: { added: [{ path: 'a', size: 1, mode: 420, type: '0' }], changed: [], removed: ['b'], omitted: 0 } });
+      const delta = Buffer.concat([header, api.encodeCopy(0, 20_000), api.encodeDataStart(fresh.length), fresh, api.encodeCopy(30_000, reference.length - 30_000), api.END_OP]);
+      return { reference, target, expect, delta, headerLength: header.length };
+    },
+    input(r, ctx) {
+      const k = r.int(10);
+      // Mostly the ops (the header is small and JSON): bit flips, cuts, splices, random tails.
+      if (k < 7) return { delta: mutateBytes(r, ctx.delta), expect: ctx.expect };
+      if (k < 8) return { delta: Buffer.concat([ctx.delta.subarray(0, ctx.headerLength), r.bytes(r.int(256))]), expect: ctx.expect };
+      if (k < 9) return { delta: ctx.delta, expect: { ...ctx.expect, targetSize: r.pick([0, ctx.expect.targetSize - 1, ctx.expect.targetSize + 1, 2 ** 40]) } };
+      return { delta: r.bytes(r.int(512)), expect: ctx.expect };
+    },
+    async run(api, ctx, input) {
+      const out = [];
+      try {
+        for await (const c of api.rebuildLayer(pieces(input.delta, 97), pieces(ctx.reference, 4096), input.expect)) out.push(c);
+      } catch (e) {
+        if (e instanceof api.DeltaError) return 'refused';
+        throw e;
+      }
+      if (!Buffer.concat(out).equals(ctx.target)) throw new Error('a delta was accepted that does not give the layer');
       return 'accepted';
     },
   },
@@ -519,7 +558,7 @@ async function main() {
   const dump = args.includes('--dump') ? resolve(opt('dump') && !opt('dump').startsWith('--') ? opt('dump') : '.bench') : undefined;
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
   const dist = (p) => import(pathToFileURL(join(root, 'dist', p)).href);
-  const [manifest, paths, signing, keyFiles, allowed, errors, load, zstd] = await Promise.all([
+  const [manifest, paths, signing, keyFiles, allowed, errors, load, zstd, delta] = await Promise.all([
     dist('core/manifest.js'),
     dist('core/paths.js'),
     dist('core/sshsig.js'),
@@ -528,6 +567,7 @@ async function main() {
     dist('errors.js'),
     dist('adapters/load-archive.js'),
     import('zstd-napi'),
+    dist('core/layer-delta.js'),
   ]).catch((e) => {
     console.error(`fuzz: cannot load the built code (${e.message}); run \`npm run build\` first`);
     process.exit(2);
@@ -540,6 +580,7 @@ async function main() {
     ...allowed,
     ...errors,
     ...load,
+    ...delta,
     compress: async (b) => zstd.compress(b),
     decompress: async (b) => zstd.decompress(b),
   };

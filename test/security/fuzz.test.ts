@@ -10,6 +10,7 @@ import { parseAllowedSigners, parseRevokedKeys } from '../../src/core/allowed-si
 import { ManifestInvalid, MANIFEST_FORMAT, parseManifest } from '../../src/core/manifest.js';
 import { isSafeRelativePath } from '../../src/core/paths.js';
 import { loadArchive } from '../../src/adapters/load-archive.js';
+import { DeltaError, encodeCopy, encodeDataStart, encodeDeltaHeader, END_OP, rebuildLayer } from '../../src/core/layer-delta.js';
 import { generateKeyPair, parseSigningKey } from '../../src/core/openssh-key.js';
 import { BUNDLE_NAMESPACE, parseSignature, verifySignature } from '../../src/core/sshsig.js';
 import { TrustError } from '../../src/errors.js';
@@ -31,6 +32,12 @@ const api = {
   parseRevokedKeys,
   TrustError,
   loadArchive,
+  DeltaError,
+  encodeCopy,
+  encodeDataStart,
+  encodeDeltaHeader,
+  END_OP,
+  rebuildLayer,
   compress: async (b: Buffer) => compress(b),
   decompress: async (b: Buffer) => decompress(b),
 };
@@ -39,7 +46,7 @@ const SEED = process.env.FERRY_FUZZ_SEED ?? 'ferry-ci-1';
 const BUDGET_MS = LONG ? 60_000 : 3_000;
 
 describe('fuzzing the readers of untrusted input (seeded, reproducible)', () => {
-  for (const target of ['manifest', 'signature', 'parts', 'trust']) {
+  for (const target of ['manifest', 'signature', 'parts', 'trust', 'delta']) {
     it(`${target}: refuses or accepts within its invariants, never crashes or hangs`, async () => {
       const results = await fuzz(api, { seed: SEED, budgetMs: BUDGET_MS, only: [target], log: (l) => void process.stderr.write(`${l}\n`) });
       const r = results[target]!;
