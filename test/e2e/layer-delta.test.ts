@@ -10,7 +10,9 @@ import { cp, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeCopy, encodeDataStart, encodeDeltaHeader, END_OP } from '../../src/core/layer-delta.js';
+import * as tar from 'tar-stream';
+import { encodeCopy, encodeDataStart, encodeDelta, encodeDeltaHeader, END_OP, planDelta, rebuildLayer } from '../../src/core/layer-delta.js';
+import { indexTar, TarIndexError } from '../../src/core/tar-index.js';
 import { makeKey, resignedManifest, signerLine, type Key } from '../security/campaign.js';
 import { buildDocker, ferry, run, targetDocker, tmpDir, uniqueName, type DockerClient, type RunResult } from '../support/engines.js';
 
@@ -154,6 +156,41 @@ describe('bundle create with --base: a changed layer travels as a delta', () => 
     expect((await manifestOf(out)).images[0]!.layers.filter((l) => l.delta).map((l) => l.diffId)).toEqual(
       (await manifestOf(bundles.r2!)).images[0]!.layers.filter((l) => l.delta).map((l) => l.diffId),
     );
+  });
+});
+
+describe('byte-exact by construction', () => {
+  it('rebuilds every layer of the test fixtures from a delta against another layer, sha256 equal to its diffID', async () => {
+    const refs = ['ferry-demo/base:1.0.0', 'ferry-demo/web:1.0.0', 'ferry-demo/worker:1.0.0', 'ferry-demo/smoke:1.0.0', `${repo}:r1`, `${repo}:r2`];
+    const save = spawn('docker', ['save', ...refs], { env: { ...process.env, DOCKER_HOST: buildDocker().host, DOCKER_CONTEXT: '' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const extract = tar.extract();
+    save.stdout!.pipe(extract);
+    const chunks = async function* (b: Buffer) {
+      for (let i = 0; i < b.length; i += 65_536) yield b.subarray(i, i + 65_536);
+    };
+    let previous: { bytes: Buffer; diffId: string } | null = null;
+    const rebuilt: string[] = [];
+    for await (const entry of extract) {
+      const parts: Buffer[] = [];
+      for await (const c of entry) parts.push(c as Buffer);
+      const bytes = Buffer.concat(parts);
+      if (!/(^|\/)layer\.tar$|^blobs\/sha256\/|^[0-9a-f]{64}\.tar$/.test(entry.header.name) || bytes.length < 1024) continue;
+      const index = await indexTar(chunks(bytes)).catch((e: unknown) => (e instanceof TarIndexError ? null : Promise.reject(e)));
+      if (!index) continue; // a config or manifest blob, not a layer
+      const diffId = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+      const reference = previous ?? { bytes: Buffer.alloc(1024), diffId: `sha256:${createHash('sha256').update(Buffer.alloc(1024)).digest('hex')}` };
+      const plan = planDelta(await indexTar(chunks(reference.bytes)), index);
+      const header = { reference: reference.diffId, referenceSize: reference.bytes.length, target: diffId, targetSize: bytes.length, changes: plan.changes };
+      const delta: Buffer[] = [];
+      for await (const c of encodeDelta(header, plan, chunks(bytes))) delta.push(c);
+      const out = createHash('sha256');
+      for await (const c of rebuildLayer(chunks(Buffer.concat(delta)), chunks(reference.bytes), header)) out.update(c);
+      expect(`sha256:${out.digest('hex')}`).toBe(diffId);
+      rebuilt.push(diffId);
+      previous = { bytes, diffId };
+    }
+    // base (3 layers), web, worker and smoke on top of it, and both releases of this test's image.
+    expect(new Set(rebuilt).size).toBeGreaterThanOrEqual(8);
   });
 });
 
