@@ -121,6 +121,20 @@ export async function stackServices(engine: Engine, stack: string): Promise<Swar
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
+/**
+ * Removes an image of a stack from a node's engine, as a single host prunes a release it no longer
+ * keeps. Swarm keeps the containers of a service's finished tasks (its task history), and those
+ * hold their image: the stack's stopped ones on this node that use it go first. A container of the
+ * stack still running it keeps it. Returns whether the image is gone.
+ */
+export async function removeStackImage(engine: Engine, stack: string, ref: string): Promise<'removed' | 'absent' | 'in-use'> {
+  if (!(await engine.inspectImage(ref))) return 'absent';
+  const containers = (await engine.idempotent(() => engine.api.listContainers({ all: true, filters: JSON.stringify({ label: [`${STACK_LABEL}=${stack}`], ancestor: [ref] }) }))) as { Id: string; State?: string }[];
+  if (containers.some((c) => c.State === 'running' || c.State === 'restarting' || c.State === 'paused')) return 'in-use';
+  for (const c of containers) await engine.api.getContainer(c.Id).remove({ v: true }).catch(() => undefined);
+  return (await engine.removeImage(ref)) ? 'removed' : 'in-use';
+}
+
 export interface CliRun {
   code: number;
   output: string;

@@ -86,7 +86,7 @@ export async function swarmRollback(options: { stack: string; to: string | undef
         hint: 'Roll back on the host it was installed on (without --swarm), or install its bundle with --swarm.',
       });
     }
-    // Its images are still on every node: ferry does not remove images from swarm nodes.
+    // Its images are still on every node: ferry prunes only the images of releases it no longer keeps.
     reporter.log(`deploying ${target.version} to the swarm`);
     const outcome = await deployStack(ctx, target, doc, true);
     if (!outcome.ok) throw await restoreStack(ctx, current, `rollback to ${target.version} failed: ${outcome.why}`);

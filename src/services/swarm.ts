@@ -13,14 +13,16 @@
  *      with a health check as running only once healthy), and the smoke task must complete,
  *      within --wait-timeout; otherwise the previous release's stack file is deployed again
  *      (exit 7) or, if that does not settle either, exit 8;
- *   6. the release is recorded in the manager's state directory.
+ *   6. the release is recorded in the manager's state directory, and releases beyond --keep are
+ *      pruned as on one host: their directories, and the images no kept release uses, on every
+ *      node that was loaded (the node connections stay open until then).
  */
 import { posix } from 'node:path';
 import type { NamedHost } from '../adapters/host-factory.js';
 import { StateStore } from '../adapters/state-store.js';
-import { dockerCliFor, listSwarmNodes, type DockerCli, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmService } from '../adapters/swarm.js';
+import { dockerCliFor, listSwarmNodes, removeStackImage, type DockerCli, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmService } from '../adapters/swarm.js';
 import { sha256Digest } from '../core/digest.js';
-import { currentRelease, ferryTag, recordInstalled, releaseId, type ReleaseRecord } from '../core/state.js';
+import { currentRelease, ferryTag, imagesToRemove, recordInstalled, releaseId, type ReleaseRecord } from '../core/state.js';
 import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, stackServicesOf, SwarmStackError, swarmServiceName, withoutSmokeRun } from '../core/swarm-stack.js';
 import { parseYaml, toYaml } from '../core/yaml.js';
 import { DeployFailedError, DeployRestoredError, HostPreconditionError } from '../errors.js';
@@ -58,6 +60,10 @@ export interface SwarmNodeResult extends FleetHostResult {
   node: string;
   nodeId: string;
   role: 'manager' | 'worker';
+  /** When this node's load started, from the start of the install (the timeline). */
+  startedMs: number;
+  /** Images of pruned releases removed from this node (tags); those still in use stay. */
+  prunedImages?: string[];
 }
 
 export interface SwarmServiceState {
@@ -78,6 +84,8 @@ export interface SwarmInstallResult {
   host: string;
   outcome: 'installed' | 'already-current' | 'loaded';
   previous: string | null;
+  /** Releases pruned beyond --keep. */
+  pruned: string[];
   nodes: SwarmNodeResult[];
   /** Nodes the stack was kept off (--allow-partial-nodes). */
   avoided: string[];
@@ -116,12 +124,14 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
   const targetOf = (n: SwarmNode) => nodeTarget(n, options.nodeSsh, options.sshUser);
   overall.log(`${nodes.length} node${nodes.length === 1 ? '' : 's'} in the swarm: ${nodes.map((n) => `${n.hostname} (${n.role}${n.id === self.nodeId ? ', this manager' : ''})`).join(', ')}`);
 
+  // Loaded nodes stay connected until the end: pruning after the deploy reaches them again.
+  const connected = new Map<string, NamedHost>();
   const loadNode = async (n: SwarmNode): Promise<SwarmNodeResult> => {
     const t0 = Date.now();
     const reporter = reporterFor(labelOf(n));
     const isSelf = n.id === self.nodeId;
     const target = isSelf ? manager.label : targetOf(n);
-    const base = { node: n.hostname, nodeId: n.id, role: n.role, target: target ?? n.hostname, host: hostName };
+    const base = { node: n.hostname, nodeId: n.id, role: n.role, target: target ?? n.hostname, host: hostName, startedMs: t0 - started };
     let host: NamedHost | undefined;
     try {
       if (n.state !== 'ready') throw new HostPreconditionError('SWARM_NODE_NOT_READY', `node ${n.hostname} is ${n.state} in the swarm`, { details: { node: n.hostname, state: n.state } });
@@ -129,12 +139,12 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
       reporter.log(isSelf ? 'loading on the manager' : `connecting to ${target}`);
       host = isSelf ? manager : await deps.open(target);
       const result = await install({ ...options.install, host: hostName, up: false, filesChecked }, host, reporter);
+      connected.set(n.id, host);
       return { ...base, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
     } catch (e) {
+      if (host && host !== manager) await host.close().catch(() => undefined);
       const err = hostFailure(e);
       return { ...base, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
-    } finally {
-      if (host && host !== manager) await host.close().catch(() => undefined);
     }
   };
   const results: SwarmNodeResult[] = new Array(nodes.length);
@@ -149,93 +159,132 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(options.parallel, nodes.length)) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.parallel, nodes.length)) }, worker));
+    return await deployLoaded();
+  } finally {
+    await Promise.all([...connected.values()].filter((h) => h !== manager).map((h) => h.close().catch(() => undefined)));
+  }
 
-  // 3. a node without the images would fail its tasks over and over: stop before deploying.
-  const failed = results.filter((r) => !r.ok);
-  const managerFailed = failed.find((r) => r.nodeId === self.nodeId);
-  if (failed.length > 0 && (!options.allowPartialNodes || managerFailed || failed.length === results.length)) {
-    const lines = failed.map((r) => `  - ${r.node}: ${r.error?.code ?? 'UNEXPECTED'}: ${r.error?.message ?? ''}`);
-    throw new HostPreconditionError('SWARM_NODE_FAILED', `${failed.length} of ${results.length} swarm node${results.length > 1 ? 's' : ''} could not be loaded: ${failed.map((r) => r.node).join(', ')}. Nothing was deployed.\n${lines.join('\n')}`, {
-      hint: managerFailed
-        ? 'The manager itself must hold the images (its state records the release). Fix it and run install again.'
-        : 'Fix those nodes (or drain them: docker node update --availability drain NODE) and run install again; --allow-partial-nodes deploys while keeping the stack off them.',
-      details: { nodes: results },
+  async function deployLoaded(): Promise<SwarmInstallResult> {
+    // 3. a node without the images would fail its tasks over and over: stop before deploying.
+    const failed = results.filter((r) => !r.ok);
+    const managerFailed = failed.find((r) => r.nodeId === self.nodeId);
+    if (failed.length > 0 && (!options.allowPartialNodes || managerFailed || failed.length === results.length)) {
+      const lines = failed.map((r) => `  - ${r.node}: ${r.error?.code ?? 'UNEXPECTED'}: ${r.error?.message ?? ''}`);
+      throw new HostPreconditionError('SWARM_NODE_FAILED', `${failed.length} of ${results.length} swarm node${results.length > 1 ? 's' : ''} could not be loaded: ${failed.map((r) => r.node).join(', ')}. Nothing was deployed.\n${lines.join('\n')}`, {
+        hint: managerFailed
+          ? 'The manager itself must hold the images (its state records the release). Fix it and run install again.'
+          : 'Fix those nodes (or drain them: docker node update --availability drain NODE) and run install again; --allow-partial-nodes deploys while keeping the stack off them.',
+        details: { nodes: results },
+      });
+    }
+    const avoided = failed.map((r) => r.nodeId);
+    for (const r of failed) overall.warn({ code: 'SWARM_NODE_AVOIDED', subject: r.node, message: `node ${r.node} could not be loaded (${r.error?.code}): the stack is kept off it (--allow-partial-nodes)` });
+
+    // 4-6. deploy under the manager's install lock.
+    const store = new StateStore(options.install.stateDir, manager.fs);
+    await store.ensure();
+    const ctx: SwarmDeployContext = { manager, cli: dockerCliFor(manager), store, stack: m.name, waitTimeoutMs: options.install.waitTimeoutMs, pollMs: deps.pollMs ?? 1000, reporter: overall };
+    return store.withLock(`swarm install ${m.name} ${id}`, async () => {
+      const state = await store.load(m.name);
+      const previous = currentRelease(state) ?? null;
+      const dir = store.releaseDir(m.name, id);
+      const hostFiles = (m.hosts[hostName]?.files ?? []).filter((p) => /\.ya?ml$/.test(p));
+      const docs: unknown[] = [];
+      for (const f of [m.compose.file, ...hostFiles]) docs.push(parseYaml(((await store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
+      const release: ReleaseRecord = {
+        id,
+        version: m.version,
+        sequence: m.sequence,
+        created: m.created,
+        installedAt: (options.install.now ?? new Date()).toISOString(),
+        host: hostName,
+        images: m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id) })),
+        services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
+        composeFiles: [STACK_FILE],
+        smoke: m.compose.smoke,
+        signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
+        result: 'installed',
+      };
+      let plan;
+      try {
+        plan = planSwarmStack({ model: mergeCompose(docs), images: pinnedImages(m.name, release), smoke: m.compose.smoke, release: id, avoidNodes: avoided });
+      } catch (e) {
+        if (e instanceof SwarmStackError) throw new HostPreconditionError(e.code, `${m.name} cannot run on a swarm: ${e.message}`, { details: { service: e.subject } });
+        throw e;
+      }
+
+      const done = (outcome: SwarmInstallResult['outcome'], services: SwarmServiceState[], pruned: ReleaseRecord[] = []): SwarmInstallResult => ({
+        stack: m.name,
+        release: id,
+        version: m.version,
+        host: hostName,
+        outcome,
+        previous: previous?.id ?? null,
+        pruned: pruned.map((r) => r.id),
+        nodes: results,
+        avoided: failed.map((r) => r.node),
+        services,
+        durationMs: Date.now() - started,
+      });
+      // As on one host: the current release, running as it should, is not deployed again.
+      if (previous?.id === id && avoided.length === 0) {
+        const doc = await readStackFile(ctx, previous);
+        const now = doc ? await waitConverged(manager, m.name, { services: stackServicesOf(doc, previous.smoke), smoke: null, release: id, images: pinnedImages(m.name, previous) }, 0, 0, silentReporter) : { ok: false };
+        if (now.ok) {
+          overall.log(`${m.name} ${m.version} is already the current release and runs on the swarm: nothing to deploy`);
+          return done('already-current', await serviceStates(manager, m.name, pinnedImages(m.name, previous), nodes));
+        }
+      }
+
+      overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
+      const outcome = await deployStack(ctx, release, plan.doc, true);
+      if (!outcome.ok) {
+        const why = `${m.name} ${m.version} failed on the swarm: ${outcome.why}`;
+        overall.log(why);
+        throw await restoreStack(ctx, previous, why);
+      }
+
+      const { state: nextState, pruned } = recordInstalled(state, release, options.install.keep);
+      await store.save(nextState);
+      for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
+      overall.log(`${m.name} ${m.version} runs on the swarm${previous ? ` (was ${previous.version})` : ''}`);
+      if (pruned.length > 0) await pruneNodes(imagesToRemove(nextState, pruned).map((i) => i.tag), pruned);
+      return done('installed', await serviceStates(manager, m.name, pinnedImages(m.name, release), nodes), pruned);
     });
   }
-  const avoided = failed.map((r) => r.nodeId);
-  for (const r of failed) overall.warn({ code: 'SWARM_NODE_AVOIDED', subject: r.node, message: `node ${r.node} could not be loaded (${r.error?.code}): the stack is kept off it (--allow-partial-nodes)` });
 
-  // 4-6. deploy under the manager's install lock.
-  const store = new StateStore(options.install.stateDir, manager.fs);
-  await store.ensure();
-  const ctx: SwarmDeployContext = { manager, cli: dockerCliFor(manager), store, stack: m.name, waitTimeoutMs: options.install.waitTimeoutMs, pollMs: deps.pollMs ?? 1000, reporter: overall };
-  return store.withLock(`swarm install ${m.name} ${id}`, async () => {
-    const state = await store.load(m.name);
-    const previous = currentRelease(state) ?? null;
-    const dir = store.releaseDir(m.name, id);
-    const hostFiles = (m.hosts[hostName]?.files ?? []).filter((p) => /\.ya?ml$/.test(p));
-    const docs: unknown[] = [];
-    for (const f of [m.compose.file, ...hostFiles]) docs.push(parseYaml(((await store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
-    const release: ReleaseRecord = {
-      id,
-      version: m.version,
-      sequence: m.sequence,
-      created: m.created,
-      installedAt: (options.install.now ?? new Date()).toISOString(),
-      host: hostName,
-      images: m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id) })),
-      services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
-      composeFiles: [STACK_FILE],
-      smoke: m.compose.smoke,
-      signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
-      result: 'installed',
-    };
-    let plan;
-    try {
-      plan = planSwarmStack({ model: mergeCompose(docs), images: pinnedImages(m.name, release), smoke: m.compose.smoke, release: id, avoidNodes: avoided });
-    } catch (e) {
-      if (e instanceof SwarmStackError) throw new HostPreconditionError(e.code, `${m.name} cannot run on a swarm: ${e.message}`, { details: { service: e.subject } });
-      throw e;
-    }
-
-    const done = (outcome: SwarmInstallResult['outcome'], services: SwarmServiceState[]): SwarmInstallResult => ({
-      stack: m.name,
-      release: id,
-      version: m.version,
-      host: hostName,
-      outcome,
-      previous: previous?.id ?? null,
-      nodes: results,
-      avoided: failed.map((r) => r.node),
-      services,
-      durationMs: Date.now() - started,
-    });
-    // As on one host: the current release, running as it should, is not deployed again.
-    if (previous?.id === id && avoided.length === 0) {
-      const doc = await readStackFile(ctx, previous);
-      const now = doc ? await waitConverged(manager, m.name, { services: stackServicesOf(doc, previous.smoke), smoke: null, release: id, images: pinnedImages(m.name, previous) }, 0, 0, silentReporter) : { ok: false };
-      if (now.ok) {
-        overall.log(`${m.name} ${m.version} is already the current release and runs on the swarm: nothing to deploy`);
-        return done('already-current', await serviceStates(manager, m.name, pinnedImages(m.name, previous), nodes));
-      }
-    }
-
-    overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
-    const outcome = await deployStack(ctx, release, plan.doc, true);
-    if (!outcome.ok) {
-      const why = `${m.name} ${m.version} failed on the swarm: ${outcome.why}`;
-      overall.log(why);
-      throw await restoreStack(ctx, previous, why);
-    }
-
-    const { state: nextState, pruned } = recordInstalled(state, release, options.install.keep);
-    await store.save(nextState);
-    // Images of pruned releases stay on the nodes: a node's own state knows them as loaded, not as its release.
-    for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
-    overall.log(`${m.name} ${m.version} runs on the swarm${previous ? ` (was ${previous.version})` : ''}`);
-    return done('installed', await serviceStates(manager, m.name, pinnedImages(m.name, release), nodes));
-  });
+  /**
+   * As one host prunes (the images no kept release uses), on every node that was loaded; each
+   * worker also drops its copy of the pruned releases' directories, written when it loaded them.
+   * A node that cannot be pruned keeps them and does not change the outcome: the release runs.
+   */
+  async function pruneNodes(tags: string[], pruned: ReleaseRecord[]): Promise<void> {
+    const inUse: string[] = [];
+    await Promise.all(
+      results.map(async (r) => {
+        const host = connected.get(r.nodeId);
+        if (!host) return;
+        const removed: string[] = [];
+        try {
+          for (const tag of tags) {
+            const outcome = await removeStackImage(host.engine, m.name, tag);
+            if (outcome === 'removed') removed.push(tag);
+            if (outcome === 'in-use' && !inUse.includes(r.node)) inUse.push(r.node);
+          }
+          if (host !== manager) {
+            const nodeStore = new StateStore(options.install.stateDir, host.fs);
+            for (const p of pruned) await nodeStore.fs.rmrf(nodeStore.releaseDir(m.name, p.id));
+          }
+        } catch (e) {
+          overall.log(`pruning on ${r.node} stopped: ${(e as Error).message}`);
+        }
+        r.prunedImages = removed;
+      }),
+    );
+    overall.log(`pruned ${pruned.map((r) => r.version).join(', ')} and ${tags.length} image${tags.length === 1 ? '' : 's'} no kept release uses${inUse.length > 0 ? ` (some still in use on ${inUse.join(', ')})` : ''}`);
+  }
 }
 
 /** Where ferry reaches a node over SSH: --node-ssh by hostname or ID, else its swarm address as the manager's SSH user. */

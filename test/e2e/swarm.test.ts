@@ -168,13 +168,28 @@ describe('bundle install --swarm', () => {
       // Nothing deployed: the stack still runs 1.1.0.
       expect(await page()).toContain('<span id="version">1.1.0</span>');
 
-      // Told to, ferry deploys while keeping the stack off that node.
-      const partial = await install(bundles.r4, ['--ssh-timeout', '5', '--allow-partial-nodes']);
+      // Told to, ferry deploys while keeping the stack off that node. --keep 2 prunes 1.0.0.
+      const partial = await install(bundles.r4, ['--ssh-timeout', '5', '--allow-partial-nodes', '--keep', '2']);
       expect(partial.code, partial.stdout + partial.stderr).toBe(0);
-      expect(json(partial).result).toMatchObject({ version: '1.3.0', outcome: 'installed', avoided: ['swarm-3'] });
+      expect(json(partial).result).toMatchObject({ version: '1.3.0', outcome: 'installed', avoided: ['swarm-3'], pruned: ['1-1.0.0'] });
       expect(await page()).toContain('<span id="version">1.1.0</span>');
       const where = await nodeDocker(swarm, 1).run(['stack', 'ps', stack, '--filter', 'desired-state=running', '--format', '{{.Node}}']);
       expect(where.stdout).not.toContain('swarm-3');
+
+      // 1.0.0's images (those 1.1.0 does not share) are gone from every node ferry reached, as on one
+      // host, although Swarm's task history held them; the node it could not reach keeps them.
+      const ids = async (b: string) => (JSON.parse(await readFile(join(b, 'ferry.json'), 'utf8')).images as { id: string }[]).map((i) => i.id.slice('sha256:'.length));
+      const kept = new Set(await ids(bundles.r2));
+      const old = (await ids(bundles.r1)).filter((id) => !kept.has(id));
+      expect(old.length).toBeGreaterThan(0);
+      const tags = async (n: number) => (await nodeDocker(swarm, n).run(['images', '--format', '{{.Tag}}', `ferry.local/${stack}`])).stdout.split('\n').filter(Boolean);
+      for (const n of [1, 2]) {
+        const held = await tags(n);
+        expect(held.filter((t) => old.includes(t)), `node ${n}`).toEqual([]);
+        expect(held, `node ${n}`).toEqual(expect.arrayContaining([...kept]));
+      }
+      expect(await tags(3)).toEqual(expect.arrayContaining(old));
+      expect(json(partial).result.nodes.filter((n: any) => n.ok).map((n: any) => n.prunedImages.length)).toEqual([old.length, old.length]);
     } finally {
       await nodeSshd(3, 'start');
     }
