@@ -429,7 +429,10 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
       const outcome = await makeDeltas({ engine, store, root: partial, cache, reporter, verbose: options.verbose ?? false }, [...targets.values()], deltaBases, heldDiffIdsByAll(deltaBases.map((b) => b.images)));
       for (const [diffId, delta] of outcome.deltas) deltas.set(diffId, delta);
       work.deltas = deltas.size;
-      if (options.verbose) for (const w of outcome.whole) progress.note(`layer ${shortDigest(w.diffId)} of ${imagesOf(w.diffId)}: shipped whole, ${w.reason}`);
+      for (const w of outcome.whole) {
+        // A delta that was possible but for bytes this machine lacks is worth knowing without -v.
+        if (options.verbose || w.noBytes) progress.note(`layer ${shortDigest(w.diffId)} of ${imagesOf(w.diffId)}: shipped whole, ${w.reason}`);
+      }
       if (deltas.size > 0) {
         const saved = [...deltas].reduce((n, [diffId, d]) => n + ([...targets.values()].find((t) => t.diffId === diffId)!.blob.size - d.size), 0);
         reporter.log(`${deltas.size} changed layer${deltas.size === 1 ? '' : 's'} travel${deltas.size === 1 ? 's' : ''} as ${deltas.size === 1 ? 'a delta' : 'deltas'} against layers the targets hold, ${formatBytes(saved)} less than whole`);

@@ -48,7 +48,7 @@ export interface DeltaContext {
 export interface DeltaOutcome {
   deltas: Map<string, LayerDelta>;
   /** Changed layers shipped whole, and why (no reference, no bytes of it here, does not pay, …). */
-  whole: { diffId: string; reason: string }[];
+  whole: { diffId: string; reason: string; noBytes?: boolean }[];
 }
 
 /** Where the bytes of a reference layer come from on this build server. */
@@ -75,12 +75,15 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
       outcome.whole.push({ diffId: t.diffId, reason: 'no earlier image of its repository is held by every base' });
       continue;
     }
+    // The target is indexed while the references are (two cores: two streams at once).
+    const indexing = bundleBlobBytes(ctx.root, t.blob).then((bytes) => indexTar(bytes as AsyncIterable<Buffer>));
+    indexing.catch(() => undefined);
     const found = (await Promise.all(candidates.map(sourceOf))).filter((s): s is ReferenceSource => s !== null);
     if (found.length === 0) {
-      outcome.whole.push({ diffId: t.diffId, reason: `no bytes of its reference ${candidates.map(shortDigest).join(' or ')} on this build server (not in the layer cache, in a --base bundle, or in an image on the engine)` });
+      outcome.whole.push({ diffId: t.diffId, noBytes: true, reason: `no bytes of its reference ${candidates.map(shortDigest).join(' or ')} on this build server (not in the layer cache, in a --base bundle, or in an image on the engine)` });
       continue;
     }
-    const targetIndex = await indexTar(await bundleBlobBytes(ctx.root, t.blob));
+    const targetIndex = await indexing;
     let best: { source: ReferenceSource; plan: DeltaPlan } | null = null;
     for (const source of found) {
       const plan = planDelta(source.index, targetIndex);

@@ -435,6 +435,11 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
   if (references.size > 0) {
     const rebuilt = [...wantedRefs.values()].reduce((n, r) => n + r.needs.length, 0);
     reporter.log(`${rebuilt} layer${rebuilt === 1 ? '' : 's'} rebuilt from deltas against ${references.size} layer${references.size === 1 ? '' : 's'} this engine holds`);
+    // The rebuild runs where ferry runs: a remote engine's reference comes back over the link.
+    if (!host.local) {
+      const bytes = [...wantedRefs.values()].reduce((n, r) => n + r.size, 0);
+      reporter.log(`(over SSH the references, ${formatBytes(bytes)}, are read back from ${host.label} to rebuild here; running ferry on the host itself avoids that)`);
+    }
   }
   return { missing, splice, references, containerdStore: info.containerdStore };
 }
