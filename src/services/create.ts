@@ -437,8 +437,9 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
         const saved = [...deltas].reduce((n, [diffId, d]) => n + ([...targets.values()].find((t) => t.diffId === diffId)!.blob.size - d.size), 0);
         reporter.log(`${deltas.size} changed layer${deltas.size === 1 ? '' : 's'} travel${deltas.size === 1 ? 's' : ''} as ${deltas.size === 1 ? 'a delta' : 'deltas'} against layers the targets hold, ${formatBytes(saved)} less than whole`);
         for (const l of layers.values()) if (l.blob && deltas.has(l.diffId)) l.blob = null;
-        await store.keepOnly(new Set([...[...layers.values()].flatMap((l) => (l.blob && !l.pending ? [l.blob.digest] : [])), ...[...deltas.values()].map((d) => d.digest)]));
       }
+      // The whole blobs deltas replaced, and deltas written but not used (too big, unverified), go.
+      await store.keepOnly(new Set([...[...layers.values()].flatMap((l) => (l.blob && !l.pending ? [l.blob.digest] : [])), ...[...deltas.values()].map((d) => d.digest)]));
     }
 
     const images: ManifestImage[] = [];
