@@ -2,8 +2,8 @@
  * The trust campaign by command, not by function: every trust case (trusted, untrusted, revoked by
  * --revoked and by FERRY_REVOKED, an expired validity window, the wrong namespace, unsigned with and
  * without --allow-unsigned) runs through every command that trusts a bundle, through the built CLI:
- * verify, inspect, install on this machine, install over SSH, a fleet of two SSH hosts, and host
- * setup (which refuses unsigned bundles even with --allow-unsigned).
+ * verify, inspect, diff, install on this machine, install over SSH, a fleet of two SSH hosts, and
+ * host setup (which refuses unsigned bundles even with --allow-unsigned).
  *
  * A refusal must be the same one everywhere (exit 3, the same code) and leave nothing behind: no
  * state directory, no staged copy, no image on the engine. Which commands trust a bundle is read
@@ -98,6 +98,20 @@ const MODES: Record<string, { command: string; run: (c: Case) => Promise<Decisio
       if (r.code !== 0) return { code: `exit ${r.code}`, problems: [r.stdout + r.stderr] };
       const sig = JSON.parse(r.stdout).result.signature as { trusted: boolean | null; code: string | null };
       const problems = sig.trusted === null ? ['the signature was not judged'] : sig.trusted !== (sig.code === null) ? [`trusted ${sig.trusted} with code ${sig.code}`] : [];
+      return { code: sig.code, problems };
+    },
+  },
+  // diff, like inspect, compares whatever it is given (exit 0) and shows each side's verdict: here one
+  // bundle on both sides, so both verdicts must be verify's and agree.
+  diff: {
+    command: 'bundle:diff',
+    run: async (c) => {
+      const r = await ferry(['bundle', 'diff', c.bundle(), c.bundle(), ...c.args(), '--json'], { env: env(c) });
+      if (r.code !== 0) return { code: `exit ${r.code}`, problems: [r.stdout + r.stderr] };
+      const res = JSON.parse(r.stdout).result as Record<'old' | 'new', { signature: { trusted: boolean | null; code: string | null } }>;
+      const sig = res.new.signature;
+      const problems = sig.trusted === null ? ['the signature was not judged'] : sig.trusted !== (sig.code === null) ? [`trusted ${sig.trusted} with code ${sig.code}`] : [];
+      if (res.old.signature.code !== sig.code) problems.push(`the old side's verdict ${res.old.signature.code} differs from the new side's ${sig.code} for the same bundle`);
       return { code: sig.code, problems };
     },
   },
