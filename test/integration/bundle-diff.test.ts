@@ -180,7 +180,7 @@ describe('bundle diff', () => {
     expect(web.layers[1].files.added.map((f: any) => f.path)).toEqual(expect.arrayContaining(['app/main.py', 'app/new.py', 'app/same']));
     expect(res.images.find((i: any) => i.new?.refs[0] === `${tag}/worker:1`)).toMatchObject({ status: 'unchanged', held: true });
     const text = await diff([file, b.r2]);
-    expect(text.stdout).toMatch(/old layer's contents are unknown \(a host inventory lists layers, not files\): its \d+ entries are listed as added/);
+    expect(text.stdout).toMatch(/files: the old layer's contents are unknown \(a host inventory lists layers, not files\); its \d+ entries are listed as added/);
     expect(text.stdout).toMatch(/compose: not compared: the old side is a host inventory/);
   });
 

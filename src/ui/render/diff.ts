@@ -92,13 +92,13 @@ function layer(l: DiffLayer, inventory: boolean, perLayer: number): string[] {
   if (!f) return out;
   const basis =
     f.basis === 'old-layer'
-      ? `against the old layer: ${f.counts.added} added, ${f.counts.changed} changed, ${f.counts.removed} removed`
+      ? ` against the old layer: ${f.counts.added} added, ${f.counts.changed} changed, ${f.counts.removed} removed`
       : f.basis === 'none'
-        ? `${f.counts.added} files, all new`
+        ? `: ${f.counts.added}, all new`
         : f.basis === 'delta'
-          ? `as the delta records them against ${l.reference === l.oldDiffId ? 'the old layer' : `layer ${shortDigest(l.reference!)}, which the host holds`}: ${f.counts.added} added, ${f.counts.changed} changed (in content or tar header alone, e.g. mtime), ${f.counts.removed} removed`
-        : `the old layer's contents are unknown (${inventory ? 'a host inventory lists layers, not files' : 'the old bundle does not ship it whole'}): its ${f.newEntries} entries are listed as added`;
-  out.push(`    files ${basis}${f.truncated ? ' (lists cut at their limit, see --json)' : ''}`);
+          ? ` as the delta records them against ${l.reference === l.oldDiffId ? 'the old layer' : `layer ${shortDigest(l.reference!)}, which the host holds`}: ${f.counts.added} added, ${f.counts.changed} changed (in content or tar header alone, e.g. mtime), ${f.counts.removed} removed`
+        : `: the old layer's contents are unknown (${inventory ? 'a host inventory lists layers, not files' : 'the old bundle does not ship it whole'}); its ${f.newEntries} entries are listed as added`;
+  out.push(`    files${basis}${f.truncated ? ' (lists cut at their limit, see --json)' : ''}`);
   const rows = [
     ...f.added.map((x) => `    + ${x.path}  ${fileFacts(x)}${whiteout(x.path)}`),
     ...f.changed.map((x) => `    ~ ${x.path}  ${x.old ? changeFacts(x.old, x.new) : `now ${fileFacts(x.new)}`}`),
