@@ -4,11 +4,13 @@
 // Every row starts from empty engines (each node's engine reset, the swarm formed again). The
 // bench stack's images run `/bin/sh` and exit; in a swarm a task must keep running, so the
 // swarm's definition gives every service `command: sleep 86400` (same images, same bundle bytes).
-// The one-host row is `install --ssh NODE1 --no-up` (transfer and load, what a swarm install does
-// on each node before its deploy); the swarm row is the whole install: every node loaded at once,
-// `docker stack deploy`, every service running and healthy.
+// The one-host rows are `install --ssh NODE1`, the whole install (load, `compose up`, every service
+// healthy: the same first health check a swarm task waits for), and the same with --no-up (transfer
+// and load, what a swarm install does on each node before its deploy); the swarm row is the whole
+// install: every node loaded at once, `docker stack deploy`, every service running and healthy.
 //
-// Targets: the 3-node install ≤ 1.3× one host; ferry's peak RSS ≤ 200 MB whatever the node count.
+// Targets: the 3-node install ≤ 1.3× the one-host install; ferry's peak RSS ≤ 200 MB whatever the
+// node count.
 import { spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,19 +79,33 @@ export async function benchSwarm(ctx) {
     if (one.result?.outcome !== 'loaded') throw new SectionError(`one host: ${JSON.stringify(one.result).slice(0, 400)}`);
 
     env = await fresh();
+    ctx.log('one host: install --ssh node 1 (load, compose up, healthy) …');
+    const oneUp = await measured(() => ferry(['bundle', 'install', bundle, '--trust', trust, '--ssh', env.FERRY_SWARM_MANAGER, ...ssh, '--wait-timeout', '300'], { env: clientEnv }), env.FERRY_SWARM_DIR);
+    if (oneUp.result?.outcome !== 'installed') throw new SectionError(`one host, up: ${JSON.stringify(oneUp.result).slice(0, 400)}`);
+
+    env = await fresh();
     ctx.log('three nodes: install --swarm …');
     const three = await measured(() => ferry(['bundle', 'install', bundle, '--trust', trust, '--swarm', '--ssh', env.FERRY_SWARM_MANAGER, ...ssh, '--wait-timeout', '300'], { env: clientEnv }), env.FERRY_SWARM_DIR);
     if (three.result?.outcome !== 'installed') throw new SectionError(`swarm: ${JSON.stringify(three.result).slice(0, 400)}`);
     const nodes = three.result.nodes;
-    const loadS = Math.max(...nodes.map((n) => n.durationMs)) / 1000;
+    // The timeline, from ferry's own start: when each node's load began and ended.
+    const offsetS = (three.ms - three.result.durationMs) / 1000;
+    const loadedS = Math.max(...nodes.map((n) => n.startedMs + n.durationMs)) / 1000 + offsetS;
 
-    const ratio = three.ms / one.ms;
+    const ratio = three.ms / oneUp.ms;
+    const loadRatio = loadedS / (one.ms / 1000);
+    // What the cores allow: the CPU the loads need (every node's engine and sshd, and ferry) spread
+    // over this machine's cores, plus the wait for a first health check that both installs have.
     const floorS = (three.cpuS + three.hostCpuS) / ctx.machine.cores;
+    const healthWaitS = oneUp.ms / 1000 - one.ms / 1000;
+    const rssTarget = 200;
     const rows = [
+      { what: 'one host: install --ssh (load, compose up, healthy)', wall: oneUp.ms / 1000, cpu: oneUp.cpuS, hostCpu: oneUp.hostCpuS, rssMB: oneUp.rssMB },
       { what: 'one host: install --ssh --no-up (load only)', wall: one.ms / 1000, cpu: one.cpuS, hostCpu: one.hostCpuS, rssMB: one.rssMB },
-      { what: '3-node swarm: install --swarm (load every node, stack deploy, healthy)', wall: three.ms / 1000, xOne: ratio, cpu: three.cpuS, hostCpu: three.hostCpuS, rssMB: three.rssMB },
-      ...nodes.map((n) => ({ what: `  ${n.node} (${n.role}) loaded, from the start`, wall: n.durationMs / 1000 })),
-      { what: '  stack deploy until every service ran healthy', wall: three.ms / 1000 - loadS },
+      { what: '3-node swarm: install --swarm (load every node, stack deploy, healthy)', wall: three.ms / 1000, xOne: ratio, cpu: three.cpuS, hostCpu: three.hostCpuS, rssMB: three.rssMB, rssTarget: `≤ ${rssTarget}` },
+      { what: '  every node loaded (× the one-host load)', wall: loadedS, xOne: loadRatio },
+      ...nodes.map((n) => ({ what: `  ${n.node} (${n.role}): load from ${(offsetS + n.startedMs / 1000).toFixed(1)} s to`, wall: offsetS + (n.startedMs + n.durationMs) / 1000 })),
+      { what: '  stack deploy until every service ran healthy', wall: three.ms / 1000 - loadedS },
     ];
     const mb = (x) => (x / MB).toFixed(0);
     return {
@@ -101,18 +117,23 @@ export async function benchSwarm(ctx) {
         { key: 'cpu', label: 'ferry cpu s', format: fixed(1) },
         { key: 'hostCpu', label: 'hosts cpu s', format: fixed(1) },
         { key: 'rssMB', label: 'peak RSS MB', format: fixed(0) },
+        { key: 'rssTarget', label: 'target MB' },
       ],
       rows,
       targets: [
-        { name: '3-node install ≤ 1.3× one host', pass: ratio <= 1.3, detail: `${ratio.toFixed(2)}×; the hosts' CPU floor alone is ${floorS.toFixed(1)} s = ${(floorS / (one.ms / 1000)).toFixed(2)}× one host` },
-        { name: 'peak RSS ≤ 200 MB', pass: three.rssMB <= 200, detail: `${three.rssMB.toFixed(0)} MB for 3 nodes, ${one.rssMB.toFixed(0)} MB for one` },
+        {
+          name: '3-node install ≤ 1.3× one host',
+          pass: ratio <= 1.3,
+          detail: `${ratio.toFixed(2)}× the one-host install (the loads alone ${loadRatio.toFixed(2)}× one host's); the floor on this machine is ${(floorS + healthWaitS).toFixed(1)} s = ${((floorS + healthWaitS) / (oneUp.ms / 1000)).toFixed(2)}× (the loads' CPU over ${ctx.machine.cores} cores, ${floorS.toFixed(1)} s = ${(floorS / (one.ms / 1000)).toFixed(2)}× one host's load, and the health checks' wait both installs have, ${healthWaitS.toFixed(1)} s)`,
+        },
+        { name: `peak RSS ≤ ${rssTarget} MB`, pass: three.rssMB <= rssTarget, detail: `${three.rssMB.toFixed(0)} MB for 3 nodes loading at once, ${one.rssMB.toFixed(0)} MB for one` },
       ],
       notes: [
-        `the nodes load at once (the per-node rows: time from the start until each node was loaded); all three share this machine's ${ctx.machine.cores} cores, as three real nodes would not. Their CPU and ferry's (${(three.cpuS + three.hostCpuS).toFixed(1)} s over ${ctx.machine.cores} cores) put a floor of ${floorS.toFixed(1)} s under the swarm row`,
-        'the swarm row also deploys the stack and waits for every service to run healthy; the one-host row only loads',
+        `the nodes load at once (the indented rows: when each node's load began and ended, from ferry's start); all three share this machine's ${ctx.machine.cores} cores, as three real nodes would not. Their CPU and ferry's (${(three.cpuS + three.hostCpuS).toFixed(1)} s over ${ctx.machine.cores} cores) put a floor of ${floorS.toFixed(1)} s under the loads`,
+        'both whole installs wait for the stack\'s first health check (["CMD", "true"] at Docker\'s default 30 s interval): a swarm task counts as running, and compose up --wait returns, only once healthy',
         'engines keep their data roots in memory (FERRY_SSH_ENGINE_TMPFS=1)',
       ],
-      results: { one, three: { ...three, result: undefined }, nodes, layerBytes },
+      results: { one, oneUp, three: { ...three, result: undefined }, nodes, layerBytes },
     };
   } finally {
     rmSync(bundle, { recursive: true, force: true });
