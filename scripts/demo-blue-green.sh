@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The blue/green part of the demo (issue 16): a stack whose front proxy resolves `web` by DNS name
-# on every request, upgraded while a request counter runs through the front, then a release whose
-# web answers 500 refused without a single failed request. Every image is ferry-demo/base
+# on every request, upgraded while a request counter runs through the front, rolled back by
+# flipping the names to the kept colour, then a release whose web answers 500 refused without a
+# single failed request. Every image is ferry-demo/base
 # (busybox-static, built by build-demo-images.sh): the front and web are busybox httpd with a CGI.
 #
 # Runs on the engines of scripts/engines.sh; everything under $FERRY_DEMO_BG_DIR
@@ -131,9 +132,14 @@ counter
 install 1.1.0
 stop_counter
 
+step "host: ferry host rollback $STACK: 1.0.0's colour is still there (stopped), so its containers start as they are and the names flip back"
+counter
+on_host host rollback "$STACK" --state-dir "$DEMO/state" --drain 2
+stop_counter
+
 step "host: 1.2.0, whose web answers 500: tested as the other colour, never switched to"
 counter
-install 1.2.0 || echo "(exit $?: the new colour was removed; 1.1.0 kept serving)"
+install 1.2.0 || echo "(exit $?: the new colour was removed; 1.0.0 kept serving)"
 stop_counter
 
 step "host: ferry host status $STACK"

@@ -61,3 +61,34 @@ export async function removeContainer(engine: Engine, id: string, graceSeconds =
     throw engineError(engine, e);
   }
 }
+
+/** Starts a stopped container as it is (its networks, aliases and configuration unchanged); one already running is fine. */
+export async function startContainer(engine: Engine, id: string): Promise<void> {
+  try {
+    await engine.api.getContainer(id).start();
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode === 304) return;
+    throw engineError(engine, e);
+  }
+}
+
+/** Stops a container with its own grace period (compose's stop_grace_period); one already stopped or gone is fine. */
+export async function stopContainer(engine: Engine, id: string): Promise<void> {
+  try {
+    await engine.api.getContainer(id).stop();
+  } catch (e) {
+    const status = (e as { statusCode?: number }).statusCode;
+    if (status === 304 || status === 404) return;
+    throw engineError(engine, e);
+  }
+}
+
+/** The directory compose created the container from (its project working_dir label), if any. */
+export async function composeWorkingDir(engine: Engine, id: string): Promise<string | undefined> {
+  try {
+    return (await engine.api.getContainer(id).inspect()).Config?.Labels?.['com.docker.compose.project.working_dir'];
+  } catch (e) {
+    if ((e as { statusCode?: number }).statusCode === 404) return undefined;
+    throw engineError(engine, e);
+  }
+}

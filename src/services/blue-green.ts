@@ -11,11 +11,14 @@
  *      joined, without aliases, to the stable networks so it reaches the shared services
  *   3. health and smoke test against the new colour only
  *   4. switch: aliases to the new colour first, then away from the old, so a name never resolves
- *      to nothing; the front is confirmed healthy, else the switch is undone
+ *      to nothing; the front's own check, run at once, confirms it answers through the new
+ *      colour, else the switch is undone while the old colour still runs
  *   5. drain, then the old colour is stopped (kept for rollback) and in-place leftovers removed
  */
 import { projectContainers, type ProjectContainer } from '../adapters/engine-containers.js';
-import { attach, containerNetworks, detach, removeContainer, removeProjectNetworks } from '../adapters/switch-network.js';
+import { posix } from 'node:path';
+import { confirmHealth } from '../adapters/container-health.js';
+import { attach, composeWorkingDir, containerNetworks, detach, removeContainer, removeProjectNetworks, startContainer, stopContainer } from '../adapters/switch-network.js';
 import { colourProject, colouredServices, COLOURS, nextColour, type Colour, type SwitchSpec } from '../core/compose-colours.js';
 import type { ComposeAction } from '../core/compose-cli.js';
 import type { ReleaseRecord } from '../core/state.js';
@@ -23,13 +26,16 @@ import { HostPreconditionError } from '../errors.js';
 import { deploy, DeployFailure, engineDroppedContainerConfig, lastLines, runsRelease, waitHealthy, expectedImages, type DeployContext } from './deploy.js';
 import { upWaits } from '../core/compose-cli.js';
 
+/** What the engine-only steps need: no compose (a rollback by alias flip runs none). */
+export type FlipContext = Omit<DeployContext, 'compose' | 'runner'>;
+
 export function switchSpecOf(r: ReleaseRecord): SwitchSpec {
   return r.switch === 'blue-green' ? { mode: 'blue-green', front: r.front ?? [], shared: r.shared ?? [] } : { mode: 'in-place' };
 }
 
 const names = (r: ReleaseRecord) => r.services.map((s) => s.name);
 export const colouredOf = (r: ReleaseRecord) => colouredServices(switchSpecOf(r), names(r), r.smoke);
-const stableOf = (r: ReleaseRecord) => [...(r.front ?? []), ...(r.shared ?? [])];
+export const stableOf = (r: ReleaseRecord) => [...(r.front ?? []), ...(r.shared ?? [])];
 export const colourFile = (colour: Colour) => `ferry.${colour}.yaml`;
 
 /**
@@ -129,7 +135,10 @@ export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord
   if (ctx.timings) ctx.timings.switch = switchMs;
   ctx.reporter.log(`switched ${stack} to ${colour} (${release.version}) in ${switchMs} ms on ${frontNets.join(', ') || 'no network'}`);
   try {
-    await waitHealthy(ctx, release, stable, Date.now() + ctx.waitTimeoutMs);
+    const deadline = Date.now() + ctx.waitTimeoutMs;
+    // With no old colour to go back to (a first install) there is nothing to gain from judging early.
+    await confirmFront(ctx, release, colour, deadline, old.length === 0);
+    await waitHealthy(ctx, release, stable, deadline);
   } catch (e) {
     if (!(e instanceof DeployFailure)) throw e;
     ctx.reporter.log(`the front is not healthy on ${colour}: switching back`);
@@ -157,6 +166,144 @@ export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord
   if (leftovers.length > 0) {
     const r = await ctx.runner.run(ctx.compose, stack, release.composeFiles, { kind: 'rm', services: leftovers }, opts);
     if (r.code !== 0) ctx.reporter.log(`removing the in-place ${leftovers.join(', ')} of ${stack} failed (exit ${r.code}): ${lastLines(r.output)}`);
+  }
+}
+
+/**
+ * `host rollback` to a blue/green release whose colour is still there (stopped after the switch
+ * away from it, or still draining): its containers are started as they are through the engine,
+ * confirmed by running their own health checks at once, and the service names flipped to them;
+ * no compose run, no recreate. The smoke test is not run again: these very containers passed it
+ * before they first took the names. Returns false, having changed nothing, when the colour is not
+ * exactly that release (other images, created from another release's files, a service missing)
+ * or the stable project would have to change (`stableUnchanged`); the rollback then deploys the
+ * release as an install does. Throws DeployFailure (`kept`, `flipped-back`, `not-serving`).
+ */
+export async function flipToKeptColour(
+  ctx: FlipContext,
+  release: ReleaseRecord,
+  releaseDir: string,
+  current: ReleaseRecord | null,
+  drainMs: number,
+  stableUnchanged: boolean,
+  onSwitched?: () => void,
+): Promise<boolean> {
+  if (release.switch !== 'blue-green' || current?.switch !== 'blue-green' || !stableUnchanged) return false;
+  const stack = ctx.project;
+  const coloured = colouredOf(release);
+  const stable = stableOf(release);
+  if (stable.join() !== stableOf(current).join()) return false;
+  const byColour = await Promise.all(COLOURS.map(async (c) => (await projectContainers(ctx.engine, colourProject(stack, c))).filter((x) => !x.oneOff)));
+  const runs = COLOURS.filter((c, i) => byColour[i]!.some((x) => x.state === 'running' && coloured.includes(x.service)));
+  const live = runs.length === 1 ? runs[0] : (current.colour ?? null);
+  const colour = nextColour(live);
+  const project = colourProject(stack, colour);
+  const kept = byColour[COLOURS.indexOf(colour)]!;
+  const expected = await expectedImages(ctx.engine, stack, release);
+  const dirs = await Promise.all(kept.map((c) => composeWorkingDir(ctx.engine, c.id)));
+  const fits =
+    coloured.every((svc) => kept.filter((c) => c.service === svc).length === 1) &&
+    kept.every((c, i) => coloured.includes(c.service) && c.imageId === expected.get(c.service) && createdIn(dirs[i], releaseDir));
+  const stableNow = (await projectContainers(ctx.engine, stack)).filter((c) => !c.oneOff);
+  const stableRuns = stable.every((svc) => stableNow.some((c) => c.service === svc && c.state === 'running' && c.imageId === expected.get(svc)));
+  // Coloured services running in the stack's own project (an in-place leftover) need compose to remove.
+  const inPlace = stableNow.some((c) => coloured.includes(c.service));
+  if (!fits || !stableRuns || inPlace) return false;
+
+  const toStart = kept.filter((c) => c.state !== 'running');
+  ctx.reporter.log(`${project} still holds ${release.version}: ${toStart.length > 0 ? `starting ${toStart.map((c) => c.service).join(', ')} as ${toStart.length > 1 ? 'they are' : 'it is'}, then ` : ''}moving the service names to it`);
+  const keepReach = (release.shared ?? []).length > 0;
+  const running = stableNow.filter((c) => c.state === 'running');
+  const stableNets = await networksOf(ctx, running.filter((c) => stable.includes(c.service)));
+  const frontNets = await networksOf(ctx, running.filter((c) => (release.front ?? []).includes(c.service)));
+  const deadline = Date.now() + ctx.waitTimeoutMs;
+  // Back to stopped, off the stable networks: as the colour was kept, for a later try.
+  const putBack = async () => {
+    await Promise.all(
+      toStart.map(async (c) => {
+        for (const net of stableNets) await detach(ctx.engine, net, c.id);
+        await stopContainer(ctx.engine, c.id);
+      }),
+    );
+  };
+  try {
+    await Promise.all(
+      toStart.map(async (c) => {
+        await startContainer(ctx.engine, c.id);
+        // Reachable by container name only: the service names stay with the live colour.
+        if (keepReach) {
+          const on = await containerNetworks(ctx.engine, c.id);
+          for (const net of stableNets) if (!on.has(net)) await attach(ctx.engine, net, c.id, []);
+        }
+      }),
+    );
+    const verdicts = await Promise.all(kept.map((c) => confirmHealth(ctx.engine, c.id, deadline, toStart.includes(c))));
+    const failed = kept.filter((_, i) => verdicts[i] === 'fail').map((c) => c.service);
+    for (const c of kept) ctx.reporter.log(`  ${c.service}: ${failed.includes(c.service) ? 'unhealthy' : 'healthy'}`);
+    if (failed.length > 0) throw new DeployFailure(`${failed.map((f) => `service ${f}`).join(', ')} of ${project} ${failed.length > 1 ? 'do' : 'does'} not pass ${failed.length > 1 ? 'their' : 'its'} health check`);
+  } catch (e) {
+    if (!(e instanceof DeployFailure)) throw e;
+    ctx.reporter.log(`${project} failed before the switch: stopping it again; the live release keeps serving`);
+    await putBack();
+    throw new DeployFailure(e.message, e.output, 'kept');
+  }
+
+  const fresh: Placed[] = kept.map((c) => ({ ...c, project }));
+  const old = await oldColoured(ctx, stack, colour, coloured);
+  const started = Date.now();
+  await moveAliases(ctx, frontNets, fresh, old, keepReach);
+  const switchMs = Date.now() - started;
+  if (ctx.timings) ctx.timings.switch = switchMs;
+  onSwitched?.();
+  ctx.reporter.log(`switched ${stack} to ${colour} (${release.version}) in ${switchMs} ms on ${frontNets.join(', ') || 'no network'}`);
+  try {
+    await confirmFront(ctx, release, colour, Date.now() + ctx.waitTimeoutMs);
+  } catch (e) {
+    if (!(e instanceof DeployFailure)) throw e;
+    ctx.reporter.log(`the front is not healthy on ${colour}: switching back`);
+    await moveAliases(ctx, frontNets, old, fresh, false);
+    await putBack();
+    const back = await Promise.all(old.map((c) => confirmHealth(ctx.engine, c.id, Date.now() + ctx.waitTimeoutMs, true)));
+    const front = back.every((v) => v !== 'fail') ? await confirmFront(ctx, current, live ?? colour, Date.now() + ctx.waitTimeoutMs, true).then(() => true, () => false) : false;
+    throw new DeployFailure(e.message, e.output, front ? 'flipped-back' : 'not-serving');
+  }
+  release.colour = colour;
+
+  if (old.length > 0) {
+    ctx.reporter.log(`draining ${Math.round(drainMs / 1000)} s before stopping the old release`);
+    await new Promise((r) => setTimeout(r, drainMs));
+  }
+  await Promise.all(
+    old.map(async (c) => {
+      for (const net of new Set([...frontNets, ...stableNets])) await detach(ctx.engine, net, c.id);
+      await stopContainer(ctx.engine, c.id);
+    }),
+  );
+  return true;
+}
+
+/** Whether compose created a container from this release directory (its working_dir label is in it). */
+function createdIn(workingDir: string | undefined, releaseDir: string): boolean {
+  if (!workingDir) return false;
+  const dir = posix.normalize(releaseDir).replace(/\/+$/, '');
+  if (workingDir === dir || workingDir.startsWith(`${dir}/`)) return true;
+  // A relative --state-dir: compose recorded the absolute path.
+  return !dir.startsWith('/') && (workingDir.endsWith(`/${dir}`) || workingDir.includes(`/${dir}/`));
+}
+
+/**
+ * After a switch, the front confirmed through the colour now holding the names: its own health
+ * check run at once, as many failures in a row as the engine would allow. Its status from before
+ * the switch says nothing (it was checked through the old colour), and the engine's next rounds
+ * could come only after the old colour was stopped. A front still starting (created moments ago
+ * in step 1) gets until the deadline.
+ */
+async function confirmFront(ctx: FlipContext, release: ReleaseRecord, colour: Colour, deadline: number, starting = false): Promise<void> {
+  const front = (await projectContainers(ctx.engine, ctx.project)).filter((c) => !c.oneOff && (release.front ?? []).includes(c.service));
+  const verdicts = await Promise.all(front.map((c) => confirmHealth(ctx.engine, c.id, deadline, starting || c.health === 'starting')));
+  const failed = [...new Set(front.filter((_, i) => verdicts[i] === 'fail').map((c) => c.service))];
+  if (failed.length > 0) {
+    throw new DeployFailure(`front ${failed.map((f) => `service ${f}`).join(', ')} ${failed.length > 1 ? 'fail their' : 'fails its'} health check with ${colour} (${release.version}) holding the service names`);
   }
 }
 
@@ -197,17 +344,17 @@ export async function removeColours(ctx: DeployContext): Promise<void> {
 
 type Placed = ProjectContainer & { project: string };
 
-async function colourContainers(ctx: DeployContext, project: string, services: string[]): Promise<Placed[]> {
+async function colourContainers(ctx: FlipContext, project: string, services: string[]): Promise<Placed[]> {
   return (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff && services.includes(c.service) && c.state === 'running').map((c) => ({ ...c, project }));
 }
 
 /** The running containers that serve the coloured services now: the other colour's, or the stack's own when it ran in place. */
-async function oldColoured(ctx: DeployContext, stack: string, colour: Colour, services: string[]): Promise<Placed[]> {
+async function oldColoured(ctx: FlipContext, stack: string, colour: Colour, services: string[]): Promise<Placed[]> {
   const other = colourProject(stack, COLOURS.find((x) => x !== colour)!);
   return [...(await colourContainers(ctx, other, services)), ...(await colourContainers(ctx, stack, services))];
 }
 
-async function networksOf(ctx: DeployContext, containers: ProjectContainer[]): Promise<string[]> {
+async function networksOf(ctx: FlipContext, containers: ProjectContainer[]): Promise<string[]> {
   const nets = new Set<string>();
   for (const c of containers) for (const n of (await containerNetworks(ctx.engine, c.id)).keys()) nets.add(n);
   return [...nets].sort();
@@ -216,22 +363,29 @@ async function networksOf(ctx: DeployContext, containers: ProjectContainer[]): P
 /**
  * The service names move to `to` first, then leave `from`: in between both answer (both were
  * tested healthy), so a lookup never finds no one. `from` keeps a nameless attachment when it
- * still needs the shared services while it drains.
+ * still needs the shared services while it drains. Containers move in parallel (a disconnect and
+ * connect each costs a round trip and the engine's own work); one container's networks one after
+ * the other, as the engine updates a container's sandbox one change at a time.
  */
-async function moveAliases(ctx: DeployContext, networks: string[], to: Placed[], from: Placed[], keepReach: boolean): Promise<void> {
-  for (const net of networks) {
-    for (const c of to) {
-      await detach(ctx.engine, net, c.id);
-      await attach(ctx.engine, net, c.id, [c.service]);
-    }
-  }
-  for (const net of networks) {
-    for (const c of from) {
-      if (!(await containerNetworks(ctx.engine, c.id)).has(net)) continue;
-      await detach(ctx.engine, net, c.id);
-      if (keepReach) await attach(ctx.engine, net, c.id, []);
-    }
-  }
+async function moveAliases(ctx: FlipContext, networks: string[], to: Placed[], from: Placed[], keepReach: boolean): Promise<void> {
+  await Promise.all(
+    to.map(async (c) => {
+      for (const net of networks) {
+        await detach(ctx.engine, net, c.id);
+        await attach(ctx.engine, net, c.id, [c.service]);
+      }
+    }),
+  );
+  await Promise.all(
+    from.map(async (c) => {
+      const on = await containerNetworks(ctx.engine, c.id);
+      for (const net of networks) {
+        if (!on.has(net)) continue;
+        await detach(ctx.engine, net, c.id);
+        if (keepReach) await attach(ctx.engine, net, c.id, []);
+      }
+    }),
+  );
 }
 
 /**

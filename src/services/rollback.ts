@@ -6,8 +6,10 @@ import type { HostTarget } from '../adapters/host.js';
 import { StateStore } from '../adapters/state-store.js';
 import { currentRelease, type ReleaseRecord } from '../core/state.js';
 import { UsageError } from '../errors.js';
-import { DEFAULT_DRAIN_SECONDS } from '../core/compose-colours.js';
-import { deployRelease } from './blue-green.js';
+import { posix } from 'node:path';
+import { DEFAULT_DRAIN_SECONDS, sameStableDefinitions } from '../core/compose-colours.js';
+import { parseYaml } from '../core/yaml.js';
+import { deployRelease, flipToKeptColour, stableOf } from './blue-green.js';
 import { DeployFailure, type DeployContext } from './deploy.js';
 import { deployFailed } from './install.js';
 import type { Reporter } from './reporter.js';
@@ -29,7 +31,10 @@ export interface RollbackResult {
   to: string;
   version: string;
   durationMs: number;
-  /** Blue/green: how long moving the service names took (`switch`, ms). */
+  /**
+   * Blue/green: how long moving the service names took (`switch`, ms) and, when the kept colour
+   * was flipped to, how long from the start of the rollback until the names had moved (`flipped`, ms).
+   */
   timings: Record<string, number>;
 }
 
@@ -48,19 +53,38 @@ export async function rollbackStack(options: RollbackOptions, host: HostTarget, 
     }
     const current = currentRelease(state) ?? null;
     const target = pickTarget(state.releases, current, options.to);
-    const ctx: DeployContext = { engine: host.engine, runner: host.compose, compose: await host.compose.detect(options.composeCmd), project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter, timings: {} };
+    const releaseDir = store.releaseDir(options.stack, target.id);
     const drainMs = options.drainMs ?? DEFAULT_DRAIN_SECONDS * 1000;
+    const timings: Record<string, number> = {};
+    const flip = { engine: host.engine, project: options.stack, waitTimeoutMs: options.waitTimeoutMs, reporter, timings };
+    // Compose is asked for (its detection alone costs a second or more) only when the flip cannot do.
+    let ctx: DeployContext | undefined;
+    const full = async (): Promise<DeployContext> => (ctx ??= { ...flip, runner: host.compose, compose: await host.compose.detect(options.composeCmd) });
     try {
-      await deployRelease(ctx, target, store.releaseDir(options.stack, target.id), current, drainMs);
+      const stableUnchanged = target.switch === 'blue-green' && current?.switch === 'blue-green' && (await sameStable(store, options.stack, current, target));
+      const flipped = await flipToKeptColour(flip, target, releaseDir, current, drainMs, stableUnchanged, () => (timings.flipped = Date.now() - started));
+      if (!flipped) await deployRelease(await full(), target, releaseDir, current, drainMs);
     } catch (e) {
       if (!(e instanceof DeployFailure)) throw e;
-      throw await deployFailed(ctx, store, current, target, e, `rollback to ${target.version} failed: ${e.message}`, drainMs);
+      throw await deployFailed(await full(), store, current, target, e, `rollback to ${target.version} failed: ${e.message}`, drainMs);
     }
     // The colour a blue/green release now runs as is part of its record.
     await store.save({ ...state, current: target.id, releases: state.releases.map((r) => (r.id === target.id ? target : r)) });
     reporter.log(`${options.stack} rolled back to ${target.version}`);
-    return { stack: options.stack, from: current?.id ?? null, to: target.id, version: target.version, durationMs: Date.now() - started, timings: ctx.timings ?? {} };
+    return { stack: options.stack, from: current?.id ?? null, to: target.id, version: target.version, durationMs: Date.now() - started, timings };
   });
+}
+
+/** Whether the two releases' compose files define the front and shared services alike (see sameStableDefinitions). */
+async function sameStable(store: StateStore, stack: string, a: ReleaseRecord, b: ReleaseRecord): Promise<boolean> {
+  const models = async (r: ReleaseRecord) =>
+    Promise.all(r.composeFiles.map(async (f) => parseYaml(((await store.fs.readFile(posix.join(store.releaseDir(stack, r.id), f))) ?? Buffer.from('')).toString('utf8'), f)));
+  try {
+    return sameStableDefinitions(await models(a), await models(b), stableOf(b));
+  } catch {
+    // A file that no longer reads: let compose decide, as an install would.
+    return false;
+  }
 }
 
 export function pickTarget(releases: ReleaseRecord[], current: ReleaseRecord | null, to: string | undefined): ReleaseRecord {
