@@ -19,6 +19,8 @@ import {
 import type { FerryManifest } from '../../src/core/manifest.js';
 import { TarFileLister, type LayerListing } from '../../src/core/tar-files.js';
 import { LayerMismatch, listLayerFiles } from '../../src/adapters/layer-files.js';
+import type { DiffResult } from '../../src/services/diff.js';
+import { renderDiff } from '../../src/ui/render/diff.js';
 
 const sha = (s: string | Buffer) => `sha256:${createHash('sha256').update(s).digest('hex')}`;
 const d = (n: number) => `sha256:${n.toString(16).padStart(64, '0')}`;
@@ -284,3 +286,42 @@ describe('comparing the compose side', () => {
     expect(im!.layers.map((l) => [l.shipping, l.reference])).toEqual([['delta', d(3)], ['assumed', null]]);
   });
 });
+
+describe('the text a reviewer reads', () => {
+  it('lists 200 files per layer then counts the rest; marks setuid files, whiteouts and what the old side does not know', () => {
+    const next = list0(Array.from({ length: 250 }, (_, i) => ({ path: `f${String(i).padStart(3, '0')}`, type: 'file' as const, size: 1, mode: 0o644, digest: sha(`${i}`) })));
+    next.files.push({ path: 'usr/bin/su', type: 'file', size: 9, mode: 0o4755, digest: sha('su') }, { path: 'etc/.wh.motd', type: 'file', size: 0, mode: 0o644, digest: sha('') });
+    const files = compareLayerFiles(null, next, 'unknown');
+    const result = {
+      old: { kind: 'inventory', path: 'inv.json', host: 'edge-1', created: '2026-01-01T00:00:00.000Z', stacks: [{ stack: 'shop', current: '1.4.2', highestSequence: 3 }] },
+      new: { kind: 'bundle', path: '/b', name: 'shop', version: '1.4.3', sequence: 4, created: '2026-01-02T00:00:00.000Z', signature: { present: false, fingerprint: null, trusted: false, principals: [], code: 'TRUST_UNSIGNED', problem: 'unsigned' } },
+      images: [
+        {
+          status: 'changed',
+          old: { refs: ['shop/web:1.4.2'], id: d(1), services: [] },
+          new: { refs: ['shop/web:1.4.3'], id: d(2), services: ['web'] },
+          held: false,
+          counts: { unchanged: 0, changed: 1, added: 0, removed: 0 },
+          layers: [{ index: 0, status: 'changed', oldDiffId: d(3), newDiffId: d(4), size: 1000, shipping: 'whole', reference: null, held: false, files, filesUnavailable: null }],
+        },
+      ],
+      compose: null,
+      composeUnknown: 'the old side is a host inventory',
+      summary: { images: { unchanged: 0, changed: 1, added: 0, removed: 0 }, layers: { unchanged: 0, changed: 1, added: 0, removed: 0 }, files: { added: 252, changed: 0, removed: 0 }, truncated: false },
+    } as DiffResult;
+    const text = renderDiff(result);
+    const rows = text.split('\n').filter((l) => l.startsWith('    + '));
+    expect(rows).toHaveLength(200);
+    expect(text).toContain('    … and 52 more (see --json)');
+    expect(text).toContain("files: the old layer's contents are unknown (a host inventory lists layers, not files); its 252 entries are listed as added");
+    expect(text).toContain('runs shop 1.4.2');
+    expect(text).toMatch(/none \(UNSIGNED: TRUST_UNSIGNED/);
+    const few = renderDiff(result, { filesPerLayer: 1000 });
+    expect(few).toContain('    + usr/bin/su  9 B 4755 SETUID');
+    expect(few).toContain('    + etc/.wh.motd  0 B 0644  (whiteout: deletes etc/motd)');
+  });
+});
+
+function list0(files: LayerListing['files']): LayerListing {
+  return { files, entries: files.length, truncated: false };
+}

@@ -124,7 +124,14 @@ function fileFacts(f: Omit<LayerFile, 'path'>): string {
   if (f.type === 'unknown') return '';
   if (f.type === 'symlink' || f.type === 'hardlink') return f.link === undefined ? f.type : `${f.type} → ${f.link}`;
   if (f.type === 'dir') return `dir ${mode(f.mode)}`;
-  return `${f.type === 'file' ? '' : `${f.type} `}${formatBytes(f.size)} ${mode(f.mode)}`;
+  return `${f.type === 'file' ? '' : `${f.type} `}${formatBytes(f.size)} ${mode(f.mode)}${privileged(f)}`;
+}
+
+/** A file that runs with its owner's or group's rights whoever starts it: what a review must not miss. */
+function privileged(f: Omit<LayerFile, 'path'>): string {
+  if (f.type !== 'file') return '';
+  const bits = [f.mode & 0o4000 ? 'SETUID' : '', f.mode & 0o2000 ? 'SETGID' : ''].filter(Boolean);
+  return bits.length ? ` ${bits.join(' ')}` : '';
 }
 
 function changeFacts(a: Omit<LayerFile, 'path'>, b: Omit<LayerFile, 'path'>): string {
@@ -133,7 +140,7 @@ function changeFacts(a: Omit<LayerFile, 'path'>, b: Omit<LayerFile, 'path'>): st
   if (a.link !== b.link) parts.push(`${a.link ?? '?'} → ${b.link ?? '?'}`);
   if (a.size !== b.size) parts.push(`${formatBytes(a.size)} → ${formatBytes(b.size)}`);
   else if (a.type === 'file') parts.push(formatBytes(b.size));
-  parts.push(a.mode !== b.mode ? `${mode(a.mode)} → ${mode(b.mode)}` : mode(b.mode));
+  parts.push(a.mode !== b.mode ? `${mode(a.mode)} → ${mode(b.mode)}${privileged(b)}` : `${mode(b.mode)}${privileged(b)}`);
   if (a.type === 'file' && a.size === b.size && a.digest !== b.digest) parts.push('content changed');
   return parts.join('  ');
 }
