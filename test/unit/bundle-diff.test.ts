@@ -289,8 +289,11 @@ describe('comparing the compose side', () => {
 
 describe('the text a reviewer reads', () => {
   it('lists 200 files per layer then counts the rest; marks setuid files, whiteouts and what the old side does not know', () => {
-    const next = list0(Array.from({ length: 250 }, (_, i) => ({ path: `f${String(i).padStart(3, '0')}`, type: 'file' as const, size: 1, mode: 0o644, digest: sha(`${i}`) })));
-    next.files.push({ path: 'usr/bin/su', type: 'file', size: 9, mode: 0o4755, digest: sha('su') }, { path: 'etc/.wh.motd', type: 'file', size: 0, mode: 0o644, digest: sha('') });
+    const next = list0([
+      ...Array.from({ length: 250 }, (_, i) => ({ path: `f${String(i).padStart(3, '0')}`, type: 'file' as const, size: 1, mode: 0o644, digest: sha(`${i}`) })),
+      { path: 'usr/bin/su', type: 'file', size: 9, mode: 0o4755, digest: sha('su') },
+      { path: 'etc/.wh.motd', type: 'file', size: 0, mode: 0o644, digest: sha('') },
+    ]);
     const files = compareLayerFiles(null, next, 'unknown');
     const result = {
       old: { kind: 'inventory', path: 'inv.json', host: 'edge-1', created: '2026-01-01T00:00:00.000Z', stacks: [{ stack: 'shop', current: '1.4.2', highestSequence: 3 }] },
