@@ -97,6 +97,21 @@ write_known_hosts() {
   mv -f "$tmp" "$STATE/known_hosts_swarm"
 }
 
+# Each node's /var/lib/ferry is its own state dir, bind-mounted in its mount namespace by
+# ssh-hosts.sh. Another set's `ssh-hosts.sh down` removes /var/lib/ferry when it made it, and the
+# kernel then detaches that mount point in every namespace: the nodes would share this machine's
+# /var/lib/ferry (seen as HOST_BUSY between nodes). Bound again where it is missing.
+state_binds() {
+  local n="$1" i d
+  for ((i = 1; i <= n; i++)); do
+    d="$STATE/h$i"
+    nsenter --mount="$d/ns/mnt" awk '$5 == "/var/lib/ferry" {found = 1} END {exit !found}' /proc/self/mountinfo && continue
+    mkdir -p /var/lib/ferry
+    nsenter --mount="$d/ns/mnt" mount --bind "$d/state" /var/lib/ferry
+    log "node $i: its /var/lib/ferry was unmounted (another host set's down?); bound again"
+  done
+}
+
 swarm_state() { dk "$1" info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unreachable; }
 
 swarm_up() {
@@ -161,6 +176,7 @@ case "$cmd" in
     fi
     n="$(nodes_recorded)"
     lan_up "$n"
+    state_binds "$n"
     write_known_hosts "$n"
     swarm_up "$n"
     log "$n nodes in the swarm: $(for ((i = 1; i <= n; i++)); do printf 'swarm-%s=%s ' "$i" "$(lan_addr "$i")"; done)(manager swarm-1)"
