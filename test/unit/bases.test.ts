@@ -73,3 +73,19 @@ describe('reference candidates for a layer delta', () => {
     expect(referenceCandidates(target, bases, new Set([d(6), d(9)]))).toEqual([d(6)]);
   });
 });
+
+describe('what a fleet bundle may use as a delta reference', () => {
+  it('only a layer every base (every host of the fleet) holds', async () => {
+    const { heldDiffIdsByAll, referenceCandidates } = await import('../../src/core/bases.js');
+    const d = (n: number) => `sha256:${String(n).repeat(64).slice(0, 64)}`;
+    const edge1 = [{ id: 'a', repos: ['shop/api'], diffIds: [d(1), d(2), d(3)] }];
+    const edge2 = [{ id: 'b', repos: ['shop/api'], diffIds: [d(1), d(2), d(4)] }];
+    const held = heldDiffIdsByAll([edge1, edge2]);
+    expect([...held].sort()).toEqual([d(1), d(2)]);
+    const target = { diffId: d(9), uses: [{ repos: ['shop/api'], position: 2, diffIds: [d(1), d(2), d(9)] }] };
+    // edge-1's previous layer 3 and edge-2's layer 4 are each held by one host only: no reference.
+    expect(referenceCandidates(target, [...edge1, ...edge2], held)).toEqual([]);
+    expect(referenceCandidates(target, edge1, heldDiffIdsByAll([edge1]))).toEqual([d(3)]);
+    expect(heldDiffIdsByAll([])).toEqual(new Set());
+  });
+});
