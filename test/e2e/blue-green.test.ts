@@ -72,19 +72,24 @@ const WEB_WITH_DB = (version: string) =>
   `#!/bin/sh\nif d=$$(wget -qO- http://db:8080/cgi-bin/app 2>/dev/null); then :; else d=no-db; fi\nprintf 'Content-Type: text/plain\\r\\n\\r\\nversion ${version} %s\\n' "$$d"`;
 const DB = `#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\ndb-one'`;
 
-function composeFile(opts: { version: string; broken?: boolean; port: number; blueGreen?: boolean; smokeFails?: boolean; withDb?: boolean }): string {
+// Answers its own health check (from 127.0.0.1) and the smoke test (user agent "smoke"), but 500
+// to the front: a release that passes every test of its colour and breaks only after the switch.
+const WEB_FAILS_FRONT = (version: string) =>
+  `#!/bin/sh\ncase "$$REMOTE_ADDR $$HTTP_USER_AGENT" in\n  *127.0.0.1*|*smoke) printf 'Content-Type: text/plain\\r\\n\\r\\nversion ${version}\\n' ;;\n  *) printf 'Status: 500 Internal Server Error\\r\\n\\r\\nnot for the front\\n' ;;\nesac`;
+
+function composeFile(opts: { version: string; broken?: boolean; port: number; blueGreen?: boolean; smokeFails?: boolean; withDb?: boolean; failsFront?: boolean }): string {
   const shared = opts.withDb ? '  shared: [db]\n' : '';
   const xferry = opts.blueGreen ? `x-ferry:\n  smoke: smoke\n  switch: blue-green\n  front: [front]\n${shared}` : 'x-ferry:\n  smoke: smoke\n';
   return `${xferry}
 services:
 ${httpd('front', FRONT, `    ports:\n      - "${opts.port}:8080"\n`)}
-${httpd('web', opts.broken ? WEB_BROKEN : opts.withDb ? WEB_WITH_DB(opts.version) : WEB_OK(opts.version), '')}
+${httpd('web', opts.broken ? WEB_BROKEN : opts.failsFront ? WEB_FAILS_FRONT(opts.version) : opts.withDb ? WEB_WITH_DB(opts.version) : WEB_OK(opts.version), '')}
 ${opts.withDb ? httpd('db', DB, '') : ''}
   smoke:
     image: ferry-demo/base:1.0.0
     profiles: ["smoke"]
     restart: "no"
-    command: ["/bin/sh", "-c", "wget -qO- http://web:8080/cgi-bin/app | grep -q '${opts.smokeFails ? 'never-there' : `version ${opts.version}`}'"]
+    command: ["/bin/sh", "-c", "wget -U smoke -qO- http://web:8080/cgi-bin/app | grep -q '${opts.smokeFails ? 'never-there' : `version ${opts.version}`}'"]
 `;
 }
 
@@ -195,13 +200,22 @@ describe.each(TARGETS)('$name', (t) => {
       b.r2 = await bundle(stack, '2.0.2', 2, composeFile({ version: '2.0.2', port, blueGreen: true }));
       b.broken = await bundle(stack, '2.0.3', 3, composeFile({ version: '2.0.3', port, blueGreen: true, broken: true }));
       b.smokeFails = await bundle(stack, '2.0.4', 4, composeFile({ version: '2.0.4', port, blueGreen: true, smokeFails: true }));
+      b.failsFront = await bundle(stack, '2.0.5', 5, composeFile({ version: '2.0.5', port, blueGreen: true, failsFront: true }));
     }, 300_000);
+    const webOf = async (colour: string) => (await docker(['ps', '-aq', '--no-trunc', '--filter', `label=com.docker.compose.project=${stack}-${colour}`, '--filter', 'label=com.docker.compose.service=web'])).stdout.trim();
+    /** The aliases a container has on the network the front uses. */
+    const aliases = async (id: string) => {
+      const nets = JSON.parse((await docker(['inspect', '-f', '{{json .NetworkSettings.Networks}}', id])).stdout) as Record<string, { Aliases: string[] | null }>;
+      return nets[`${stack}_default`]?.Aliases ?? [];
+    };
+    let blueWeb = '';
 
     it('first install: the front in the stack project, web as the blue colour', async () => {
       const r = await install(stateDir, b.r1);
       expect(r.code, r.stdout + r.stderr).toBe(0);
       expect(await get(port)).toBe('version 2.0.1');
       expect(await colourOf()).toBe('blue');
+      blueWeb = await webOf('blue');
       const web = await docker(['ps', '--filter', `label=com.docker.compose.project=${stack}-blue`, '--format', '{{.Names}}']);
       expect(web.stdout).toMatch(/web/);
       // No port of web is published: only the front's.
@@ -227,7 +241,25 @@ describe.each(TARGETS)('$name', (t) => {
       expect(blue.stdout.trim()).toMatch(/^exited$/m);
     }, 300_000);
 
-    it('a release whose web answers 500: exit 7, nothing switched, no failed request, 2.0.2 still serving', async () => {
+    it('rollback flips back to 2.0.1 with no failed request: the kept blue containers started as they are', async () => {
+      const loop = requestLoop(t.netns(), port);
+      const r = await ferry(['host', 'rollback', stack, '--state-dir', stateDir, '--wait-timeout', '30', '--drain', '1', '--compose-cmd', t.compose === 'v2' ? 'docker compose' : 'docker-compose', '--json'], { env: env(), timeoutMs: 300_000 });
+      const counts = await loop.stop();
+      console.log(`${t.name}, blue/green rollback: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)} in ${json(r).result?.durationMs} ms, names moved ${json(r).result?.timings?.flipped} ms after the start, the switch ${json(r).result?.timings?.switch} ms`);
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      expect(json(r).result.timings.switch).toBeLessThan(2000);
+      // By alias flip: the very container 2.0.1 ran as (started, not recreated), no compose run.
+      expect(json(r).result.timings.flipped).toBeGreaterThan(0);
+      expect(await webOf('blue')).toBe(blueWeb);
+      expect(await aliases(blueWeb)).toContain('web');
+      expect(counts.failed).toBe(0);
+      expect(await get(port)).toBe('version 2.0.1');
+      expect(await colourOf()).toBe('blue');
+      const green = await docker(['ps', '-a', '--filter', `label=com.docker.compose.project=${stack}-green`, '--format', '{{.State}}']);
+      expect(green.stdout.trim()).toBe('exited');
+    }, 300_000);
+
+    it('a release whose web answers 500: exit 7, nothing switched, no failed request, 2.0.1 still serving', async () => {
       const loop = requestLoop(t.netns(), port);
       const r = await install(stateDir, b.broken, 10);
       const counts = await loop.stop();
@@ -235,12 +267,11 @@ describe.each(TARGETS)('$name', (t) => {
       expect(r.code, r.stdout + r.stderr).toBe(7);
       expect(json(r).error.code).toBe('DEPLOY_FAILED_KEPT');
       expect(counts.failed).toBe(0);
-      expect(Object.keys(counts.versions)).toEqual(['version 2.0.2']);
-      expect(await get(port)).toBe('version 2.0.2');
-      expect(await colourOf()).toBe('green');
+      expect(Object.keys(counts.versions)).toEqual(['version 2.0.1']);
+      expect(await get(port)).toBe('version 2.0.1');
+      expect(await colourOf()).toBe('blue');
       // The failed colour is gone.
-      const blue = await docker(['ps', '-aq', '--filter', `label=com.docker.compose.project=${stack}-blue`]);
-      expect(blue.stdout.trim()).toBe('');
+      expect(await webOf('green')).toBe('');
     }, 300_000);
 
     it('a release whose smoke test fails: exit 7, no failed request', async () => {
@@ -251,19 +282,36 @@ describe.each(TARGETS)('$name', (t) => {
       expect(r.code, r.stdout + r.stderr).toBe(7);
       expect(json(r).error.message).toMatch(/smoke test/);
       expect(counts.failed).toBe(0);
-      expect(Object.keys(counts.versions)).toEqual(['version 2.0.2']);
+      expect(Object.keys(counts.versions)).toEqual(['version 2.0.1']);
     }, 300_000);
 
-    it('rollback flips back to 2.0.1 with no failed request', async () => {
+
+    it('a release that breaks the front only once it holds the names: the switch is undone, exit 7, 2.0.1 serves', async () => {
       const loop = requestLoop(t.netns(), port);
-      const r = await ferry(['host', 'rollback', stack, '--state-dir', stateDir, '--wait-timeout', '30', '--drain', '1', '--compose-cmd', t.compose === 'v2' ? 'docker compose' : 'docker-compose', '--json'], { env: env(), timeoutMs: 300_000 });
+      const r = await install(stateDir, b.failsFront, 20);
       const counts = await loop.stop();
-      console.log(`${t.name}, blue/green rollback: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)} in ${json(r).result?.durationMs} ms, the switch ${json(r).result?.timings?.switch} ms`);
-      expect(r.code, r.stdout + r.stderr).toBe(0);
-      expect(json(r).result.timings.switch).toBeLessThan(2000);
-      expect(counts.failed).toBe(0);
+      // Users meet the release between the switch and its undoing: the front's check confirms it at once.
+      console.log(`${t.name}, blue/green front failing after the switch: ${counts.failed} of ${counts.total} requests failed (${counts.perSecond}/s) ${JSON.stringify(counts.versions)}`);
+      expect(r.code, r.stdout + r.stderr).toBe(7);
+      expect(json(r).error.code).toBe('DEPLOY_FAILED_RESTORED');
+      expect(json(r).error.details.switched).toBe(true);
+      expect(json(r).error.message).toMatch(/front service front fails its health check with green \(2\.0\.5\) holding the service names/);
       expect(await get(port)).toBe('version 2.0.1');
       expect(await colourOf()).toBe('blue');
+      // The names went back to blue; green is gone.
+      expect(await aliases(blueWeb)).toContain('web');
+      expect(await webOf('green')).toBe('');
+    }, 300_000);
+
+    // The judgment behind exit 8 reads the engine, not compose: one target is enough (the file's
+    // running time is CI's longest).
+    if (t.compose === 'v2') it('exit 8 when the previous colour really is not serving', async () => {
+      // 2.0.1's web killed: nothing serves; a release that fails before the switch cannot be undone into it.
+      await docker(['stop', '-t', '0', blueWeb]);
+      const r = await ferry(['bundle', 'install', b.broken, '--trust', trust, '--state-dir', stateDir, '--wait-timeout', '3', '--allow-downgrade', '--compose-cmd', t.compose === 'v2' ? 'docker compose' : 'docker-compose', '--json'], { env: env(), timeoutMs: 300_000 });
+      expect(r.code, r.stdout + r.stderr).toBe(8);
+      expect(json(r).error.code).toBe('RESTORE_FAILED');
+      expect(json(r).error.message).toMatch(/previous release 2\.0\.1 is not healthy either/);
     }, 300_000);
   });
 
