@@ -150,7 +150,7 @@ export async function benchSwitch(ctx) {
     rows.push(await measured('in place: upgrade', () => install(inPlace, ip2)));
     await cleanup(inPlace);
 
-    ctx.log('blue/green: install 2.0.0, then the upgrade to 2.0.1, a broken 2.0.2 and a rollback measured …');
+    ctx.log('blue/green: install 2.0.0, then the upgrade to 2.0.1, a rollback and a broken 2.0.2 measured …');
     await cleanup(bg);
     const b1 = await bundle(bg, '2.0.0', 1, { blueGreen: true });
     const b2 = await bundle(bg, '2.0.1', 2, { blueGreen: true });
@@ -158,8 +158,10 @@ export async function benchSwitch(ctx) {
     const first = await install(bg, b1);
     if (!first.ok) throw new SectionError(`blue/green install of 2.0.0 failed: ${JSON.stringify(first.doc?.error ?? first.doc)}`);
     rows.push(await measured('blue/green: upgrade', () => install(bg, b2)));
-    rows.push(await measured('blue/green: broken release (exit 7)', () => install(bg, b3, 15)));
+    // While blue still holds 2.0.0 (stopped): a rollback by alias flip. The broken release then
+    // runs as green, beside 2.0.0.
     rows.push(await measured('blue/green: rollback to 2.0.0', () => cli(['host', 'rollback', bg, '--state-dir', join(work, `state-${bg}`), '--wait-timeout', '30', '--drain', '1'], onTarget)));
+    rows.push(await measured('blue/green: broken release (exit 7)', () => install(bg, b3, 15)));
   } finally {
     await cleanup(inPlace).catch(() => undefined);
     await cleanup(bg).catch(() => undefined);
