@@ -43,6 +43,16 @@ describe('zstdDecompressor', () => {
     expect(peakBuffered).toBeLessThanOrEqual(1024 * 1024);
   });
 
+  it('gives each of several streams in turn its own bytes (contexts are reused between streams)', async () => {
+    for (const fill of [1, 2, 3]) {
+      const plain = Buffer.alloc(3 * 1024 * 1024 + fill, fill);
+      const d = await zstdDecompressor();
+      const parts: Buffer[] = [];
+      await pipeline(Readable.from([await compress(plain)]), d, new Writable({ write: (c: Buffer, _e, cb) => (parts.push(c), cb()) }));
+      expect(Buffer.concat(parts).equals(plain)).toBe(true);
+    }
+  });
+
   it('fails a stream that ends inside a frame', async () => {
     const packed = await compress(Buffer.alloc(4 * 1024 * 1024, 7));
     const d = await zstdDecompressor();
