@@ -16,8 +16,13 @@ import type { LayerBlob, LayerDelta } from '../core/manifest.js';
 import { indexTar, type TarIndex } from '../core/tar-index.js';
 import type { Reporter } from './reporter.js';
 
-/** A delta replaces the whole layer only when it is at most this share of the whole blob. */
-const PAYS = 0.5;
+/**
+ * A delta replaces the whole layer only when it is at most this share of the whole blob: a smaller
+ * saving is not worth reading the reference back on every host.
+ */
+const PAYS = 0.8;
+/** A reference that leaves at most this share of the layer new is not bettered by reading more. */
+const GOOD_ENOUGH = 0.1;
 /** Below this a layer is not worth a delta (its blob is a few kilobytes whatever happens). */
 const MIN_LAYER_BYTES = 64 * 1024;
 
@@ -55,6 +60,8 @@ export interface DeltaOutcome {
 interface ReferenceSource {
   diffId: string;
   from: string;
+  /** Cheap to read again (a file here), so the delta is rebuilt from it as a check. */
+  rereadable: boolean;
   open(): Promise<AsyncIterable<Buffer>>;
   index: TarIndex;
   size: number;
@@ -75,21 +82,25 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
       outcome.whole.push({ diffId: t.diffId, reason: 'no earlier image of its repository is held by every base' });
       continue;
     }
-    // The target is indexed while the references are (two cores: two streams at once).
+    // The target is indexed while the first reference is (two cores: two streams at once).
     const indexing = bundleBlobBytes(ctx.root, t.blob).then((bytes) => indexTar(bytes as AsyncIterable<Buffer>));
     indexing.catch(() => undefined);
-    const found = (await Promise.all(candidates.map(sourceOf))).filter((s): s is ReferenceSource => s !== null);
-    if (found.length === 0) {
+    // Candidates one at a time, best first: each may cost a save of an image, and a good first
+    // one (the same repository's layer at the same position, usually) ends the search.
+    let best: { source: ReferenceSource; plan: DeltaPlan } | null = null;
+    for (const candidate of candidates) {
+      const source = await sourceOf(candidate);
+      if (!source) continue;
+      const plan = planDelta(source.index, await indexing);
+      if (!best || plan.literal < best.plan.literal) best = { source, plan };
+      if (plan.literal <= t.size * GOOD_ENOUGH) break;
+    }
+    if (!best) {
+      await indexing.catch(() => undefined);
       outcome.whole.push({ diffId: t.diffId, noBytes: true, reason: `no bytes of its reference ${candidates.map(shortDigest).join(' or ')} on this build server (not in the layer cache, in a --base bundle, or in an image on the engine)` });
       continue;
     }
-    const targetIndex = await indexing;
-    let best: { source: ReferenceSource; plan: DeltaPlan } | null = null;
-    for (const source of found) {
-      const plan = planDelta(source.index, targetIndex);
-      if (!best || plan.literal < best.plan.literal) best = { source, plan };
-    }
-    const { source, plan } = best!;
+    const { source, plan } = best;
     const reference = source.diffId;
     if (plan.literal > t.size * PAYS) {
       outcome.whole.push({ diffId: t.diffId, reason: `${formatBytes(plan.literal)} of its ${formatBytes(t.size)} are new against ${shortDigest(reference)}: a delta does not pay` });
@@ -102,10 +113,14 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
       continue;
     }
     // Rebuilt here exactly as a host will, from the same reference bytes: a delta that does not
-    // give the layer back is never shipped (the whole blob is).
+    // give the layer back is never shipped (the whole blob is). A reference read from the engine
+    // was hashed whole as it was indexed, and a second save would double the cost of the delta:
+    // there the check is the construction itself (and every host's own).
     try {
-      const rebuilt = rebuildLayer((await bundleBlobBytes(ctx.root, written)) as AsyncIterable<Buffer>, await source.open(), header);
-      for await (const _ of rebuilt) void _;
+      if (source.rereadable) {
+        const rebuilt = rebuildLayer((await bundleBlobBytes(ctx.root, written)) as AsyncIterable<Buffer>, await source.open(), header);
+        for await (const _ of rebuilt) void _;
+      }
     } catch (e) {
       ctx.reporter.warn({ code: 'DELTA_UNVERIFIED', subject: t.diffId, message: `the delta of layer ${shortDigest(t.diffId)} did not rebuild it (${(e as Error).message}): the layer is shipped whole` });
       outcome.whole.push({ diffId: t.diffId, reason: 'its delta did not rebuild it' });
@@ -127,7 +142,7 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
 async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[]): Promise<ReferenceSource | null> {
   const make = async (from: string, open: () => Promise<AsyncIterable<Buffer>>, index?: TarIndex): Promise<ReferenceSource> => {
     const ix = index ?? (await indexTar(await open()));
-    return { diffId, from, open, index: ix, size: ix.size };
+    return { diffId, from, rereadable: index === undefined, open, index: ix, size: ix.size };
   };
   const cache = ctx.cache;
   if (cache && (await cache.lookup(diffId).catch(() => null))) {

@@ -377,7 +377,9 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
     const { images } = await listImagesWithLayers(engine);
     for (const img of images) for (const c of chainIds(img.diffIds)) if (!sources.has(c)) sources.set(c, img.id);
     for (const [ref, r] of wantedRefs) {
-      const holder = images.find((img) => img.diffIds.includes(ref));
+      // The smallest image that holds it: a save gives all of an image's layers, and on a classic
+      // store writes them out before sending the first byte.
+      const holder = images.filter((img) => img.diffIds.includes(ref)).sort((a, b) => a.size - b.size)[0];
       if (holder) references.set(ref, { holder: holder.id, size: r.size });
     }
     const lacking = [...wantedRefs].filter(([ref]) => !references.has(ref));
