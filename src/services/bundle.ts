@@ -3,7 +3,7 @@
  * read (bounded) and its signature checked before a single byte of it is parsed.
  */
 import { join, resolve } from 'node:path';
-import { hashFile, isDirectory, listTree, readBounded } from '../adapters/fs.js';
+import { exists, hashFile, isDirectory, listTree, readBounded } from '../adapters/fs.js';
 import { readAllowedSigners, readRevokedKeys, trustFileExposure } from '../adapters/signing.js';
 import type { RevokedKey } from '../core/allowed-signers.js';
 import { BUNDLE_NAMESPACE, parseSignature, verifySignature, type SignatureInfo, type VerifiedSignature } from '../core/sshsig.js';
@@ -115,6 +115,31 @@ export async function openBundle(path: string, trust: TrustOptions, reporter: Re
  * install, fleets, inspect's verdict): throws the TrustError that refuses it, or returns the
  * signer (null for an unsigned bundle accepted with --allow-unsigned).
  */
+/** What a command that only looks at a bundle (inspect, diff) says of its signature. */
+export interface SignatureVerdict {
+  /** null: not judged (signed, and no trust file to judge it by). */
+  trusted: boolean | null;
+  principals: string[];
+  /** The trust error's code, as verify and install would refuse with it. */
+  code: string | null;
+  problem: string | null;
+}
+
+/**
+ * The verdict verify and install would reach, without refusing: an unsigned bundle is judged
+ * without a trust file (verify refuses it whatever the file says); a signed one when there is one.
+ */
+export async function judgeSignature(b: { manifestBytes: Buffer; signatureBytes: Buffer | null; signatureError: string | null }, trust: TrustOptions, reporter: Reporter): Promise<SignatureVerdict> {
+  if (b.signatureBytes && !(await exists(trust.trust))) return { trusted: null, principals: [], code: null, problem: b.signatureError };
+  try {
+    const principals = (await checkSignature(b.manifestBytes, b.signatureBytes, trust, reporter))?.principals ?? [];
+    return { trusted: true, principals, code: null, problem: b.signatureError };
+  } catch (e) {
+    if (!(e instanceof TrustError)) throw e;
+    return { trusted: false, principals: [], code: e.code, problem: e.message };
+  }
+}
+
 export async function checkSignature(manifestBytes: Buffer, sig: Buffer | null, trust: TrustOptions, reporter: Reporter): Promise<VerifiedSignature | null> {
   return (await decideSignature(manifestBytes, sig, trust, reporter)).signer;
 }

@@ -9,7 +9,7 @@
  * manifest as it is read (texts by size and sha256, layers by diffID): a stick whose bytes differ
  * from its manifest is refused with BUNDLE_INTEGRITY, as verify would.
  */
-import { exists, isDirectory, readBounded } from '../adapters/fs.js';
+import { isDirectory, readBounded } from '../adapters/fs.js';
 import { LayerMismatch, listLayerFiles, readLayerDeltaHeader } from '../adapters/layer-files.js';
 import {
   compareCompose,
@@ -32,8 +32,8 @@ import { MAX_INVENTORY_BYTES, parseInventory, type Inventory } from '../core/inv
 import type { FerryManifest, LayerBlob, ManifestLayer } from '../core/manifest.js';
 import type { DeltaHeader } from '../core/layer-delta.js';
 import type { LayerListing } from '../core/tar-files.js';
-import { TrustError, UsageError, type Problem } from '../errors.js';
-import { checkSignature, integrityFailure, readBundleUnverified, readVerified, type TrustOptions } from './bundle.js';
+import { UsageError, type Problem } from '../errors.js';
+import { integrityFailure, judgeSignature, readBundleUnverified, readVerified, type TrustOptions } from './bundle.js';
 import type { Reporter } from './reporter.js';
 
 /** Files kept over all layers of one diff: each listing is capped too, this bounds their sum. */
@@ -143,22 +143,8 @@ export async function diffBundles(oldPath: string, newPath: string, trust: Trust
 
 async function openSide(path: string, trust: TrustOptions, reporter: Reporter): Promise<OpenedSide> {
   const b = await readBundleUnverified(path);
-  let trusted: boolean | null = null;
-  let principals: string[] = [];
-  let code: string | null = null;
-  let problem = b.signatureError;
-  // Judged exactly as inspect judges it: an unsigned bundle needs no trust file to be refused.
-  if (!b.signatureBytes || (await exists(trust.trust))) {
-    try {
-      principals = (await checkSignature(b.manifestBytes, b.signatureBytes, trust, reporter))?.principals ?? [];
-      trusted = true;
-    } catch (e) {
-      if (!(e instanceof TrustError)) throw e;
-      trusted = false;
-      code = e.code;
-      problem = e.message;
-    }
-  }
+  // Judged exactly as inspect judges it.
+  const { trusted, principals, code, problem } = await judgeSignature(b, trust, reporter);
   const m = b.manifest;
   return {
     dir: b.dir,

@@ -3,12 +3,10 @@
  * blob). The signature is described and, when a trust file is at hand, judged by the very check
  * verify and install make (same flags, same codes); inspect never replaces verify.
  */
-import { exists } from '../adapters/fs.js';
 import { shortDigest } from '../core/format.js';
 import { layerHistory, type ImageLayerHistory } from '../core/layer-history.js';
 import { jsonShapeProblem, MAX_SMALL_FILE, type FerryManifest, type LayerBlob, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
-import { TrustError } from '../errors.js';
-import { checkSignature, readBundleUnverified, readVerified, type TrustOptions } from './bundle.js';
+import { judgeSignature, readBundleUnverified, readVerified, type TrustOptions } from './bundle.js';
 import type { Reporter } from './reporter.js';
 
 export interface InspectOptions {
@@ -101,23 +99,9 @@ export interface InspectResult {
 }
 
 export async function inspectBundle(path: string, trust: TrustOptions, reporter: Reporter, options: InspectOptions = { layers: false }): Promise<InspectResult> {
-  const { dir, manifest: m, manifestBytes, signatureBytes, signature, signatureError } = await readBundleUnverified(path);
-  let trusted: boolean | null = null;
-  let principals: string[] = [];
-  let code: string | null = null;
-  let problem = signatureError;
-  // An unsigned bundle is judged without a trust file (verify refuses it whatever the file says).
-  if (!signatureBytes || (await exists(trust.trust))) {
-    try {
-      principals = (await checkSignature(manifestBytes, signatureBytes, trust, reporter))?.principals ?? [];
-      trusted = true;
-    } catch (e) {
-      if (!(e instanceof TrustError)) throw e;
-      trusted = false;
-      code = e.code;
-      problem = e.message;
-    }
-  }
+  const read = await readBundleUnverified(path);
+  const { dir, manifest: m, manifestBytes, signatureBytes, signature, signatureError } = read;
+  const { trusted, principals, code, problem } = await judgeSignature(read, trust, reporter);
   const unique = new Map<string, { size: number; compressed: number }>();
   const images = m.images.map((im) => {
     const layers = im.layers.map((l) => {

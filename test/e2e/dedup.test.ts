@@ -4,12 +4,13 @@
  * the splice path, refused when the host lacks an assumed layer, and loaded into Podman, which
  * refuses partial archives, through the splice path.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDocker, ferry, ROOT, run, targetDocker, tmpDir, uniqueName } from '../support/engines.js';
+import { startPodmanService, type PodmanService } from '../support/podman.js';
 
 const exec = promisify(execFile);
 
@@ -167,16 +168,10 @@ describe('bundles that carry only what the host lacks', () => {
 });
 
 describe('Podman (Docker-compatible API), which refuses partial archives', () => {
-  let service: ChildProcess | undefined;
-  let sock: string;
+  let podman: PodmanService | undefined;
 
   beforeAll(async () => {
-    sock = join(work, 'podman.sock');
-    service = spawn('podman', ['system', 'service', '--time=0', `unix://${sock}`], { stdio: 'ignore' });
-    for (let i = 0; i < 100; i++) {
-      if ((await run('curl', ['-s', '--unix-socket', sock, 'http://d/_ping'])).stdout === 'OK') break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    podman = await startPodmanService(work);
     // The host holds release 1 (its base layers), as after a first full install.
     const tar = join(work, 'r1-images.tar');
     await exec('docker', ['save', '-o', tar, 'ferry-demo/web:1.0.0', 'ferry-demo/worker:1.0.0', 'ferry-demo/smoke:1.0.0'], { env: { ...process.env, DOCKER_HOST: process.env.FERRY_BUILD_DOCKER_HOST } });
@@ -187,11 +182,11 @@ describe('Podman (Docker-compatible API), which refuses partial archives', () =>
   }, 300_000);
 
   afterAll(async () => {
-    service?.kill('SIGTERM');
+    podman?.stop();
   });
 
   it('is detected as Podman, refuses the partial archive, and loads through the splice path', async () => {
-    const env = { DOCKER_HOST: `unix://${sock}` };
+    const env = { DOCKER_HOST: podman!.host };
     const podmanState = join(work, 'podman-state');
     const partial = await ferry(['bundle', 'install', bundles.r2, '--trust', trust, '--host', 'edge-1', '--state-dir', podmanState, '--no-up', '--splice', 'never', '--json'], { env, timeoutMs: 300_000 });
     expect(partial.code).toBe(6);

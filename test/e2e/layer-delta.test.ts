@@ -4,7 +4,7 @@
  * byte while it streams into the load on Docker 20.10 (classic), Docker 26 on both stores, and
  * Podman; refused, with nothing loaded, where the engine lacks the reference or the delta lies.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { encodeCopy, encodeDataStart, encodeDelta, encodeDeltaHeader, END_OP, pl
 import { indexTar, TarIndexError } from '../../src/core/tar-index.js';
 import { makeKey, resignedManifest, signerLine, type Key } from '../security/campaign.js';
 import { buildDocker, ferry, run, targetDocker, tmpDir, uniqueName, type DockerClient, type RunResult } from '../support/engines.js';
+import { startPodmanService, type PodmanService } from '../support/podman.js';
 
 const exec = promisify(execFile);
 
@@ -221,23 +222,17 @@ describe('bundle install rebuilds the layer byte for byte while it streams into 
   }
 
   describe('Podman (Docker-compatible API)', () => {
-    let service: ChildProcess | undefined;
-    let sock: string;
+    let podman: PodmanService | undefined;
     beforeAll(async () => {
-      sock = join(work, 'podman.sock');
-      service = spawn('podman', ['system', 'service', '--time=0', `unix://${sock}`], { stdio: 'ignore' });
-      for (let i = 0; i < 100; i++) {
-        if ((await run('curl', ['-s', '--unix-socket', sock, 'http://d/_ping'])).stdout === 'OK') break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      podman = await startPodmanService(work);
     }, 60_000);
     afterAll(async () => {
       for (const id of [ids.r1, ids.r2]) await run('podman', ['rmi', '-f', id.slice(7)]);
-      service?.kill('SIGTERM');
+      podman?.stop();
     });
 
     it('rebuilds from what Podman\'s save gives back', async () => {
-      const host = `unix://${sock}`;
+      const host = podman!.host;
       for (const id of [ids.r2, ids.r1]) await run('podman', ['rmi', '-f', id.slice(7)]);
       const state = join(work, 'state-podman');
       expect((await install(bundles.r1!, host, state)).code).toBe(0);
