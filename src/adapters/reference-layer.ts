@@ -33,8 +33,8 @@ const LAYER_NAME = /^(?:[0-9a-f]{64}\/layer\.tar|[0-9a-f]{64}\.tar|blobs\/sha256
  * was the right entry is for the reader to check by hash (rebuildLayer does); `identifyLayer` finds
  * the path where a size cannot tell. The save is abandoned as soon as the layer has been read.
  */
-export async function* layerFromEngine(engine: Engine, holder: string, want: WantedLayer): AsyncGenerator<Buffer> {
-  const archive = await engine.save([holder]);
+export async function* layerFromEngine(engine: Engine, holder: string, want: WantedLayer, early?: Promise<Readable>): AsyncGenerator<Buffer> {
+  const archive = await (early ?? engine.save([holder]));
   const extract = tar.extract();
   archive.on('error', (e) => extract.destroy(e));
   archive.pipe(extract);
@@ -59,6 +59,16 @@ export async function* layerFromEngine(engine: Engine, holder: string, want: Wan
     extract.destroy();
     archive.destroy();
   }
+}
+
+/**
+ * A save of `holder` asked for now and read later: the engine prepares it (a classic store writes
+ * the whole image out before its first byte) while other work goes on. `drop` ends one never read.
+ */
+export function prefetchSave(engine: Engine, holder: string): { archive: Promise<Readable>; drop(): void } {
+  const archive = engine.save([holder]);
+  archive.catch(() => undefined);
+  return { archive, drop: () => void archive.then((a) => a.destroy(), () => undefined) };
 }
 
 /**

@@ -12,7 +12,7 @@ import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
 import type { HostTarget } from '../adapters/host.js';
 import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
 import { loadArchive, type ArchiveLayer, type LoadDelta, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
-import { identifyLayer, layerFromEngine, ReferenceNotFound } from '../adapters/reference-layer.js';
+import { identifyLayer, layerFromEngine, prefetchSave, ReferenceNotFound } from '../adapters/reference-layer.js';
 import { DeltaError } from '../core/layer-delta.js';
 import { dockerArchiveImportId } from '../core/oci.js';
 import { chainIds, sha256Digest } from '../core/digest.js';
@@ -473,9 +473,13 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
   const written = new Map<string, ArchiveLayer>();
   if (toLoad.length > 0) {
     const loadImagesList: LoadImage[] = [];
+    // One per delta layer (a layer shared by images is written once): its reference's save is
+    // asked for early, and ended if the load never reads it.
+    const deltas = new Map<string, ReturnType<typeof loadDelta>>();
+    const deltaOf = (l: ManifestLayer, d: LayerDelta) => deltas.get(l.diffId) ?? deltas.set(l.diffId, loadDelta(l, d, plan, engine)).get(l.diffId)!;
     for (const im of toLoad) {
       const config = await readConfig(root, m, im.config.path);
-      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null, ...(l.delta ? { delta: loadDelta(l, l.delta, plan, engine) } : {}) })) });
+      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null, ...(l.delta ? { delta: deltaOf(l, l.delta) } : {}) })) });
     }
     const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
     const progress = reporter.progress();
@@ -487,6 +491,7 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
         bar.update((done += n));
         perImage.advance(diffId, n);
       };
+      for (const d of deltas.values()) d.prefetch();
       for (let attempt = 1; ; attempt++) {
         let failure: unknown;
         const archive = loadArchive(root, loadImagesList, onBytes, plan.splice, written, (e) => (failure ??= e));
@@ -521,6 +526,7 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
         cause: e,
       });
     } finally {
+      for (const d of deltas.values()) d.drop();
       perImage.done();
       bar.done(`${formatBytes(done)} loaded`);
       progress.stop();
@@ -680,12 +686,21 @@ async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseR
 }
 
 /** A delta layer as the load archive rebuilds it: the reference's bytes from a save of the host image holding it. */
-function loadDelta(l: ManifestLayer, delta: LayerDelta, plan: LoadPlan, engine: Engine): LoadDelta {
+function loadDelta(l: ManifestLayer, delta: LayerDelta, plan: LoadPlan, engine: Engine): LoadDelta & { prefetch(): void; drop(): void } {
   const ref = plan.references.get(delta.reference)!;
+  let early: ReturnType<typeof prefetchSave> | undefined;
   return {
     file: delta,
     expect: { reference: delta.reference, referenceSize: delta.referenceSize, target: l.diffId, targetSize: l.size },
-    reference: () => layerFromEngine(engine, ref.holder, { diffId: delta.reference, size: delta.referenceSize, ...(ref.path ? { path: ref.path } : {}) }),
+    // Asked for as the load starts, so that the engine prepares every reference's save at once
+    // (a classic store writes the image out before its first byte) rather than one after another.
+    prefetch: () => void (early ??= prefetchSave(engine, ref.holder)),
+    drop: () => early?.drop(),
+    reference: () => {
+      const archive = early?.archive;
+      early = undefined;
+      return layerFromEngine(engine, ref.holder, { diffId: delta.reference, size: delta.referenceSize, ...(ref.path ? { path: ref.path } : {}) }, archive);
+    },
   };
 }
 
