@@ -115,6 +115,48 @@ export async function identifyLayer(engine: Engine, holder: string, diffId: stri
   return found;
 }
 
+/**
+ * One save of all `holders`, every layer entry hashed (uncompressed) and indexed on the way: the
+ * archive path and tar index of each `wanted` diffID found, read as soon as all are found.
+ */
+export async function identifyLayers(engine: Engine, holders: string[], wanted: Set<string>): Promise<Map<string, TarIndex>> {
+  const found = new Map<string, TarIndex>();
+  const archive = await engine.save(holders);
+  const extract = tar.extract();
+  archive.on('error', (e) => extract.destroy(e));
+  archive.pipe(extract);
+  try {
+    for await (const entry of extract) {
+      const name = entry.header.name.replace(/^\.\//, '');
+      if (entry.header.type !== 'file' || !LAYER_NAME.test(name) || (entry.header.size ?? 0) < 1024) {
+        entry.resume();
+        continue;
+      }
+      const { stream } = await uncompressedLayer(Readable.from(entry));
+      const hash = createHash('sha256');
+      const indexer = new TarIndexer();
+      let indexable = true;
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        if (!indexable) continue;
+        try {
+          indexer.push(chunk);
+        } catch {
+          indexable = false;
+        }
+      }
+      const diffId = `sha256:${hash.digest('hex')}`;
+      if (!wanted.has(diffId) || found.has(diffId) || !indexable) continue;
+      found.set(diffId, indexer.finish());
+      if (found.size === wanted.size) break;
+    }
+  } finally {
+    extract.destroy();
+    archive.destroy();
+  }
+  return found;
+}
+
 /** The layer cache's zstd blob, decompressed, as a stream. */
 export async function blobBytes(src: Readable): Promise<Readable> {
   const decoder = await zstdDecompressor();

@@ -8,7 +8,7 @@ import type { BlobStoreWriter } from '../adapters/blob-store.js';
 import type { Engine } from '../adapters/engine.js';
 import type { LayerCache } from '../adapters/layer-cache.js';
 import { bundleBlobBytes } from '../adapters/load-archive.js';
-import { blobBytes, identifyLayer, layerFromEngine } from '../adapters/reference-layer.js';
+import { blobBytes, identifyLayer, identifyLayers, layerFromEngine } from '../adapters/reference-layer.js';
 import { referenceCandidates, type BaseImage } from '../core/bases.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { DELTA_MEDIA_TYPE, encodeDelta, planDelta, rebuildLayer, type DeltaPlan } from '../core/layer-delta.js';
@@ -75,6 +75,7 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
     if (!sources.has(diffId)) sources.set(diffId, findSource(ctx, diffId, bases).catch(() => null));
     return sources.get(diffId)!;
   };
+  await preferredFromEngine(ctx, targets, bases, held, sources);
   for (const t of targets) {
     if (t.size < MIN_LAYER_BYTES) continue;
     const candidates = referenceCandidates(t, baseImages, held);
@@ -135,6 +136,41 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
 }
 
 /**
+ * Each layer's preferred reference that only the engine has, read in ONE save of the images that
+ * hold them (a classic store writes every image it saves out before its first byte, so a save per
+ * reference would cost that many times).
+ */
+async function preferredFromEngine(ctx: DeltaContext, targets: DeltaTarget[], bases: DeltaBase[], held: Set<string>, sources: Map<string, Promise<ReferenceSource | null>>): Promise<void> {
+  const baseImages = bases.flatMap((b) => b.images);
+  const wanted = new Map<string, string>();
+  for (const t of targets) {
+    if (t.size < MIN_LAYER_BYTES) continue;
+    const first = referenceCandidates(t, baseImages, held)[0];
+    if (!first || wanted.has(first) || bases.some((b) => b.bundle?.blobs.has(first))) continue;
+    if (ctx.cache && (await ctx.cache.lookup(first).catch(() => null))) continue;
+    const holder = await holderOnEngine(ctx, first, baseImages);
+    if (holder) wanted.set(first, holder);
+  }
+  if (wanted.size < 2) return; // one reference: findSource reads it alone, at the same cost
+  const indexes = await identifyLayers(ctx.engine, [...new Set(wanted.values())], new Set(wanted.keys())).catch(() => new Map<string, TarIndex>());
+  for (const [diffId, index] of indexes) {
+    const holder = wanted.get(diffId)!;
+    const open = async () => layerFromEngine(ctx.engine, holder, { diffId, size: index.size, path: (await identifyLayer(ctx.engine, holder, diffId)).path }) as AsyncIterable<Buffer>;
+    sources.set(diffId, Promise.resolve({ diffId, from: 'an image on the engine', rereadable: false, open, index, size: index.size }));
+  }
+}
+
+/** An image on the engine that holds the layer, among the images the bases name. */
+async function holderOnEngine(ctx: DeltaContext, diffId: string, images: BaseImage[]): Promise<string | null> {
+  for (const im of images) {
+    if (!im.diffIds.includes(diffId)) continue;
+    const details = await ctx.engine.inspectImage(im.id).catch(() => null);
+    if (details?.diffIds.includes(diffId)) return details.id;
+  }
+  return null;
+}
+
+/**
  * The reference's bytes, from the cheapest place that has them: the layer cache (a zstd blob by
  * diffID), a previous bundle given as --base, or an image on this engine that holds the layer.
  * Each is indexed here once; `open` gives the bytes again for the rebuild check.
@@ -158,14 +194,10 @@ async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[])
     const source = await make(`the --base bundle ${root}`, open).catch(() => null);
     if (source) return source;
   }
-  for (const im of bases.flatMap((b) => b.images)) {
-    if (!im.diffIds.includes(diffId)) continue;
-    const details = await ctx.engine.inspectImage(im.id).catch(() => null);
-    if (!details?.diffIds.includes(diffId)) continue;
-    const { path, index } = await identifyLayer(ctx.engine, details.id, diffId, true);
-    if (!index) continue;
-    const open = async () => layerFromEngine(ctx.engine, details.id, { diffId, size: index.size, path }) as AsyncIterable<Buffer>;
-    return make(`image ${im.repos[0] ?? shortDigest(im.id)} on the engine`, open, index);
-  }
-  return null;
+  const holder = await holderOnEngine(ctx, diffId, bases.flatMap((b) => b.images));
+  if (!holder) return null;
+  const { path, index } = await identifyLayer(ctx.engine, holder, diffId, true);
+  if (!index) return null;
+  const open = async () => layerFromEngine(ctx.engine, holder, { diffId, size: index.size, path }) as AsyncIterable<Buffer>;
+  return make('an image on the engine', open, index);
 }

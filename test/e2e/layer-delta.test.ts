@@ -58,9 +58,19 @@ async function context(dir: string, release: 1 | 2): Promise<void> {
     await utimes(file, old, release === 2 && i === 7 ? new Date('2026-02-01T00:00:00Z') : old);
   }
   if (release === 2) await writeFile(join(dir, 'deps', 'zz_new.py'), 'print("new package")\n');
-  await writeFile(join(dir, 'app.sh'), `echo release ${release}\n`);
+  // The application layer: 60 modules, big enough to travel as a delta too; release 2 edits one.
+  await mkdir(join(dir, 'app'), { recursive: true });
+  for (let i = 0; i < 60; i++) {
+    const code = Array.from({ length: 24 }, (_, j) => `export const f${j} = () => '${createHash('sha256').update(`${stack}-code-${i}-${j}`).digest('hex')}';`).join('\n');
+    const file = join(dir, 'app', `m${i}.js`);
+    await writeFile(file, release === 2 && i === 30 ? `${code}\nexport const patched = true;\n` : `${code}\n`);
+    await utimes(file, old, release === 2 && i === 30 ? new Date('2026-02-01T00:00:00Z') : old);
+  }
+  await writeFile(join(dir, 'app', 'app.sh'), `echo release ${release}\n`);
+  await utimes(join(dir, 'app', 'app.sh'), old, old);
+  await utimes(join(dir, 'app'), old, old);
   await utimes(join(dir, 'deps'), old, old);
-  await writeFile(join(dir, 'Dockerfile'), 'FROM ferry-demo/base:1.0.0\nCOPY deps/ /opt/deps/\nCOPY app.sh /app/app.sh\nCMD ["sleep", "3600"]\n');
+  await writeFile(join(dir, 'Dockerfile'), 'FROM ferry-demo/base:1.0.0\nCOPY deps/ /opt/deps/\nCOPY app/ /app/\nCMD ["sleep", "3600"]\n');
 }
 
 async function definition(release: 1 | 2): Promise<string> {
@@ -124,7 +134,8 @@ describe('bundle create with --base: a changed layer travels as a delta', () => 
     const m2 = await manifestOf(bundles.r2!);
     const whole = await manifestOf(bundles['r2-whole']!);
     const deltas = m2.images[0]!.layers.filter((l) => l.delta);
-    expect(deltas).toHaveLength(1);
+    // The dependency layer and the application layer, each against its predecessor.
+    expect(deltas).toHaveLength(2);
     const d = deltas[0]!;
     // The same position of release 1's image: the layer release 2 rebuilt.
     const position = m2.images[0]!.layers.indexOf(d);
@@ -143,7 +154,7 @@ describe('bundle create with --base: a changed layer travels as a delta', () => 
 
     const verify = json(await ferry(['bundle', 'verify', bundles.r2!, '--trust', trust, '--json']));
     expect(verify.ok).toBe(true);
-    expect(verify.result.deltas).toBe(1);
+    expect(verify.result.deltas).toBe(2);
   });
 
   it('makes the same delta from the build engine alone (an inventory base, no layer cache)', async () => {
@@ -215,7 +226,7 @@ describe('bundle install rebuilds the layer byte for byte while it streams into 
       expect(r1.code, r1.stderr).toBe(0);
       const r2 = await install(bundles.r2!, d.host, state, [], false);
       expect(r2.code, r2.stderr).toBe(0);
-      expect(r2.stderr).toMatch(/1 layer rebuilt from deltas against 1 layer this engine holds/);
+      expect(r2.stderr).toMatch(/2 layers rebuilt from deltas against 2 layers this engine holds/);
       const m2 = await manifestOf(bundles.r2!);
       expect(await layersOn(d, m2.images[0]!.id)).toEqual(m2.images[0]!.layers.map((l) => l.diffId));
     });
