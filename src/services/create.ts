@@ -426,7 +426,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
         const repos = [...new Set([ref, ...d.repoTags].map(repositoryOf))];
         d.diffIds.forEach((diffId, position) => targets.get(diffId)?.uses.push({ repos, position, diffIds: d.diffIds }));
       }
-      const outcome = await makeDeltas({ engine, store, root: partial, cache, reporter, verbose: options.verbose ?? false }, [...targets.values()], deltaBases, heldDiffIdsByAll(deltaBases.map((b) => b.images)));
+      const outcome = await makeDeltas({ engine, store, root: partial, cache, reporter, verbose: options.verbose ?? false, sizeOf: (d) => sizes.get(d) }, [...targets.values()], deltaBases, heldDiffIdsByAll(deltaBases.map((b) => b.images)));
       for (const [diffId, delta] of outcome.deltas) deltas.set(diffId, delta);
       work.deltas = deltas.size;
       for (const w of outcome.whole) {

@@ -48,6 +48,8 @@ export interface DeltaContext {
   cache: LayerCache | null;
   reporter: Reporter;
   verbose: boolean;
+  /** A layer's tar size where known before reading it (the layer cache, a previous bundle). */
+  sizeOf: (diffId: string) => number | undefined;
 }
 
 export interface DeltaOutcome {
@@ -89,7 +91,11 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
     // Candidates one at a time, best first: each may cost a save of an image, and a good first
     // one (the same repository's layer at the same position, usually) ends the search.
     let best: { source: ReferenceSource; plan: DeltaPlan } | null = null;
-    for (const candidate of candidates) {
+    for (const [i, candidate] of candidates.entries()) {
+      // Past the first, a candidate far from the layer's size is not read: reading a big runtime
+      // layer to plan a small one costs more than the delta could save.
+      const size = ctx.sizeOf(candidate);
+      if (i > 0 && (size === undefined || size < t.size / 2 || size > t.size * 2)) continue;
       const source = await sourceOf(candidate);
       if (!source) continue;
       const plan = planDelta(source.index, await indexing);
