@@ -72,55 +72,21 @@ export function prefetchSave(engine: Engine, holder: string): { archive: Promise
 }
 
 /**
- * Reads a whole save of `holder`, hashing every layer entry (uncompressed), and gives the archive
- * path of the one that is `diffId` — with its tar index when asked, from the same read.
+ * The archive path of layer `diffId` in a save of `holder` (and its tar index when asked), found
+ * by hashing the save's layer entries: what a classic save's names do not tell.
  */
 export async function identifyLayer(engine: Engine, holder: string, diffId: string, withIndex = false): Promise<{ path: string; index: TarIndex | null }> {
-  const archive = await engine.save([holder]);
-  const extract = tar.extract();
-  archive.on('error', (e) => extract.destroy(e));
-  archive.pipe(extract);
-  let found: { path: string; index: TarIndex | null } | null = null;
-  try {
-    for await (const entry of extract) {
-      const name = entry.header.name.replace(/^\.\//, '');
-      if (entry.header.type !== 'file' || !LAYER_NAME.test(name) || (entry.header.size ?? 0) < 1024) {
-        entry.resume();
-        continue;
-      }
-      const { stream } = await uncompressedLayer(Readable.from(entry));
-      const hash = createHash('sha256');
-      const indexer = withIndex ? new TarIndexer() : null;
-      let indexable = true;
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        hash.update(chunk);
-        if (indexer && indexable) {
-          try {
-            indexer.push(chunk);
-          } catch {
-            // A JSON blob or a layer that is not a tar: not the one wanted, as its hash will say.
-            indexable = false;
-          }
-        }
-      }
-      if (`sha256:${hash.digest('hex')}` !== diffId) continue;
-      found = { path: name, index: indexer && indexable ? indexer.finish() : null };
-      break;
-    }
-  } finally {
-    extract.destroy();
-    archive.destroy();
-  }
+  const found = (await identifyLayers(engine, [holder], new Set([diffId]), withIndex)).get(diffId);
   if (!found) throw new ReferenceNotFound(`a save of image ${holder} does not contain layer ${diffId}`);
   return found;
 }
 
 /**
- * One save of all `holders`, every layer entry hashed (uncompressed) and indexed on the way: the
- * archive path and tar index of each `wanted` diffID found, read as soon as all are found.
+ * One save of all `holders`, every layer entry hashed (uncompressed), and indexed on the way when
+ * asked: where each `wanted` diffID is, read only until all are found.
  */
-export async function identifyLayers(engine: Engine, holders: string[], wanted: Set<string>): Promise<Map<string, TarIndex>> {
-  const found = new Map<string, TarIndex>();
+export async function identifyLayers(engine: Engine, holders: string[], wanted: Set<string>, withIndex = true): Promise<Map<string, { path: string; index: TarIndex | null }>> {
+  const found = new Map<string, { path: string; index: TarIndex | null }>();
   const archive = await engine.save(holders);
   const extract = tar.extract();
   archive.on('error', (e) => extract.destroy(e));
@@ -134,20 +100,19 @@ export async function identifyLayers(engine: Engine, holders: string[], wanted: 
       }
       const { stream } = await uncompressedLayer(Readable.from(entry));
       const hash = createHash('sha256');
-      const indexer = new TarIndexer();
-      let indexable = true;
+      let indexer = withIndex ? new TarIndexer() : null;
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         hash.update(chunk);
-        if (!indexable) continue;
         try {
-          indexer.push(chunk);
+          indexer?.push(chunk);
         } catch {
-          indexable = false;
+          // A JSON blob or a layer that is not a tar: not one wanted with an index.
+          indexer = null;
         }
       }
       const diffId = `sha256:${hash.digest('hex')}`;
-      if (!wanted.has(diffId) || found.has(diffId) || !indexable) continue;
-      found.set(diffId, indexer.finish());
+      if (!wanted.has(diffId) || found.has(diffId) || (withIndex && !indexer)) continue;
+      found.set(diffId, { path: name, index: indexer ? indexer.finish() : null });
       if (found.size === wanted.size) break;
     }
   } finally {

@@ -158,8 +158,9 @@ async function preferredFromEngine(ctx: DeltaContext, targets: DeltaTarget[], ba
     if (holder) wanted.set(first, holder);
   }
   if (wanted.size < 2) return; // one reference: findSource reads it alone, at the same cost
-  const indexes = await identifyLayers(ctx.engine, [...new Set(wanted.values())], new Set(wanted.keys())).catch(() => new Map<string, TarIndex>());
-  for (const [diffId, index] of indexes) {
+  const located = await identifyLayers(ctx.engine, [...new Set(wanted.values())], new Set(wanted.keys())).catch(() => new Map<string, { index: TarIndex | null }>());
+  for (const [diffId, { index }] of located) {
+    if (!index) continue;
     const holder = wanted.get(diffId)!;
     const open = async () => layerFromEngine(ctx.engine, holder, { diffId, size: index.size, path: (await identifyLayer(ctx.engine, holder, diffId)).path }) as AsyncIterable<Buffer>;
     sources.set(diffId, Promise.resolve({ diffId, from: 'an image on the engine', rereadable: false, open, index, size: index.size }));
