@@ -13,7 +13,6 @@ import { hexOf } from '../core/digest.js';
 import { TarIndexer, type TarIndex } from '../core/tar-index.js';
 import type { Engine } from './engine.js';
 import { uncompressedLayer } from './layer-stream.js';
-import { zstdDecompressor } from './zstd.js';
 
 export interface WantedLayer {
   diffId: string;
@@ -120,11 +119,4 @@ export async function identifyLayers(engine: Engine, holders: string[], wanted: 
     archive.destroy();
   }
   return found;
-}
-
-/** The layer cache's zstd blob, decompressed, as a stream. */
-export async function blobBytes(src: Readable): Promise<Readable> {
-  const decoder = await zstdDecompressor();
-  src.on('error', (e) => decoder.destroy(e));
-  return src.pipe(decoder);
 }

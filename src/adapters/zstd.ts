@@ -9,7 +9,7 @@
  * zstd-napi is only ever reached through `import()` of a static path, which stays lazy both in
  * Node's ESM loader and in the bundled executable, so merely starting ferry never maps the addon.
  */
-import type { Transform } from 'node:stream';
+import type { Readable, Transform } from 'node:stream';
 import * as zlib from 'node:zlib';
 import type { CompressorSettings } from '../core/layer-cache.js';
 
@@ -38,6 +38,13 @@ export async function zstdDecompressor(): Promise<Transform> {
   if (zlibZstd) return zlibZstd.call(zlib);
   const { DecompressStream } = await loadNapi();
   return boundedDecompressStream(DecompressStream);
+}
+
+/** A zstd stream's content, as a stream (a bundle's blob, a layer cache entry). */
+export async function zstdContent(src: Readable): Promise<Readable> {
+  const decoder = await zstdDecompressor();
+  src.on('error', (e) => decoder.destroy(e));
+  return src.pipe(decoder);
 }
 
 /** ZSTD_DStreamOutSize(): one block, what zstd-napi's own stream uses per call. */

@@ -8,7 +8,8 @@ import type { BlobStoreWriter } from '../adapters/blob-store.js';
 import type { Engine } from '../adapters/engine.js';
 import type { LayerCache } from '../adapters/layer-cache.js';
 import { bundleBlobBytes } from '../adapters/load-archive.js';
-import { blobBytes, identifyLayer, identifyLayers, layerFromEngine } from '../adapters/reference-layer.js';
+import { identifyLayer, identifyLayers, layerFromEngine } from '../adapters/reference-layer.js';
+import { zstdContent } from '../adapters/zstd.js';
 import { referenceCandidates, type BaseImage } from '../core/bases.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { DELTA_MEDIA_TYPE, encodeDelta, planDelta, rebuildLayer, type DeltaPlan } from '../core/layer-delta.js';
@@ -189,7 +190,7 @@ async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[])
   };
   const cache = ctx.cache;
   if (cache && (await cache.lookup(diffId).catch(() => null))) {
-    const open = async () => (await blobBytes(await cache.read(diffId))) as AsyncIterable<Buffer>;
+    const open = async () => (await zstdContent(await cache.read(diffId))) as AsyncIterable<Buffer>;
     const source = await make('the layer cache', open).catch(() => null);
     if (source) return source;
   }
