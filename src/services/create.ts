@@ -44,6 +44,7 @@ import { formatSha256Sums, SUMS_FILE, SUMS_SIGNATURE_FILE } from '../core/sha256
 import { BuildInputError, IntegrityError, UsageError } from '../errors.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { loadDefinition, SHIPPED_COMPOSE } from './project.js';
+import { ferryTag } from '../core/state.js';
 import type { Reporter, Warning } from './reporter.js';
 import { isSetuidFile, type TarEntry } from '../core/tar-scan.js';
 import { executableVersion, TOOL_VERSION } from '../adapters/tool-version.js';
@@ -423,7 +424,9 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
       const targets = new Map<string, DeltaTarget>();
       for (const l of layers.values()) if (l.blob && !l.pending && !targets.has(l.diffId)) targets.set(l.diffId, { diffId: l.diffId, size: l.size, blob: l.blob, uses: [] });
       for (const [ref, d] of details) {
-        const repos = [...new Set([ref, ...d.repoTags].map(repositoryOf))];
+        // A host names the images ferry installed for this stack by ferry's tag: an inventory's
+        // previous release of the stack is found by it, ahead of other images on the same base.
+        const repos = [...new Set([ref, ...d.repoTags, ferryTag(def.name, d.id)].map(repositoryOf))];
         d.diffIds.forEach((diffId, position) => targets.get(diffId)?.uses.push({ repos, position, diffIds: d.diffIds }));
       }
       const outcome = await makeDeltas({ engine, store, root: partial, cache, reporter, verbose: options.verbose ?? false, sizeOf: (d) => sizes.get(d) }, [...targets.values()], deltaBases, heldDiffIdsByAll(deltaBases.map((b) => b.images)));
@@ -434,7 +437,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
         if (options.verbose || w.noBytes) progress.note(`layer ${shortDigest(w.diffId)} of ${imagesOf(w.diffId)}: shipped whole, ${w.reason}`);
       }
       if (deltas.size > 0) {
-        const saved = [...deltas].reduce((n, [diffId, d]) => n + ([...targets.values()].find((t) => t.diffId === diffId)!.blob.size - d.size), 0);
+        const saved = [...deltas].reduce((n, [diffId, d]) => n + (targets.get(diffId)!.blob.size - d.size), 0);
         reporter.log(`${deltas.size} changed layer${deltas.size === 1 ? '' : 's'} travel${deltas.size === 1 ? 's' : ''} as ${deltas.size === 1 ? 'a delta' : 'deltas'} against layers the targets hold, ${formatBytes(saved)} less than whole`);
         for (const l of layers.values()) if (l.blob && deltas.has(l.diffId)) l.blob = null;
       }
