@@ -6,6 +6,7 @@
  */
 import { dirname } from 'node:path';
 import { Config, Plugin, execute, handle } from '@oclif/core';
+import { exitWhenFlushed } from '../ui/exit.js';
 import { COMMANDS } from './commands.js';
 
 declare const FERRY_PJSON: Record<string, unknown>;
@@ -29,7 +30,7 @@ async function main(): Promise<void> {
     await handle(error as Error);
   });
   // As bin/ferry: a finished command exits even if a socket or worker lingers.
-  process.exit(process.exitCode ?? 0);
+  await exitWhenFlushed(Number(process.exitCode ?? 0));
 }
 
 void main();
