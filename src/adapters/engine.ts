@@ -57,6 +57,11 @@ export class Engine {
     this.socketPath = !options && host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
   }
 
+  /** Whether the engine runs on this machine (its unix socket is here), so its store may be too. */
+  get local(): boolean {
+    return this.socketPath !== undefined;
+  }
+
   /**
    * The hot path — gigabytes of `docker save` — is read with node:http straight off the unix
    * socket: measured on the bench, docker-modem's stream handling cost 0.5–1 CPU-s and ~18 MB more

@@ -12,6 +12,7 @@ import * as tar from 'tar-stream';
 import { hexOf } from '../core/digest.js';
 import { TarIndexer, type TarIndex } from '../core/tar-index.js';
 import type { Engine } from './engine.js';
+import { readStoredLayer, storedLayerPaths, type StoredLayerPaths } from './layer-store.js';
 import { uncompressedLayer } from './layer-stream.js';
 
 export interface WantedLayer {
@@ -58,6 +59,50 @@ export async function* layerFromEngine(engine: Engine, holder: string, want: Wan
     extract.destroy();
     archive.destroy();
   }
+}
+
+/**
+ * Where a local classic engine keeps layer `diffId` of `holder` as files, or null (a remote or
+ * containerd-store engine, another driver, a store this user cannot read): then a save is the way.
+ */
+export async function storedReference(engine: Engine, holder: string, diffId: string): Promise<StoredLayerPaths | null> {
+  if (!engine.local) return null;
+  try {
+    const [info, image] = await Promise.all([engine.info(), engine.inspectImage(holder)]);
+    if (info.containerdStore || !image) return null;
+    return await storedLayerPaths(info.dataRoot, info.storageDriver, image.diffIds, diffId);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * A reference layer's bytes, from the engine's store when it is on this machine (no save at all),
+ * else from a save of `holder` asked for at `prefetch` so that the engine prepares it while other
+ * work goes on. `fromSave` skips the store: for a second attempt after the store's bytes did not
+ * hash to the layer.
+ */
+export function referenceSource(engine: Engine, holder: string, want: WantedLayer, fromSave = false): { prefetch(): void; drop(): void; open(): AsyncGenerator<Buffer> } {
+  const stored = fromSave ? Promise.resolve(null) : storedReference(engine, holder, want.diffId);
+  let early: ReturnType<typeof prefetchSave> | undefined;
+  let dropped = false;
+  return {
+    prefetch: () =>
+      void stored.then((paths) => {
+        if (!paths && !dropped) early ??= prefetchSave(engine, holder);
+      }),
+    drop: () => {
+      dropped = true;
+      early?.drop();
+    },
+    open: async function* () {
+      const paths = await stored;
+      if (paths) return yield* readStoredLayer(paths);
+      const archive = early?.archive;
+      early = undefined;
+      yield* layerFromEngine(engine, holder, want, archive);
+    },
+  };
 }
 
 /**

@@ -8,7 +8,8 @@ import type { BlobStoreWriter } from '../adapters/blob-store.js';
 import type { Engine } from '../adapters/engine.js';
 import type { LayerCache } from '../adapters/layer-cache.js';
 import { bundleBlobBytes } from '../adapters/load-archive.js';
-import { identifyLayer, identifyLayers, layerFromEngine } from '../adapters/reference-layer.js';
+import { identifyLayer, identifyLayers, layerFromEngine, storedReference } from '../adapters/reference-layer.js';
+import { readStoredLayer } from '../adapters/layer-store.js';
 import { zstdContent } from '../adapters/zstd.js';
 import { referenceCandidates, type BaseImage } from '../core/bases.js';
 import { formatBytes, shortDigest } from '../core/format.js';
@@ -156,7 +157,8 @@ async function preferredFromEngine(ctx: DeltaContext, targets: DeltaTarget[], ba
     if (!first || wanted.has(first) || bases.some((b) => b.bundle?.blobs.has(first))) continue;
     if (ctx.cache && (await ctx.cache.lookup(first).catch(() => null))) continue;
     const holder = await holderOnEngine(ctx, first, baseImages);
-    if (holder) wanted.set(first, holder);
+    // A layer in this machine's store is read from there by findSource: no save needed for it.
+    if (holder && !(await storedReference(ctx.engine, holder, first))) wanted.set(first, holder);
   }
   if (wanted.size < 2) return; // one reference: findSource reads it alone, at the same cost
   const located = await identifyLayers(ctx.engine, [...new Set(wanted.values())], new Set(wanted.keys())).catch(() => new Map<string, { index: TarIndex | null }>());
@@ -180,7 +182,8 @@ async function holderOnEngine(ctx: DeltaContext, diffId: string, images: BaseIma
 
 /**
  * The reference's bytes, from the cheapest place that has them: the layer cache (a zstd blob by
- * diffID), a previous bundle given as --base, or an image on this engine that holds the layer.
+ * diffID), a previous bundle given as --base, the engine's own store when it is on this machine,
+ * or a save of an image on this engine that holds the layer.
  * Each is indexed here once; `open` gives the bytes again for the rebuild check.
  */
 async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[]): Promise<ReferenceSource | null> {
@@ -204,6 +207,11 @@ async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[])
   }
   const holder = await holderOnEngine(ctx, diffId, bases.flatMap((b) => b.images));
   if (!holder) return null;
+  const stored = await storedReference(ctx.engine, holder, diffId);
+  if (stored) {
+    const source = await make("the engine's layer store", async () => readStoredLayer(stored)).catch(() => null);
+    if (source) return source;
+  }
   const { path, index } = await identifyLayer(ctx.engine, holder, diffId, true);
   if (!index) return null;
   const open = async () => layerFromEngine(ctx.engine, holder, { diffId, size: index.size, path }) as AsyncIterable<Buffer>;

@@ -81,11 +81,15 @@ async function definition(release: 1 | 2): Promise<string> {
   return dir;
 }
 
+/** What each create printed on stderr, by bundle name. */
+const createLogs: Record<string, string> = {};
+
 async function create(name: string, release: 1 | 2, args: string[] = []): Promise<string> {
   const out = join(work, `${name}.ferry`);
   const r = await ferry(['bundle', 'create', await definition(release), '--out', out, '--sign-key', key.path, '--sequence', String(release), ...args], { timeoutMs: 300_000 });
   expect(r.code, r.stderr).toBe(0);
   bundles[name] = out;
+  createLogs[name] = r.stderr;
   return out;
 }
 
@@ -165,6 +169,8 @@ describe('bundle create with --base: a changed layer travels as a delta', () => 
     const r = await ferry(['host', 'inventory', '--out', inv], { env: { DOCKER_HOST: d.host } });
     expect(r.code, r.stderr).toBe(0);
     const out = await create('r2-inv', 2, ['--base', inv, '--no-cache', '-v']);
+    // The build engine is a local classic store: the references are read from its files, no save.
+    expect(createLogs['r2-inv']).toMatch(/as a delta against \S+ \(the engine's layer store;/);
     expect((await manifestOf(out)).images[0]!.layers.filter((l) => l.delta).map((l) => l.diffId)).toEqual(
       (await manifestOf(bundles.r2!)).images[0]!.layers.filter((l) => l.delta).map((l) => l.diffId),
     );

@@ -1,0 +1,89 @@
+/**
+ * Layers read from a classic store's own files (src/adapters/layer-store.ts) against the engines
+ * that keep them: every layer of the demo images on Docker 20.10 and on Docker 26's classic store
+ * must hash to its diffID (the engine's own witness); the containerd image store and a foreign
+ * driver are not read that way; a tar-split that names a file outside its layer is refused.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, inject, it } from 'vitest';
+import { Engine } from '../../src/adapters/engine.js';
+import { readStoredLayer, storedLayerPaths } from '../../src/adapters/layer-store.js';
+import { tmpDir } from '../support/engines.js';
+
+async function digestOf(chunks: AsyncIterable<Buffer>): Promise<{ digest: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const c of chunks) {
+    hash.update(c);
+    bytes += c.length;
+  }
+  return { digest: `sha256:${hash.digest('hex')}`, bytes };
+}
+
+/** Every layer of every image the engine holds of `repos`: read from the store, hashed. */
+async function checkEngine(host: string, refs: string[]): Promise<number> {
+  const engine = new Engine(host);
+  const info = await engine.info();
+  let checked = 0;
+  for (const ref of refs) {
+    const image = await engine.inspectImage(ref);
+    expect(image, ref).not.toBeNull();
+    for (const diffId of image!.diffIds) {
+      const paths = await storedLayerPaths(info.dataRoot, info.storageDriver, image!.diffIds, diffId);
+      expect(paths, `${ref} ${diffId} on ${host}`).not.toBeNull();
+      expect((await digestOf(readStoredLayer(paths!))).digest, `${ref} ${diffId} on ${host}`).toBe(diffId);
+      checked++;
+    }
+  }
+  return checked;
+}
+
+describe('layers read from a classic store', () => {
+  const demo = Object.keys(inject('demoImages'));
+
+  it('Docker 20.10: every layer of the demo images hashes to its diffID', async () => {
+    expect(demo.length).toBeGreaterThan(1);
+    expect(await checkEngine(inject('ferryEngines').build, demo)).toBeGreaterThan(demo.length);
+  });
+
+  it('Docker 26, classic store: the same, on an image loaded there', async () => {
+    const host = process.env.FERRY_D26_DOCKER_HOST!;
+    const engine = new Engine(host);
+    const ref = demo[0]!;
+    await engine.load(await new Engine(inject('ferryEngines').build).save([ref]));
+    expect(await checkEngine(host, [ref])).toBeGreaterThan(0);
+  });
+
+  it('the containerd image store and other drivers are not read as files', async () => {
+    const engine = new Engine(process.env.FERRY_D26C_DOCKER_HOST!);
+    const info = await engine.info();
+    expect(info.containerdStore).toBe(true);
+    const image = await new Engine(inject('ferryEngines').build).inspectImage(demo[0]!);
+    expect(await storedLayerPaths(info.dataRoot, info.storageDriver, image!.diffIds, image!.diffIds[0]!)).toBeNull();
+    expect(await storedLayerPaths('/var/lib/docker', 'vfs', image!.diffIds, image!.diffIds[0]!)).toBeNull();
+    // A diffID the image does not have, and a chain the store does not hold.
+    expect(await storedLayerPaths('/var/lib/docker', 'overlay2', image!.diffIds, `sha256:${'0'.repeat(64)}`)).toBeNull();
+    expect(await storedLayerPaths('/var/lib/docker', 'overlay2', [`sha256:${'1'.repeat(64)}`], `sha256:${'1'.repeat(64)}`)).toBeNull();
+  });
+
+  it('refuses a tar-split naming a file outside its layer, and a file shorter than recorded', async () => {
+    const dir = await tmpDir();
+    await mkdir(join(dir, 'diff'));
+    await writeFile(join(dir, 'secret'), 'outside');
+    await writeFile(join(dir, 'diff', 'short'), 'abc');
+    const split = (entries: object[]) => gzipSync(entries.map((e) => JSON.stringify(e)).join('\n'));
+    await writeFile(join(dir, 'escape.json.gz'), split([{ type: 1, name: '../secret', size: 7, position: 0 }]));
+    await writeFile(join(dir, 'short.json.gz'), split([{ type: 2, payload: Buffer.from('hdr').toString('base64'), position: 0 }, { type: 1, name: 'short', size: 10, position: 1 }]));
+    await writeFile(join(dir, 'ok.json.gz'), split([{ type: 2, payload: Buffer.from('hdr').toString('base64'), position: 0 }, { type: 1, name: './short', size: 3, position: 1 }]));
+    const diffDir = join(dir, 'diff');
+    await expect(digestOf(readStoredLayer({ tarSplit: join(dir, 'escape.json.gz'), diffDir }))).rejects.toThrow(/outside the layer/);
+    await expect(digestOf(readStoredLayer({ tarSplit: join(dir, 'short.json.gz'), diffDir }))).rejects.toThrow(/shorter than the 10 bytes/);
+    expect(await digestOf(readStoredLayer({ tarSplit: join(dir, 'ok.json.gz'), diffDir }))).toEqual({
+      digest: `sha256:${createHash('sha256').update('hdrabc').digest('hex')}`,
+      bytes: 6,
+    });
+  });
+});
