@@ -1,41 +1,43 @@
 /** Runs the compose tool as a child process: the only place ferry shells out for compose. */
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { composeArgs, parseComposeFeatures, type ComposeAction, type ComposeCommand, type ComposeFeatures } from '../core/compose-cli.js';
+import { composeArgs, NO_COMPOSE_FEATURES, parseComposeFeatures, type ComposeAction, type ComposeCommand, type ComposeFeatures } from '../core/compose-cli.js';
 import { parseYaml } from '../core/yaml.js';
 import { BuildInputError, HostPreconditionError } from '../errors.js';
 
 const run = promisify(execFile);
 
-async function works(argv: string[]): Promise<boolean> {
-  try {
-    await run(argv[0]!, [...argv.slice(1), 'version'], { timeout: 20_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** `docker compose` (v2) when present, else `docker-compose` (v1); `override` ("docker-compose", "docker compose") wins. */
-export async function detectCompose(override?: string): Promise<ComposeCommand> {
+/**
+ * `docker compose` (v2) when present, else `docker-compose` (v1); `override` ("docker-compose",
+ * "docker compose") wins. Each probe of v1 starts a Python interpreter (~0.7 s here), so the
+ * probes run at once, and `features: false` (bundle create, which only runs `config`) skips the
+ * `--help` probes of `up` and `run`: read as "no optional flags", which is always safe.
+ */
+export async function detectCompose(override?: string, needs: { features?: boolean } = {}): Promise<ComposeCommand> {
   const candidates: string[][] = override ? [override.split(/\s+/).filter(Boolean)] : [['docker', 'compose'], ['docker-compose']];
   for (const argv of candidates) {
-    if (await works(argv)) {
-      const [version, features] = await Promise.all([argv.length > 1 && argv[1] === 'compose' ? (2 as const) : majorVersion(argv), detectFeatures(argv)]);
-      return { argv, version, features };
-    }
+    const [version, features] = await Promise.all([versionOf(argv), needs.features === false ? NO_COMPOSE_FEATURES : detectFeatures(argv)]);
+    if (version !== null) return { argv, version, features: { ...features } };
   }
   throw new HostPreconditionError('NO_COMPOSE', override ? `the compose command "${override}" does not work here` : 'neither `docker compose` (v2) nor `docker-compose` (v1) works on this host', {
     hint: 'Install Docker Compose, or name the command with --compose-cmd.',
   });
 }
 
-async function majorVersion(argv: string[]): Promise<1 | 2> {
+/** The major version of the compose at `argv`, or null when it does not run. */
+async function versionOf(argv: string[]): Promise<1 | 2 | null> {
+  const plugin = argv.length > 1 && argv[1] === 'compose';
   try {
     const { stdout } = await run(argv[0]!, [...argv.slice(1), 'version', '--short'], { timeout: 20_000 });
-    return stdout.trim().replace(/^v/, '').startsWith('1.') ? 1 : 2;
+    return plugin ? 2 : stdout.trim().replace(/^v/, '').startsWith('1.') ? 1 : 2;
   } catch {
-    return 1;
+    // A compose too old for --short still counts when plain `version` works: read as v1.
+    try {
+      await run(argv[0]!, [...argv.slice(1), 'version'], { timeout: 20_000 });
+      return plugin ? 2 : 1;
+    } catch {
+      return null;
+    }
   }
 }
 
