@@ -8,6 +8,7 @@
  * other reference; a store that does not give it back exactly is not used again (the caller falls
  * back to a save).
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { isAbsolute, join, normalize, sep } from 'node:path';
@@ -78,6 +79,17 @@ export async function* readStoredLayer(paths: StoredLayerPaths): AsyncGenerator<
       throw new Error(`tar-split ${paths.tarSplit}: unknown entry type ${e.type}`);
     }
   }
+}
+
+/** readStoredLayer, hashed on the way: fails at the end unless the bytes were layer `diffId`. */
+export async function* readStoredLayerChecked(paths: StoredLayerPaths, diffId: string): AsyncGenerator<Buffer> {
+  const hash = createHash('sha256');
+  for await (const chunk of readStoredLayer(paths)) {
+    hash.update(chunk);
+    yield chunk;
+  }
+  const got = `sha256:${hash.digest('hex')}`;
+  if (got !== diffId) throw new Error(`the layer store's files give ${got}, not layer ${diffId}`);
 }
 
 async function* fileContent(diffDir: string, e: TarSplitEntry, size: number): AsyncGenerator<Buffer> {

@@ -9,7 +9,7 @@ import type { Engine } from '../adapters/engine.js';
 import type { LayerCache } from '../adapters/layer-cache.js';
 import { bundleBlobBytes } from '../adapters/load-archive.js';
 import { identifyLayer, identifyLayers, layerFromEngine, storedReference } from '../adapters/reference-layer.js';
-import { readStoredLayer } from '../adapters/layer-store.js';
+import { readStoredLayer, readStoredLayerChecked } from '../adapters/layer-store.js';
 import { zstdContent } from '../adapters/zstd.js';
 import { referenceCandidates, type BaseImage } from '../core/bases.js';
 import { formatBytes, shortDigest } from '../core/format.js';
@@ -207,11 +207,11 @@ async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[])
   }
   const holder = await holderOnEngine(ctx, diffId, bases.flatMap((b) => b.images));
   if (!holder) return null;
+  // As a save's, the store's bytes are hashed whole while they are indexed; reading them twice
+  // more for the rebuild check would double a big layer's cost.
   const stored = await storedReference(ctx.engine, holder, diffId);
-  if (stored) {
-    const source = await make("the engine's layer store", async () => readStoredLayer(stored)).catch(() => null);
-    if (source) return source;
-  }
+  const storedIndex = stored ? await indexTar(readStoredLayerChecked(stored, diffId)).catch(() => null) : null;
+  if (stored && storedIndex) return make("the engine's layer store", async () => readStoredLayer(stored), storedIndex);
   const { path, index } = await identifyLayer(ctx.engine, holder, diffId, true);
   if (!index) return null;
   const open = async () => layerFromEngine(ctx.engine, holder, { diffId, size: index.size, path }) as AsyncIterable<Buffer>;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, inject, it } from 'vitest';
 import { Engine } from '../../src/adapters/engine.js';
-import { readStoredLayer, storedLayerPaths } from '../../src/adapters/layer-store.js';
+import { readStoredLayer, readStoredLayerChecked, storedLayerPaths } from '../../src/adapters/layer-store.js';
 import { tmpDir } from '../support/engines.js';
 
 async function digestOf(chunks: AsyncIterable<Buffer>): Promise<{ digest: string; bytes: number }> {
@@ -69,7 +69,7 @@ describe('layers read from a classic store', () => {
     expect(await storedLayerPaths('/var/lib/docker', 'overlay2', [`sha256:${'1'.repeat(64)}`], `sha256:${'1'.repeat(64)}`)).toBeNull();
   });
 
-  it('refuses a tar-split naming a file outside its layer, and a file shorter than recorded', async () => {
+  it('refuses a tar-split naming a file outside its layer, a file shorter than recorded, and bytes that are not the layer asked for', async () => {
     const dir = await tmpDir();
     await mkdir(join(dir, 'diff'));
     await writeFile(join(dir, 'secret'), 'outside');
@@ -85,5 +85,8 @@ describe('layers read from a classic store', () => {
       digest: `sha256:${createHash('sha256').update('hdrabc').digest('hex')}`,
       bytes: 6,
     });
+    const ok = { tarSplit: join(dir, 'ok.json.gz'), diffDir };
+    expect((await digestOf(readStoredLayerChecked(ok, `sha256:${createHash('sha256').update('hdrabc').digest('hex')}`))).bytes).toBe(6);
+    await expect(digestOf(readStoredLayerChecked(ok, `sha256:${'0'.repeat(64)}`))).rejects.toThrow(/not layer sha256:0{64}/);
   });
 });
