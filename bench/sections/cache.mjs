@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { MB, SectionError, dirBytes, ferry, fixed, imageIds, keyValues, requireTools, runToDevNull, saveBytes, saveThrough, signingKey, sync } from './common.mjs';
+import { FERRY, MB, SectionError, dirBytes, ferry, fixed, imageIds, keyValues, requireTools, run, runToDevNull, saveBytes, saveThrough, signingKey, sync } from './common.mjs';
 
 const VOLATILE = new Set(['ferry.json', 'ferry.json.sig', 'SHA256SUMS', 'SHA256SUMS.sig']);
 
@@ -73,14 +73,23 @@ export async function benchCache(ctx) {
   const ref = await create(facts.def_r2, 'r2-ref.ferry', 2, ['--no-cache']);
   rows.push({ what: 'ferry create r2, no cache (reference)', wall: ref.ms / 1000, cpu: ref.cpuS, sizeMB: ref.bytes / MB, rssMB: ref.rssMB, x: ref.ms / save2.ms, vs: 'save', work: describe(ref.result) });
 
+  // What no create can go below on this machine: the CLI's start-up, then Compose's own `config`
+  // of the project (the image list comes from it), then the engine's save — each waits for the
+  // one before. docker-compose v1 is a Python program: its start-up alone is most of its config.
+  step('floor: ferry start-up, compose config of r2');
+  const startup = await run(process.execPath, [FERRY, '--version']);
+  const config = await composeConfig(facts.def_r2);
+  const floorMs = startup.ms + config.ms + save2.ms;
+  rows.push({ what: `floor: start-up + ${config.tool} config + save r2`, wall: floorMs / 1000, x: floorMs / save2.ms, vs: 'save' });
+
   const a = contents(warm.out);
   const b = contents(ref.out);
   const differing = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => a[k] !== b[k]);
   const limit = 200;
   const targets = [
     { name: 'cold ≤ 1.1× save|zstd', pass: cold.ms / zst1.ms <= 1.1, detail: `${(cold.ms / zst1.ms).toFixed(2)}×` },
-    { name: 'warm ≤ 1.15× save', pass: warm.ms / save2.ms <= 1.15, detail: `${(warm.ms / save2.ms).toFixed(2)}×` },
-    { name: '--base ≤ 1.15× save', pass: base.ms / save2.ms <= 1.15, detail: `${(base.ms / save2.ms).toFixed(2)}×` },
+    { name: 'warm ≤ 1.15× save', pass: warm.ms / save2.ms <= 1.15, detail: `${(warm.ms / save2.ms).toFixed(2)}×, floor ${(floorMs / save2.ms).toFixed(2)}×` },
+    { name: '--base ≤ 1.15× save', pass: base.ms / save2.ms <= 1.15, detail: `${(base.ms / save2.ms).toFixed(2)}×, floor ${(floorMs / save2.ms).toFixed(2)}×` },
     { name: `RSS ≤ ${limit} MB`, pass: [cold, warm, base].every((r) => r.rssMB <= limit), detail: [cold, warm, base].map((r) => r.rssMB.toFixed(0)).join(' / ') },
     { name: 'warm bundle = no-cache bundle', pass: differing.length === 0, detail: differing.length ? `differ: ${differing.slice(0, 3).join(', ')}` : `${Object.keys(a).length} files compared` },
   ];
@@ -101,9 +110,18 @@ export async function benchCache(ctx) {
     notes: [
       'layers: c compressed, h only hashed (held or from the cache), u skipped unread, held! held but compressed before the hash told',
       'cold is against the zstd pipeline of release 1; warm and --base against the plain save of release 2',
+      `floor: ferry --version ${(startup.ms / 1000).toFixed(2)} s + ${config.tool} config ${(config.ms / 1000).toFixed(2)} s + docker save ${(save2.ms / 1000).toFixed(2)} s, one after another in any create`,
     ],
-    results: { archive1, archive2, cold: strip(cold), warm: strip(warm), base: strip(base), ref: strip(ref), zst1: { ms: zst1.ms, bytes: zst1.bytes }, save2: { ms: save2.ms, cpuS: save2.cpuS }, differing },
+    results: { floor: { startupMs: startup.ms, configMs: config.ms, composeTool: config.tool, ms: floorMs }, archive1, archive2, cold: strip(cold), warm: strip(warm), base: strip(base), ref: strip(ref), zst1: { ms: zst1.ms, bytes: zst1.bytes }, save2: { ms: save2.ms, cpuS: save2.cpuS }, differing },
   };
+}
+
+/** One `config` of the definition's compose project by the Compose ferry would pick (v2 first), timed. */
+async function composeConfig(def) {
+  const v2 = await run('docker', ['compose', 'version']).then(() => true, () => false);
+  const [cmd, pre, tool] = v2 ? ['docker', ['compose'], 'docker compose'] : ['docker-compose', [], 'docker-compose'];
+  const r = await run(cmd, [...pre, '--project-directory', def, '--file', join(def, 'compose.yaml'), 'config'], { cwd: def });
+  return { ms: r.ms, tool };
 }
 
 function describe(result) {
