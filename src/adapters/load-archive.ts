@@ -7,10 +7,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as zlib from 'node:zlib';
 import { join } from 'node:path';
-import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { PassThrough, Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { zstdContent, zstdDecompressor } from './zstd.js';
+import { DiffIdCheck, type LayerFanout } from './layer-fanout.js';
 import { hexOf } from '../core/digest.js';
 import { rebuildLayer, type DeltaExpectation } from '../core/layer-delta.js';
 import type { LayerBlob } from '../core/manifest.js';
@@ -46,33 +47,6 @@ export function openBlob(root: string, blob: LayerBlob): Readable {
   );
 }
 
-class DiffIdCheck extends Transform {
-  private readonly hash = createHash('sha256');
-  private bytes = 0;
-
-  constructor(
-    private readonly diffId: string,
-    private readonly size: number,
-    private readonly onBytes?: (n: number, diffId: string) => void,
-  ) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    this.onBytes?.(chunk.length, this.diffId);
-    if (this.bytes > this.size) return cb(new Error(`layer ${this.diffId} is longer than the ${this.size} bytes the manifest says`));
-    cb(null, chunk);
-  }
-
-  override _flush(cb: TransformCallback): void {
-    const got = `sha256:${this.hash.digest('hex')}`;
-    if (got !== this.diffId || this.bytes !== this.size) return cb(new Error(`layer ${this.diffId} decompressed to ${got} (${this.bytes} bytes): refusing to load it`));
-    cb();
-  }
-}
-
 /**
  * Layers the bundle leaves out, supplied from the host's own engine: `save()` exports an image
  * that holds them; its layers are copied into the load stream as they arrive and identified by
@@ -104,12 +78,23 @@ export function loadArchive(
   written: Map<string, ArchiveLayer> = new Map(),
   /** Told the first error that ends the archive (the engine only sees it cut short). */
   onFailure?: (e: unknown) => void,
+  /** Loads running at once (a swarm's nodes) that read each layer of the bundle once between them. */
+  shared?: { fanout: LayerFanout; load: string },
 ): Readable {
   const pack = tar.pack();
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   const fill = async () => {
+    // Declared first, so that no layer waits for this load while it splices.
+    const fromBundle = shared ? bundleLayersInOrder(images, shared.fanout.rank) : [];
+    shared?.fanout.declare(shared.load, fromBundle.map((l) => l.diffId));
     const spliced = new Map<string, { path: string } & ArchiveLayer>();
     for (const [i, source] of splice.entries()) await spliceLayers(pack, await source.save(), `splice-${i}`, source.wanted, spliced);
+    // Shared layers first, in the one order every load takes them (an archive's entries may come
+    // in any order before its manifest.json).
+    for (const l of fromBundle) {
+      written.set(l.diffId, { digest: l.diffId, size: l.size, gzip: false });
+      await entry(pack, `${hexOf(l.diffId)}/layer.tar`, [shared!.fanout.layer(shared!.load, l, (n) => onBytes?.(n, l.diffId))], l.size);
+    }
     const manifest: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
     for (const im of images) {
       const configName = `${hexOf(im.id)}.json`;
@@ -146,16 +131,25 @@ export function loadArchive(
     await entry(pack, 'manifest.json', [Readable.from([m])], m.length);
     pack.finalize();
   };
-  fill().catch((e) => {
-    onFailure?.(e);
-    pack.destroy(e);
-    out.destroy(e);
-  });
+  fill()
+    .catch((e) => {
+      onFailure?.(e);
+      pack.destroy(e);
+      out.destroy(e);
+    })
+    .finally(() => shared?.fanout.leave(shared.load));
   // Without this, an error inside the archive (a bad layer, a pulled stick) would crash the process
   // instead of failing the load.
   pack.on('error', (e) => out.destroy(e));
   pack.pipe(out);
   return out;
+}
+
+/** The layers the archive takes whole from the bundle, each once, in `rank` order. */
+function bundleLayersInOrder(images: LoadImage[], rank: (diffId: string) => number): { diffId: string; size: number; blob: LayerBlob }[] {
+  const seen = new Map<string, { diffId: string; size: number; blob: LayerBlob }>();
+  for (const im of images) for (const l of im.layers) if (l.blob && !l.delta && !seen.has(l.diffId)) seen.set(l.diffId, { diffId: l.diffId, size: l.size, blob: l.blob });
+  return [...seen.values()].sort((a, b) => rank(a.diffId) - rank(b.diffId));
 }
 
 /**
