@@ -7,7 +7,7 @@
  * idempotent, and state is written last and atomically.
  */
 import { join, posix } from 'node:path';
-import type { Engine } from '../adapters/engine.js';
+import type { Engine, EngineInfo } from '../adapters/engine.js';
 import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
 import type { HostTarget } from '../adapters/host.js';
 import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
@@ -15,7 +15,8 @@ import { loadArchive, type ArchiveLayer, type LoadDelta, type LoadImage, type Sp
 import { identifyLayer, layerFromEngine, prefetchSave, ReferenceNotFound } from '../adapters/reference-layer.js';
 import { DeltaError } from '../core/layer-delta.js';
 import { dockerArchiveImportId } from '../core/oci.js';
-import { chainIds, sha256Digest } from '../core/digest.js';
+import { sha256Digest } from '../core/digest.js';
+import { findHeldLayers, layerNeeds, loadBytes, loadSpaceNeed, needsHeldLayers, spliceSaves, type HeldLayers, type LayerNeeds, type ReferenceHolder } from '../core/load-plan.js';
 import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
 import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest, type LayerDelta, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
@@ -338,7 +339,16 @@ interface LoadPlan {
   /** Where the left-out layers come from when they are spliced; empty for a partial load. */
   splice: SpliceSource[];
   /** Reference layers of the bundle's deltas: the host image a save gives each from. */
-  references: Map<string, { holder: string; size: number; path?: string }>;
+  references: Map<string, ReferenceHolder>;
+}
+
+/** What preflight's steps share: the host and what its engine said about itself. */
+interface PreflightContext {
+  m: FerryManifest;
+  host: HostTarget;
+  engine: Engine;
+  info: EngineInfo;
+  reporter: Reporter;
 }
 
 /**
@@ -347,63 +357,37 @@ interface LoadPlan {
  */
 async function preflight(m: FerryManifest, host: HostTarget, spliceMode: InstallOptions['splice'], reporter: Reporter): Promise<LoadPlan> {
   const { engine } = host;
-  const info = await engine.info();
+  const ctx: PreflightContext = { m, host, engine, info: await engine.info(), reporter };
   await requireHostPaths(m, host);
+  const missing = await missingImages(ctx);
+  const toLoad = m.images.filter((im) => missing.has(im.id));
+  // Read what the engine holds, then the plan in core decides (and refuses what is missing).
+  const needs = layerNeeds(toLoad);
+  const held = await heldLayers(engine, needs);
+  await requireLoadSpace(ctx, loadBytes(toLoad));
+  const splice = await spliceSources(ctx, needs, held, spliceMode);
+  if (held.references.size > 0) reportDeltas(ctx, needs, held);
+  return { missing, splice, references: held.references, containerdStore: ctx.info.containerdStore };
+}
+
+/** Where the needed layers are on the engine; listed only when some are needed (listing inspects every image). */
+async function heldLayers(engine: Engine, needs: LayerNeeds): Promise<HeldLayers> {
+  if (!needsHeldLayers(needs)) return { sources: new Map(), references: new Map() };
+  return findHeldLayers(needs, (await listImagesWithLayers(engine)).images);
+}
+
+/** The bundle's images the engine does not hold yet (by pinned ID, or ferry's own tag with the layers compared). */
+async function missingImages({ m, engine, info }: PreflightContext): Promise<Set<string>> {
   const missing = new Set<string>();
   for (const im of m.images) if (!(await findPinned(engine, info.containerdStore, m.name, pinned(im)))) missing.add(im.id);
-  const toLoad = m.images.filter((im) => missing.has(im.id));
+  return missing;
+}
 
-  const assumed = new Map<string, { diffId: string; images: string[] }>();
-  for (const im of toLoad) {
-    for (const l of im.layers.filter((x) => !x.included)) {
-      const a = assumed.get(l.chainId) ?? { diffId: l.diffId, images: [] };
-      a.images.push(im.refs[0] ?? im.id);
-      assumed.set(l.chainId, a);
-    }
-  }
-  // Every delta's reference must be a layer of some image on this engine: its save gives the bytes.
-  const wantedRefs = new Map<string, { size: number; needs: { diffId: string; image: string }[] }>();
-  for (const im of toLoad) {
-    for (const l of im.layers) {
-      if (!l.delta) continue;
-      const r = wantedRefs.get(l.delta.reference) ?? { size: l.delta.referenceSize, needs: [] };
-      r.needs.push({ diffId: l.diffId, image: im.refs[0] ?? im.id });
-      wantedRefs.set(l.delta.reference, r);
-    }
-  }
-  const sources = new Map<string, string>();
-  const references: LoadPlan['references'] = new Map();
-  if (assumed.size > 0 || wantedRefs.size > 0) {
-    const { images } = await listImagesWithLayers(engine);
-    for (const img of images) for (const c of chainIds(img.diffIds)) if (!sources.has(c)) sources.set(c, img.id);
-    for (const [ref, r] of wantedRefs) {
-      // The smallest image that holds it: a save gives all of an image's layers, and on a classic
-      // store writes them out before sending the first byte.
-      const holder = images.filter((img) => img.diffIds.includes(ref)).sort((a, b) => a.size - b.size)[0];
-      if (holder) references.set(ref, { holder: holder.id, size: r.size });
-    }
-    const lacking = [...wantedRefs].filter(([ref]) => !references.has(ref));
-    if (lacking.length > 0) {
-      throw new HostPreconditionError('MISSING_REFERENCE_LAYERS', `this engine lacks ${lacking.length} layer${lacking.length > 1 ? 's' : ''} the bundle's deltas are rebuilt from:\n${lacking.map(([ref, r]) => `  - ${shortDigest(ref)}, the reference of layer ${r.needs.map((n) => `${shortDigest(n.diffId)} of ${n.image}`).join(', ')}`).join('\n')}`, {
-        details: { missing: lacking.map(([reference, r]) => ({ reference, needs: r.needs })) },
-        hint: 'The bundle was built for a host that held these layers (--base). Install the release it was built against first, or ask for a bundle built against this host\'s inventory (or with --no-delta). Nothing was loaded.',
-      });
-    }
-    const absent = [...assumed].filter(([chainId]) => !sources.has(chainId));
-    if (absent.length > 0) {
-      throw new HostPreconditionError('MISSING_BASE_LAYERS', `this engine lacks ${absent.length} layer${absent.length > 1 ? 's' : ''} the bundle assumes it holds:\n${absent.map(([c, a]) => `  - ${shortDigest(a.diffId)} (chain ${shortDigest(c)}), needed by ${[...new Set(a.images)].join(', ')}`).join('\n')}`, {
-        details: { missing: absent.map(([chainId, a]) => ({ chainId, diffId: a.diffId, images: [...new Set(a.images)] })) },
-        hint: 'The bundle was built for a host that had these layers (--base). Install the release it was built against first, or ask for a bundle built against this host\'s inventory.',
-      });
-    }
-  }
-
-  const need = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
+/** Refuses a load the engine's data root has no room for; says so when that cannot be seen. */
+async function requireLoadSpace({ host, info, reporter }: PreflightContext, need: number): Promise<void> {
   const free = await host.fs.statfs(info.dataRoot).catch(() => null);
   if (free && need > 0) {
-    // The classic store unpacks a load into a temporary directory first: count the bytes twice.
-    const needBytes = need * 2 + 256 * 1024 * 1024;
-    const needInodes = Math.max(10_000, Math.ceil(need / 32_768));
+    const { bytes: needBytes, inodes: needInodes } = loadSpaceNeed(need);
     if (free.bytes < needBytes || free.inodes < needInodes) {
       throw new HostPreconditionError('NO_SPACE', `the engine's data root ${info.dataRoot} has ${formatBytes(free.bytes)} and ${free.inodes} inodes free; loading needs about ${formatBytes(needBytes)} and ${needInodes} inodes`, {
         details: { path: info.dataRoot, freeBytes: free.bytes, freeInodes: free.inodes, neededBytes: needBytes, neededInodes: needInodes },
@@ -413,37 +397,35 @@ async function preflight(m: FerryManifest, host: HostTarget, spliceMode: Install
   } else if (!free) {
     reporter.log(`(cannot see the engine's data root ${info.dataRoot} from here: free space not checked)`);
   }
+}
 
-  let splice: SpliceSource[] = [];
-  if (assumed.size > 0) {
-    const partialUnsafe = info.containerdStore || (await isPodman(engine));
-    const useSplice = spliceMode === 'always' || (spliceMode === 'auto' && partialUnsafe);
-    if (spliceMode === 'never' && partialUnsafe) {
-      reporter.warn({ code: 'PARTIAL_LOAD_UNSAFE', message: `--splice never on an engine that may refuse a partial archive (${info.containerdStore ? 'containerd image store' : 'Podman'})` });
-    }
-    if (useSplice) {
-      // One save per host image that holds some of the layers, each wanting only its own.
-      const byImage = new Map<string, Set<string>>();
-      for (const [chainId, a] of assumed) {
-        const id = sources.get(chainId)!;
-        byImage.set(id, (byImage.get(id) ?? new Set()).add(a.diffId));
-      }
-      splice = [...byImage].map(([id, wanted]) => ({ save: () => engine.save([id]), wanted }));
-      reporter.log(`supplying ${assumed.size} assumed layer${assumed.size > 1 ? 's' : ''} from ${byImage.size} image${byImage.size > 1 ? 's' : ''} on this engine (splice)`);
-    } else {
-      reporter.log(`${assumed.size} assumed layer${assumed.size > 1 ? 's' : ''} already on this engine: partial load`);
-    }
+/** How assumed layers reach the load: spliced in from saves of host images, or left to the engine (partial load). */
+async function spliceSources({ engine, info, reporter }: PreflightContext, { assumed }: LayerNeeds, held: HeldLayers, spliceMode: InstallOptions['splice']): Promise<SpliceSource[]> {
+  if (assumed.size === 0) return [];
+  const partialUnsafe = info.containerdStore || (await isPodman(engine));
+  const useSplice = spliceMode === 'always' || (spliceMode === 'auto' && partialUnsafe);
+  if (spliceMode === 'never' && partialUnsafe) {
+    reporter.warn({ code: 'PARTIAL_LOAD_UNSAFE', message: `--splice never on an engine that may refuse a partial archive (${info.containerdStore ? 'containerd image store' : 'Podman'})` });
   }
-  if (references.size > 0) {
-    const rebuilt = [...wantedRefs.values()].reduce((n, r) => n + r.needs.length, 0);
-    reporter.log(`${rebuilt} layer${rebuilt === 1 ? '' : 's'} rebuilt from deltas against ${references.size} layer${references.size === 1 ? '' : 's'} this engine holds`);
-    // The rebuild runs where ferry runs: a remote engine's reference comes back over the link.
-    if (!host.local) {
-      const bytes = [...wantedRefs.values()].reduce((n, r) => n + r.size, 0);
-      reporter.log(`(over SSH the references, ${formatBytes(bytes)}, are read back from ${host.label} to rebuild here; running ferry on the host itself avoids that)`);
-    }
+  const s = assumed.size > 1 ? 's' : '';
+  if (!useSplice) {
+    reporter.log(`${assumed.size} assumed layer${s} already on this engine: partial load`);
+    return [];
   }
-  return { missing, splice, references, containerdStore: info.containerdStore };
+  const byImage = spliceSaves(assumed, held.sources);
+  reporter.log(`supplying ${assumed.size} assumed layer${s} from ${byImage.size} image${byImage.size > 1 ? 's' : ''} on this engine (splice)`);
+  return [...byImage].map(([id, wanted]) => ({ save: () => engine.save([id]), wanted }));
+}
+
+function reportDeltas({ host, reporter }: PreflightContext, needs: LayerNeeds, held: HeldLayers): void {
+  const wanted = [...needs.references.values()];
+  const rebuilt = wanted.reduce((n, r) => n + r.needs.length, 0);
+  reporter.log(`${rebuilt} layer${rebuilt === 1 ? '' : 's'} rebuilt from deltas against ${held.references.size} layer${held.references.size === 1 ? '' : 's'} this engine holds`);
+  // The rebuild runs where ferry runs: a remote engine's reference comes back over the link.
+  if (!host.local) {
+    const bytes = wanted.reduce((n, r) => n + r.size, 0);
+    reporter.log(`(over SSH the references, ${formatBytes(bytes)}, are read back from ${host.label} to rebuild here; running ferry on the host itself avoids that)`);
+  }
 }
 
 /**
