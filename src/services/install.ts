@@ -452,74 +452,125 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
   const result = m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id), loaded: missing.has(im.id) }));
   const toLoad = m.images.filter((im) => missing.has(im.id));
   for (const im of m.images.filter((x) => !missing.has(x.id))) reporter.log(`image ${im.refs[0] ?? shortDigest(im.id)} already on the engine`);
-  const written = new Map<string, ArchiveLayer>();
-  if (toLoad.length > 0) {
-    const loadImagesList: LoadImage[] = [];
-    // One per delta layer (a layer shared by images is written once): its reference's save is
-    // asked for early, and ended if the load never reads it.
-    const deltas = new Map<string, ReturnType<typeof loadDelta>>();
-    const deltaOf = (l: ManifestLayer, d: LayerDelta) => deltas.get(l.diffId) ?? deltas.set(l.diffId, loadDelta(l, d, plan, engine)).get(l.diffId)!;
-    for (const im of toLoad) {
-      const config = await readConfig(root, m, im.config.path);
-      loadImagesList.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null, ...(l.delta ? { delta: deltaOf(l, l.delta) } : {}) })) });
-    }
-    const total = toLoad.reduce((n, im) => n + im.layers.reduce((k, l) => k + (l.included ? l.size : 0), 0), 0);
-    const progress = reporter.progress();
-    const bar = progress.overall('loading', total);
-    const perImage = imageBars(progress, 'loading', toLoad, (l) => (l.included ? l.size : 0));
-    let done = 0;
-    try {
-      const onBytes = (n: number, diffId: string) => {
-        bar.update((done += n));
-        perImage.advance(diffId, n);
-      };
-      for (const d of deltas.values()) d.prefetch();
-      for (let attempt = 1; ; attempt++) {
-        let failure: unknown;
-        const archive = loadArchive(root, loadImagesList, onBytes, plan.splice, written, (e) => (failure ??= e));
-        // The engine unpacks and registers the layers only once it has them all: on a big stack that
-        // is a long wait after the bytes reach 100%, which should not look like a hang.
-        archive.once('end', () => reporter.log(`all ${formatBytes(done)} sent; the engine is unpacking and registering the layers`));
-        try {
-          await engine.load(archive);
-          break;
-        } catch (e) {
-          const cause = failure ?? e;
-          // A classic save does not name its layers: a reference taken by its size may have been
-          // another layer of that size. The load was cut short before its end (nothing loaded);
-          // once, every reference is found by hash and the load runs again.
-          if (attempt === 1 && cause instanceof DeltaError && cause.reason === 'reference' && [...plan.references.values()].some((r) => r.path === undefined)) {
-            reporter.log(`a reference layer was not where its size said in the engine's save: finding each by hash, then loading again`);
-            for (const [ref, r] of plan.references) if (r.path === undefined) r.path = (await identifyLayer(engine, r.holder, ref)).path;
-            bar.update((done = 0));
-            written.clear();
-            continue;
-          }
-          throw cause;
-        }
-      }
-    } catch (e) {
-      if (e instanceof DeltaError) throw deltaFailure(e);
-      if (e instanceof ReferenceNotFound) {
-        throw new HostPreconditionError('MISSING_REFERENCE_LAYERS', `${e.message}: the delta's reference could not be read from this engine`, { hint: 'Nothing was loaded or switched. Install the release the bundle was built against, or ask for a bundle made with --no-delta.', cause: e });
-      }
-      throw new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
-        hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',
-        cause: e,
-      });
-    } finally {
-      for (const d of deltas.values()) d.drop();
+  const run: LoadRun = { m, root, plan, engine, reporter, written: new Map() };
+  if (toLoad.length > 0) await streamImages(run, toLoad);
+  await checkLoaded(run);
+  return result;
+}
+
+/** What the load's steps share. */
+interface LoadRun {
+  m: FerryManifest;
+  root: string;
+  plan: LoadPlan;
+  engine: Engine;
+  reporter: Reporter;
+  /** Each layer's archive entry as the last load attempt wrote it: what a containerd store names the image by. */
+  written: Map<string, ArchiveLayer>;
+}
+
+type LoadMeter = ReturnType<typeof loadMeter>;
+
+/** Streams the images the engine lacks into one load; every failure ends as one typed error. */
+async function streamImages(run: LoadRun, toLoad: ManifestImage[]): Promise<void> {
+  // One per delta layer (a layer shared by images is written once): its reference's save is
+  // asked for early, and ended if the load never reads it.
+  const deltas = new Map<string, ReturnType<typeof loadDelta>>();
+  const images = await loadList(run, toLoad, deltas);
+  const meter = loadMeter(run.reporter, toLoad);
+  try {
+    for (const d of deltas.values()) d.prefetch();
+    await loadWithRetry(run, images, meter);
+  } catch (e) {
+    throw loadFailure(e);
+  } finally {
+    for (const d of deltas.values()) d.drop();
+    meter.stop();
+  }
+}
+
+/** The archive's images: configs read (and re-checked) now, layers as blobs, deltas, or left out. */
+async function loadList({ m, root, plan, engine }: LoadRun, toLoad: ManifestImage[], deltas: Map<string, ReturnType<typeof loadDelta>>): Promise<LoadImage[]> {
+  const deltaOf = (l: ManifestLayer, d: LayerDelta) => deltas.get(l.diffId) ?? deltas.set(l.diffId, loadDelta(l, d, plan, engine)).get(l.diffId)!;
+  const list: LoadImage[] = [];
+  for (const im of toLoad) {
+    const config = await readConfig(root, m, im.config.path);
+    list.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null, ...(l.delta ? { delta: deltaOf(l, l.delta) } : {}) })) });
+  }
+  return list;
+}
+
+/** The loading bars: overall and per image, by the bytes sent. */
+function loadMeter(reporter: Reporter, toLoad: ManifestImage[]) {
+  const total = loadBytes(toLoad);
+  const progress = reporter.progress();
+  const bar = progress.overall('loading', total);
+  const perImage = imageBars(progress, 'loading', toLoad, (l) => (l.included ? l.size : 0));
+  let done = 0;
+  return {
+    sent: () => done,
+    onBytes: (n: number, diffId: string) => {
+      bar.update((done += n));
+      perImage.advance(diffId, n);
+    },
+    restart: () => bar.update((done = 0)),
+    stop: () => {
       perImage.done();
       bar.done(`${formatBytes(done)} loaded`);
       progress.stop();
+    },
+  };
+}
+
+/** One load, run a second time only when a reference taken by its size turned out to be another layer. */
+async function loadWithRetry(run: LoadRun, images: LoadImage[], meter: LoadMeter): Promise<void> {
+  const { root, plan, engine, reporter, written } = run;
+  for (let attempt = 1; ; attempt++) {
+    let failure: unknown;
+    const archive = loadArchive(root, images, meter.onBytes, plan.splice, written, (e) => (failure ??= e));
+    // The engine unpacks and registers the layers only once it has them all: on a big stack that
+    // is a long wait after the bytes reach 100%, which should not look like a hang.
+    archive.once('end', () => reporter.log(`all ${formatBytes(meter.sent())} sent; the engine is unpacking and registering the layers`));
+    try {
+      await engine.load(archive);
+      return;
+    } catch (e) {
+      const cause = failure ?? e;
+      // A classic save does not name its layers: a reference taken by its size may have been
+      // another layer of that size. The load was cut short before its end (nothing loaded);
+      // once, every reference is found by hash and the load runs again.
+      if (attempt === 1 && cause instanceof DeltaError && cause.reason === 'reference' && [...plan.references.values()].some((r) => r.path === undefined)) {
+        reporter.log(`a reference layer was not where its size said in the engine's save: finding each by hash, then loading again`);
+        for (const [ref, r] of plan.references) if (r.path === undefined) r.path = (await identifyLayer(engine, r.holder, ref)).path;
+        meter.restart();
+        written.clear();
+        continue;
+      }
+      throw cause;
     }
   }
+}
+
+/** What a failed load ends in: the delta's or reference's own error, else LOAD_FAILED. */
+function loadFailure(e: unknown): Error {
+  if (e instanceof DeltaError) return deltaFailure(e);
+  if (e instanceof ReferenceNotFound) {
+    return new HostPreconditionError('MISSING_REFERENCE_LAYERS', `${e.message}: the delta's reference could not be read from this engine`, { hint: 'Nothing was loaded or switched. Install the release the bundle was built against, or ask for a bundle made with --no-delta.', cause: e });
+  }
+  return new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
+    hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',
+    cause: e,
+  });
+}
+
+/** Every image of the bundle, loaded now or before, is checked on the engine and tagged as ferry's. */
+async function checkLoaded({ m, plan, engine, written }: LoadRun): Promise<void> {
   for (const im of m.images) {
     const diffIds = im.layers.map((l) => l.diffId);
     // A loaded image must carry the ID its config and layers as sent give it: the config digest on
     // a classic store, on the containerd store the digest of the manifest its import wrote.
     const expectedId =
-      plan.containerdStore && missing.has(im.id)
+      plan.containerdStore && plan.missing.has(im.id)
         ? dockerArchiveImportId({ digest: im.id, size: im.config.size }, im.layers.map((l) => written.get(l.diffId) ?? { digest: l.diffId, size: l.size }))
         : null;
     const got = expectedId ? await engine.inspectImage(ferryTag(m.name, im.id)) : await findPinned(engine, plan.containerdStore, m.name, pinned(im));
@@ -531,7 +582,6 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
     }
     await engine.tag(got.id, ferryTag(m.name, im.id));
   }
-  return result;
 }
 
 /** Configs are read again after verification: re-checked, since --no-stage reads the medium twice. */
