@@ -244,6 +244,14 @@ case "$cmd" in
     with_lock
     pid="$(pid_from "$AIRGAP_DIR/dockerd.pid")"
     if is_ours "$pid" dockerd "$AIRGAP_SOCK"; then stop_engine "$pid" airgap; fi
+    # The namespace outlives the engine: bridges of networks the empty engine no longer has would
+    # pile up run after run until Docker finds no free address pool. With the engine stopped none
+    # is in use; the engine makes again those of the networks it keeps.
+    if netns_ok; then
+      for link in $(nsenter --net="$NETNS_PATH" ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+        case "$link" in br-*|docker_gwbridge) nsenter --net="$NETNS_PATH" ip link delete "$link" 2>/dev/null || true ;; esac
+      done
+    fi
     airgap_up >/dev/null
     ;;
   env)
