@@ -82,11 +82,12 @@ export async function storedReference(engine: Engine, holder: string, diffId: st
  * work goes on. `fromSave` skips the store: for a second attempt after the store's bytes did not
  * hash to the layer.
  */
-export function referenceSource(engine: Engine, holder: string, want: WantedLayer, fromSave = false): { prefetch(): void; drop(): void; open(): AsyncGenerator<Buffer> } {
+export function referenceSource(engine: Engine, holder: string, want: WantedLayer, fromSave = false): { stored: Promise<boolean>; prefetch(): void; drop(): void; open(): AsyncGenerator<Buffer> } {
   const stored = fromSave ? Promise.resolve(null) : storedReference(engine, holder, want.diffId);
   let early: ReturnType<typeof prefetchSave> | undefined;
   let dropped = false;
   return {
+    stored: stored.then((paths) => paths !== null),
     prefetch: () =>
       void stored.then((paths) => {
         if (!paths && !dropped) early ??= prefetchSave(engine, holder);

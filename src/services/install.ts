@@ -12,7 +12,7 @@ import { copyHashed, listTree, readBounded } from '../adapters/fs.js';
 import type { HostTarget } from '../adapters/host.js';
 import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
 import { loadArchive, type ArchiveLayer, type LoadDelta, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
-import { identifyLayer, layerFromEngine, prefetchSave, ReferenceNotFound } from '../adapters/reference-layer.js';
+import { identifyLayer, layerFromEngine, referenceSource, ReferenceNotFound } from '../adapters/reference-layer.js';
 import { DeltaError } from '../core/layer-delta.js';
 import { dockerArchiveImportId } from '../core/oci.js';
 import { sha256Digest } from '../core/digest.js';
@@ -490,8 +490,8 @@ async function streamImages(run: LoadRun, toLoad: ManifestImage[]): Promise<void
 }
 
 /** The archive's images: configs read (and re-checked) now, layers as blobs, deltas, or left out. */
-async function loadList({ m, root, plan, engine }: LoadRun, toLoad: ManifestImage[], deltas: Map<string, ReturnType<typeof loadDelta>>): Promise<LoadImage[]> {
-  const deltaOf = (l: ManifestLayer, d: LayerDelta) => deltas.get(l.diffId) ?? deltas.set(l.diffId, loadDelta(l, d, plan, engine)).get(l.diffId)!;
+async function loadList({ m, root, plan, engine, reporter }: LoadRun, toLoad: ManifestImage[], deltas: Map<string, ReturnType<typeof loadDelta>>): Promise<LoadImage[]> {
+  const deltaOf = (l: ManifestLayer, d: LayerDelta) => deltas.get(l.diffId) ?? deltas.set(l.diffId, loadDelta(l, d, plan, engine, reporter)).get(l.diffId)!;
   const list: LoadImage[] = [];
   for (const im of toLoad) {
     const config = await readConfig(root, m, im.config.path);
@@ -717,22 +717,24 @@ async function restore(ctx: DeployContext, store: StateStore, previous: ReleaseR
   });
 }
 
-/** A delta layer as the load archive rebuilds it: the reference's bytes from a save of the host image holding it. */
-function loadDelta(l: ManifestLayer, delta: LayerDelta, plan: LoadPlan, engine: Engine): LoadDelta & { prefetch(): void; drop(): void } {
+/**
+ * A delta layer as the load archive rebuilds it. The reference's bytes come from the engine's own
+ * layer store when it is on this machine, else from a save of the host image holding it, asked for
+ * as the load starts so that the engine prepares every reference's save at once (a classic store
+ * writes the image out before its first byte). A second attempt, after a reference did not hash
+ * to its layer, reads the save at the path found by hash.
+ */
+function loadDelta(l: ManifestLayer, delta: LayerDelta, plan: LoadPlan, engine: Engine, reporter: Reporter): LoadDelta & { prefetch(): void; drop(): void } {
   const ref = plan.references.get(delta.reference)!;
-  let early: ReturnType<typeof prefetchSave> | undefined;
+  const want = () => ({ diffId: delta.reference, size: delta.referenceSize, ...(ref.path ? { path: ref.path } : {}) });
+  const first = referenceSource(engine, ref.holder, want());
+  void first.stored.then((stored) => stored && reporter.log(`reference ${shortDigest(delta.reference)} read from the engine's layer store (no save)`));
   return {
     file: delta,
     expect: { reference: delta.reference, referenceSize: delta.referenceSize, target: l.diffId, targetSize: l.size },
-    // Asked for as the load starts, so that the engine prepares every reference's save at once
-    // (a classic store writes the image out before its first byte) rather than one after another.
-    prefetch: () => void (early ??= prefetchSave(engine, ref.holder)),
-    drop: () => early?.drop(),
-    reference: () => {
-      const archive = early?.archive;
-      early = undefined;
-      return layerFromEngine(engine, ref.holder, { diffId: delta.reference, size: delta.referenceSize, ...(ref.path ? { path: ref.path } : {}) }, archive);
-    },
+    prefetch: first.prefetch,
+    drop: first.drop,
+    reference: () => (ref.path === undefined ? first.open() : layerFromEngine(engine, ref.holder, want())),
   };
 }
 

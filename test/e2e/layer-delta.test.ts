@@ -215,11 +215,13 @@ describe('byte-exact by construction', () => {
 interface Target {
   name: string;
   host: () => string;
+  /** A classic store on this machine: references come from its own files, not from a save. */
+  store: boolean;
 }
 const TARGETS: Target[] = [
-  { name: 'Docker 20.10, classic store', host: () => targetDocker().host },
-  { name: 'Docker 26, classic store', host: () => process.env.FERRY_D26_DOCKER_HOST! },
-  { name: 'Docker 26, containerd image store', host: () => process.env.FERRY_D26C_DOCKER_HOST! },
+  { name: 'Docker 20.10, classic store', host: () => targetDocker().host, store: true },
+  { name: 'Docker 26, classic store', host: () => process.env.FERRY_D26_DOCKER_HOST!, store: true },
+  { name: 'Docker 26, containerd image store', host: () => process.env.FERRY_D26C_DOCKER_HOST!, store: false },
 ];
 
 describe('bundle install rebuilds the layer byte for byte while it streams into the load', () => {
@@ -233,6 +235,7 @@ describe('bundle install rebuilds the layer byte for byte while it streams into 
       const r2 = await install(bundles.r2!, d.host, state, [], false);
       expect(r2.code, r2.stderr).toBe(0);
       expect(r2.stderr).toMatch(/2 layers rebuilt from deltas against 2 layers this engine holds/);
+      expect(r2.stderr.match(/read from the engine's layer store \(no save\)/g) ?? []).toHaveLength(t.store ? 2 : 0);
       const m2 = await manifestOf(bundles.r2!);
       expect(await layersOn(d, m2.images[0]!.id)).toEqual(m2.images[0]!.layers.map((l) => l.diffId));
     });
