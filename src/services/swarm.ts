@@ -20,13 +20,14 @@
 import { posix } from 'node:path';
 import type { NamedHost } from '../adapters/host-factory.js';
 import { StateStore } from '../adapters/state-store.js';
-import { dockerCliFor, listSwarmNodes, removeStackImage, type DockerCli, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmService } from '../adapters/swarm.js';
+import { dockerCliFor, listSwarmNodes, removeStackImage, type DockerCli, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmSelf, type SwarmService } from '../adapters/swarm.js';
 import { sha256Digest } from '../core/digest.js';
-import { currentRelease, ferryTag, imagesToRemove, recordInstalled, releaseId, type ReleaseRecord } from '../core/state.js';
+import type { FerryManifest } from '../core/manifest.js';
+import { currentRelease, ferryTag, imagesToRemove, recordInstalled, releaseId, type ReleaseRecord, type StackState } from '../core/state.js';
 import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, stackServicesOf, SwarmStackError, swarmServiceName, withoutSmokeRun } from '../core/swarm-stack.js';
 import { parseYaml, toYaml } from '../core/yaml.js';
 import { DeployFailedError, DeployRestoredError, HostPreconditionError } from '../errors.js';
-import { checkFiles, integrityFailure, openBundle } from './bundle.js';
+import { checkFiles, integrityFailure, openBundle, type OpenedBundle } from './bundle.js';
 import { hostFailure, type FleetHostResult, type FleetReporter } from './fleet.js';
 import { installBundle, type InstallOptions } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
@@ -97,9 +98,59 @@ const DEPLOY_TIMEOUT_MS = 120_000;
 
 export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps): Promise<SwarmInstallResult> {
   const started = Date.now();
-  const { manager, overall } = deps;
-  const install = deps.install ?? installBundle;
+  const self = await requireManager(deps.manager);
+  // 1. once, before any node is touched: a bad bundle fails with its own code (3, 4).
+  const opened = await openChecked(options, deps.overall);
+  const hostName = options.hostName ?? (await deps.manager.hostname());
 
+  // 2. every node loads, in parallel.
+  const nodes = await listSwarmNodes(deps.manager.engine);
+  const run: SwarmRun = {
+    options,
+    deps,
+    started,
+    self,
+    opened,
+    m: opened.manifest,
+    id: releaseId(opened.manifest.sequence, opened.manifest.version),
+    filesChecked: { manifestSha256: sha256Digest(opened.manifestBytes) },
+    hostName,
+    nodes,
+    reporterFor: deps.nodeReporters(nodes.map(labelOf)),
+    results: new Array(nodes.length),
+    connected: new Map(),
+  };
+  deps.overall.log(`${nodes.length} node${nodes.length === 1 ? '' : 's'} in the swarm: ${nodes.map((n) => `${n.hostname} (${n.role}${n.id === self.nodeId ? ', this manager' : ''})`).join(', ')}`);
+  try {
+    await loadNodes(run);
+    return await deployLoaded(run);
+  } finally {
+    await Promise.all([...run.connected.values()].filter((h) => h !== deps.manager).map((h) => h.close().catch(() => undefined)));
+  }
+}
+
+/** What one `install --swarm` carries from step to step. */
+interface SwarmRun {
+  options: SwarmInstallOptions;
+  deps: SwarmDeps;
+  started: number;
+  self: SwarmSelf;
+  opened: OpenedBundle;
+  m: FerryManifest;
+  id: string;
+  filesChecked: { manifestSha256: string };
+  hostName: string;
+  nodes: SwarmNode[];
+  reporterFor: (label: string) => FleetReporter;
+  /** Per node, in the order of `nodes`. */
+  results: SwarmNodeResult[];
+  /** Loaded nodes stay connected until the end: pruning after the deploy reaches them again. */
+  connected: Map<string, NamedHost>;
+}
+
+const labelOf = (n: SwarmNode) => n.hostname;
+
+async function requireManager(manager: NamedHost): Promise<SwarmSelf> {
   const self = await swarmSelf(manager.engine);
   if (self.state !== 'active' || !self.manager) {
     throw new HostPreconditionError('SWARM_NOT_MANAGER', `${manager.label === 'local' ? 'this engine' : manager.label} is ${self.state === 'active' ? 'a swarm worker, not a manager' : `not in a swarm (${self.state})`}: --swarm works through a manager`, {
@@ -107,184 +158,225 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
       details: { state: self.state, manager: self.manager },
     });
   }
+  return self;
+}
 
-  // 1. once, before any node is touched: a bad bundle fails with its own code (3, 4).
+async function openChecked(options: SwarmInstallOptions, overall: Reporter): Promise<OpenedBundle> {
   const opened = await openBundle(options.install.bundle, options.install.trust, overall);
   const { problems } = await checkFiles(opened, overall);
   if (problems.length > 0) throw integrityFailure(problems);
-  const m = opened.manifest;
-  const id = releaseId(m.sequence, m.version);
-  const filesChecked = { manifestSha256: sha256Digest(opened.manifestBytes) };
-  const hostName = options.hostName ?? (await manager.hostname());
+  return opened;
+}
 
-  // 2. every node loads, in parallel.
-  const nodes = await listSwarmNodes(manager.engine);
-  const labelOf = (n: SwarmNode) => n.hostname;
-  const reporterFor = deps.nodeReporters(nodes.map(labelOf));
-  const targetOf = (n: SwarmNode) => nodeTarget(n, options.nodeSsh, options.sshUser);
-  overall.log(`${nodes.length} node${nodes.length === 1 ? '' : 's'} in the swarm: ${nodes.map((n) => `${n.hostname} (${n.role}${n.id === self.nodeId ? ', this manager' : ''})`).join(', ')}`);
-
-  // Loaded nodes stay connected until the end: pruning after the deploy reaches them again.
-  const connected = new Map<string, NamedHost>();
-  const loadNode = async (n: SwarmNode): Promise<SwarmNodeResult> => {
-    const t0 = Date.now();
-    const reporter = reporterFor(labelOf(n));
-    const isSelf = n.id === self.nodeId;
-    const target = isSelf ? manager.label : targetOf(n);
-    const base = { node: n.hostname, nodeId: n.id, role: n.role, target: target ?? n.hostname, host: hostName, startedMs: t0 - started };
-    let host: NamedHost | undefined;
-    try {
-      if (n.state !== 'ready') throw new HostPreconditionError('SWARM_NODE_NOT_READY', `node ${n.hostname} is ${n.state} in the swarm`, { details: { node: n.hostname, state: n.state } });
-      if (!target) throw new HostPreconditionError('SWARM_NODE_NO_ADDRESS', `node ${n.hostname} has no address: name its SSH target with --node-ssh ${n.hostname}=TARGET`);
-      reporter.log(isSelf ? 'loading on the manager' : `connecting to ${target}`);
-      host = isSelf ? manager : await deps.open(target);
-      const result = await install({ ...options.install, host: hostName, up: false, filesChecked }, host, reporter);
-      connected.set(n.id, host);
-      return { ...base, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
-    } catch (e) {
-      if (host && host !== manager) await host.close().catch(() => undefined);
-      const err = hostFailure(e);
-      return { ...base, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
-    }
-  };
-  const results: SwarmNodeResult[] = new Array(nodes.length);
+async function loadNodes(run: SwarmRun): Promise<void> {
+  const { nodes, results } = run;
   let next = 0;
   const worker = async () => {
     for (let i = next++; i < nodes.length; i = next++) {
-      results[i] = await loadNode(nodes[i]!);
+      results[i] = await loadNode(run, nodes[i]!);
       try {
-        reporterFor(labelOf(nodes[i]!)).finish(results[i]!);
+        run.reporterFor(labelOf(nodes[i]!)).finish(results[i]!);
       } catch {
         // A display problem must not change a node's outcome.
       }
     }
   };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(run.options.parallel, nodes.length)) }, worker));
+}
+
+/** One node loaded with --no-up semantics; a failure is its result, not a throw. */
+async function loadNode(run: SwarmRun, n: SwarmNode): Promise<SwarmNodeResult> {
+  const { manager } = run.deps;
+  const t0 = Date.now();
+  const reporter = run.reporterFor(labelOf(n));
+  const isSelf = n.id === run.self.nodeId;
+  const target = isSelf ? manager.label : nodeTarget(n, run.options.nodeSsh, run.options.sshUser);
+  const base = { node: n.hostname, nodeId: n.id, role: n.role, target: target ?? n.hostname, host: run.hostName, startedMs: t0 - run.started };
+  let host: NamedHost | undefined;
   try {
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(options.parallel, nodes.length)) }, worker));
-    return await deployLoaded();
-  } finally {
-    await Promise.all([...connected.values()].filter((h) => h !== manager).map((h) => h.close().catch(() => undefined)));
+    if (n.state !== 'ready') throw new HostPreconditionError('SWARM_NODE_NOT_READY', `node ${n.hostname} is ${n.state} in the swarm`, { details: { node: n.hostname, state: n.state } });
+    if (!target) throw new HostPreconditionError('SWARM_NODE_NO_ADDRESS', `node ${n.hostname} has no address: name its SSH target with --node-ssh ${n.hostname}=TARGET`);
+    reporter.log(isSelf ? 'loading on the manager' : `connecting to ${target}`);
+    host = isSelf ? manager : await run.deps.open(target);
+    const install = run.deps.install ?? installBundle;
+    const result = await install({ ...run.options.install, host: run.hostName, up: false, filesChecked: run.filesChecked }, host, reporter);
+    run.connected.set(n.id, host);
+    return { ...base, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
+  } catch (e) {
+    if (host && host !== manager) await host.close().catch(() => undefined);
+    const err = hostFailure(e);
+    return { ...base, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
   }
+}
 
-  async function deployLoaded(): Promise<SwarmInstallResult> {
-    // 3. a node without the images would fail its tasks over and over: stop before deploying.
-    const failed = results.filter((r) => !r.ok);
-    const managerFailed = failed.find((r) => r.nodeId === self.nodeId);
-    if (failed.length > 0 && (!options.allowPartialNodes || managerFailed || failed.length === results.length)) {
-      const lines = failed.map((r) => `  - ${r.node}: ${r.error?.code ?? 'UNEXPECTED'}: ${r.error?.message ?? ''}`);
-      throw new HostPreconditionError('SWARM_NODE_FAILED', `${failed.length} of ${results.length} swarm node${results.length > 1 ? 's' : ''} could not be loaded: ${failed.map((r) => r.node).join(', ')}. Nothing was deployed.\n${lines.join('\n')}`, {
-        hint: managerFailed
-          ? 'The manager itself must hold the images (its state records the release). Fix it and run install again.'
-          : 'Fix those nodes (or drain them: docker node update --availability drain NODE) and run install again; --allow-partial-nodes deploys while keeping the stack off them.',
-        details: { nodes: results },
-      });
-    }
-    const avoided = failed.map((r) => r.nodeId);
-    for (const r of failed) overall.warn({ code: 'SWARM_NODE_AVOIDED', subject: r.node, message: `node ${r.node} could not be loaded (${r.error?.code}): the stack is kept off it (--allow-partial-nodes)` });
+/** Steps 3-6, once every node was tried. */
+async function deployLoaded(run: SwarmRun): Promise<SwarmInstallResult> {
+  const failed = requireLoaded(run);
+  // 4-6. deploy under the manager's install lock.
+  const { manager, overall } = run.deps;
+  const store = new StateStore(run.options.install.stateDir, manager.fs);
+  await store.ensure();
+  const ctx: SwarmDeployContext = { manager, cli: dockerCliFor(manager), store, stack: run.m.name, waitTimeoutMs: run.options.install.waitTimeoutMs, pollMs: run.deps.pollMs ?? 1000, reporter: overall };
+  return store.withLock(`swarm install ${run.m.name} ${run.id}`, async () => {
+    const state = await store.load(run.m.name);
+    return deployUnderLock({ ...run, ctx, failed, state, previous: currentRelease(state) ?? null });
+  });
+}
 
-    // 4-6. deploy under the manager's install lock.
-    const store = new StateStore(options.install.stateDir, manager.fs);
-    await store.ensure();
-    const ctx: SwarmDeployContext = { manager, cli: dockerCliFor(manager), store, stack: m.name, waitTimeoutMs: options.install.waitTimeoutMs, pollMs: deps.pollMs ?? 1000, reporter: overall };
-    return store.withLock(`swarm install ${m.name} ${id}`, async () => {
-      const state = await store.load(m.name);
-      const previous = currentRelease(state) ?? null;
-      const dir = store.releaseDir(m.name, id);
-      const hostFiles = (m.hosts[hostName]?.files ?? []).filter((p) => /\.ya?ml$/.test(p));
-      const docs: unknown[] = [];
-      for (const f of [m.compose.file, ...hostFiles]) docs.push(parseYaml(((await store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
-      const release: ReleaseRecord = {
-        id,
-        version: m.version,
-        sequence: m.sequence,
-        created: m.created,
-        installedAt: (options.install.now ?? new Date()).toISOString(),
-        host: hostName,
-        images: m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id) })),
-        services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
-        composeFiles: [STACK_FILE],
-        smoke: m.compose.smoke,
-        signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
-        result: 'installed',
-      };
-      let plan;
-      try {
-        plan = planSwarmStack({ model: mergeCompose(docs), images: pinnedImages(m.name, release), smoke: m.compose.smoke, release: id, avoidNodes: avoided });
-      } catch (e) {
-        if (e instanceof SwarmStackError) throw new HostPreconditionError(e.code, `${m.name} cannot run on a swarm: ${e.message}`, { details: { service: e.subject } });
-        throw e;
-      }
-
-      const done = (outcome: SwarmInstallResult['outcome'], services: SwarmServiceState[], pruned: ReleaseRecord[] = []): SwarmInstallResult => ({
-        stack: m.name,
-        release: id,
-        version: m.version,
-        host: hostName,
-        outcome,
-        previous: previous?.id ?? null,
-        pruned: pruned.map((r) => r.id),
-        nodes: results,
-        avoided: failed.map((r) => r.node),
-        services,
-        durationMs: Date.now() - started,
-      });
-      // As on one host: the current release, running as it should, is not deployed again.
-      if (previous?.id === id && avoided.length === 0) {
-        const doc = await readStackFile(ctx, previous);
-        const now = doc ? await waitConverged(manager, m.name, { services: stackServicesOf(doc, previous.smoke), smoke: null, release: id, images: pinnedImages(m.name, previous) }, 0, 0, silentReporter) : { ok: false };
-        if (now.ok) {
-          overall.log(`${m.name} ${m.version} is already the current release and runs on the swarm: nothing to deploy`);
-          return done('already-current', await serviceStates(manager, m.name, pinnedImages(m.name, previous), nodes));
-        }
-      }
-
-      overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
-      const outcome = await deployStack(ctx, release, plan.doc, true);
-      if (!outcome.ok) {
-        const why = `${m.name} ${m.version} failed on the swarm: ${outcome.why}`;
-        overall.log(why);
-        throw await restoreStack(ctx, previous, why);
-      }
-
-      const { state: nextState, pruned } = recordInstalled(state, release, options.install.keep);
-      await store.save(nextState);
-      for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
-      overall.log(`${m.name} ${m.version} runs on the swarm${previous ? ` (was ${previous.version})` : ''}`);
-      if (pruned.length > 0) await pruneNodes(imagesToRemove(nextState, pruned).map((i) => i.tag), pruned);
-      return done('installed', await serviceStates(manager, m.name, pinnedImages(m.name, release), nodes), pruned);
+/**
+ * 3. a node without the images would fail its tasks over and over: stop before deploying. Returns
+ * the nodes the stack is kept off (--allow-partial-nodes).
+ */
+function requireLoaded(run: SwarmRun): SwarmNodeResult[] {
+  const { results } = run;
+  const failed = results.filter((r) => !r.ok);
+  const managerFailed = failed.find((r) => r.nodeId === run.self.nodeId);
+  if (failed.length > 0 && (!run.options.allowPartialNodes || managerFailed || failed.length === results.length)) {
+    const lines = failed.map((r) => `  - ${r.node}: ${r.error?.code ?? 'UNEXPECTED'}: ${r.error?.message ?? ''}`);
+    throw new HostPreconditionError('SWARM_NODE_FAILED', `${failed.length} of ${results.length} swarm node${results.length > 1 ? 's' : ''} could not be loaded: ${failed.map((r) => r.node).join(', ')}. Nothing was deployed.\n${lines.join('\n')}`, {
+      hint: managerFailed
+        ? 'The manager itself must hold the images (its state records the release). Fix it and run install again.'
+        : 'Fix those nodes (or drain them: docker node update --availability drain NODE) and run install again; --allow-partial-nodes deploys while keeping the stack off them.',
+      details: { nodes: results },
     });
   }
+  for (const r of failed) run.deps.overall.warn({ code: 'SWARM_NODE_AVOIDED', subject: r.node, message: `node ${r.node} could not be loaded (${r.error?.code}): the stack is kept off it (--allow-partial-nodes)` });
+  return failed;
+}
 
-  /**
-   * As one host prunes (the images no kept release uses), on every node that was loaded; each
-   * worker also drops its copy of the pruned releases' directories, written when it loaded them.
-   * A node that cannot be pruned keeps them and does not change the outcome: the release runs.
-   */
-  async function pruneNodes(tags: string[], pruned: ReleaseRecord[]): Promise<void> {
-    const inUse: string[] = [];
-    await Promise.all(
-      results.map(async (r) => {
-        const host = connected.get(r.nodeId);
-        if (!host) return;
-        const removed: string[] = [];
-        try {
-          for (const tag of tags) {
-            const outcome = await removeStackImage(host.engine, m.name, tag);
-            if (outcome === 'removed') removed.push(tag);
-            if (outcome === 'in-use' && !inUse.includes(r.node)) inUse.push(r.node);
-          }
-          if (host !== manager) {
-            const nodeStore = new StateStore(options.install.stateDir, host.fs);
-            for (const p of pruned) await nodeStore.fs.rmrf(nodeStore.releaseDir(m.name, p.id));
-          }
-        } catch (e) {
-          overall.log(`pruning on ${r.node} stopped: ${(e as Error).message}`);
-        }
-        r.prunedImages = removed;
-      }),
-    );
-    overall.log(`pruned ${pruned.map((r) => r.version).join(', ')} and ${tags.length} image${tags.length === 1 ? '' : 's'} no kept release uses${inUse.length > 0 ? ` (some still in use on ${inUse.join(', ')})` : ''}`);
+/** The deploy's view of the run: the manager's context, the nodes kept off, the release it replaces. */
+interface SwarmDeployRun extends SwarmRun {
+  ctx: SwarmDeployContext;
+  failed: SwarmNodeResult[];
+  /** The manager's state, read under the lock. */
+  state: StackState;
+  previous: ReleaseRecord | null;
+}
+
+async function deployUnderLock(run: SwarmDeployRun): Promise<SwarmInstallResult> {
+  const { m, id, ctx, state, previous } = run;
+  const { manager, overall } = run.deps;
+  const { store } = ctx;
+  const docs = await readComposeDocs(run);
+  const release = releaseRecord(run);
+  const avoided = run.failed.map((r) => r.nodeId);
+  const plan = planStack(run, docs, release, avoided);
+
+  // As on one host: the current release, running as it should, is not deployed again.
+  if (previous?.id === id && avoided.length === 0 && (await runsOnSwarm(run, previous))) {
+    overall.log(`${m.name} ${m.version} is already the current release and runs on the swarm: nothing to deploy`);
+    return resultOf(run, 'already-current', await serviceStates(manager, m.name, pinnedImages(m.name, previous), run.nodes));
   }
+
+  overall.log(`deploying ${m.name} ${m.version} to the swarm (docker stack deploy on ${manager.label === 'local' ? 'this manager' : manager.label})`);
+  const outcome = await deployStack(ctx, release, plan.doc, true);
+  if (!outcome.ok) {
+    const why = `${m.name} ${m.version} failed on the swarm: ${outcome.why}`;
+    overall.log(why);
+    throw await restoreStack(ctx, previous, why);
+  }
+
+  const { state: nextState, pruned } = recordInstalled(state, release, run.options.install.keep);
+  await store.save(nextState);
+  for (const r of pruned) await store.fs.rmrf(store.releaseDir(m.name, r.id));
+  overall.log(`${m.name} ${m.version} runs on the swarm${previous ? ` (was ${previous.version})` : ''}`);
+  if (pruned.length > 0) await pruneNodes(run, imagesToRemove(nextState, pruned).map((i) => i.tag), pruned);
+  return resultOf(run, 'installed', await serviceStates(manager, m.name, pinnedImages(m.name, release), run.nodes), pruned);
+}
+
+/** The compose file and this host's YAML files, as the manager's release directory holds them. */
+async function readComposeDocs(run: SwarmDeployRun): Promise<unknown[]> {
+  const { m, ctx } = run;
+  const dir = ctx.store.releaseDir(m.name, run.id);
+  const hostFiles = (m.hosts[run.hostName]?.files ?? []).filter((p) => /\.ya?ml$/.test(p));
+  const docs: unknown[] = [];
+  for (const f of [m.compose.file, ...hostFiles]) docs.push(parseYaml(((await ctx.store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
+  return docs;
+}
+
+function releaseRecord(run: SwarmRun): ReleaseRecord {
+  const { m, opened } = run;
+  return {
+    id: run.id,
+    version: m.version,
+    sequence: m.sequence,
+    created: m.created,
+    installedAt: (run.options.install.now ?? new Date()).toISOString(),
+    host: run.hostName,
+    images: m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id) })),
+    services: m.compose.services.map((s) => ({ name: s.name, imageId: s.imageId })),
+    composeFiles: [STACK_FILE],
+    smoke: m.compose.smoke,
+    signer: opened.signer ? { fingerprint: opened.signer.fingerprint, principals: opened.signer.principals } : null,
+    result: 'installed',
+  };
+}
+
+function planStack(run: SwarmRun, docs: unknown[], release: ReleaseRecord, avoidNodes: string[]): ReturnType<typeof planSwarmStack> {
+  const { m } = run;
+  try {
+    return planSwarmStack({ model: mergeCompose(docs), images: pinnedImages(m.name, release), smoke: m.compose.smoke, release: run.id, avoidNodes });
+  } catch (e) {
+    if (e instanceof SwarmStackError) throw new HostPreconditionError(e.code, `${m.name} cannot run on a swarm: ${e.message}`, { details: { service: e.subject } });
+    throw e;
+  }
+}
+
+/** Whether the current release runs as its stack file says, right now (no waiting). */
+async function runsOnSwarm(run: SwarmDeployRun, previous: ReleaseRecord): Promise<boolean> {
+  const { m, id, ctx } = run;
+  const doc = await readStackFile(ctx, previous);
+  const now = doc ? await waitConverged(ctx.manager, m.name, { services: stackServicesOf(doc, previous.smoke), smoke: null, release: id, images: pinnedImages(m.name, previous) }, 0, 0, silentReporter) : { ok: false };
+  return now.ok;
+}
+
+function resultOf(run: SwarmDeployRun, outcome: SwarmInstallResult['outcome'], services: SwarmServiceState[], pruned: ReleaseRecord[] = []): SwarmInstallResult {
+  const { m } = run;
+  return {
+    stack: m.name,
+    release: run.id,
+    version: m.version,
+    host: run.hostName,
+    outcome,
+    previous: run.previous?.id ?? null,
+    pruned: pruned.map((r) => r.id),
+    nodes: run.results,
+    avoided: run.failed.map((r) => r.node),
+    services,
+    durationMs: Date.now() - run.started,
+  };
+}
+
+/**
+ * As one host prunes (the images no kept release uses), on every node that was loaded; each
+ * worker also drops its copy of the pruned releases' directories, written when it loaded them.
+ * A node that cannot be pruned keeps them and does not change the outcome: the release runs.
+ */
+async function pruneNodes(run: SwarmRun, tags: string[], pruned: ReleaseRecord[]): Promise<void> {
+  const { m } = run;
+  const inUse: string[] = [];
+  await Promise.all(
+    run.results.map(async (r) => {
+      const host = run.connected.get(r.nodeId);
+      if (!host) return;
+      const removed: string[] = [];
+      try {
+        for (const tag of tags) {
+          const outcome = await removeStackImage(host.engine, m.name, tag);
+          if (outcome === 'removed') removed.push(tag);
+          if (outcome === 'in-use' && !inUse.includes(r.node)) inUse.push(r.node);
+        }
+        if (host !== run.deps.manager) {
+          const nodeStore = new StateStore(run.options.install.stateDir, host.fs);
+          for (const p of pruned) await nodeStore.fs.rmrf(nodeStore.releaseDir(m.name, p.id));
+        }
+      } catch (e) {
+        run.deps.overall.log(`pruning on ${r.node} stopped: ${(e as Error).message}`);
+      }
+      r.prunedImages = removed;
+    }),
+  );
+  run.deps.overall.log(`pruned ${pruned.map((r) => r.version).join(', ')} and ${tags.length} image${tags.length === 1 ? '' : 's'} no kept release uses${inUse.length > 0 ? ` (some still in use on ${inUse.join(', ')})` : ''}`);
 }
 
 /** Where ferry reaches a node over SSH: --node-ssh by hostname or ID, else its swarm address as the manager's SSH user. */
