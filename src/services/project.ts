@@ -9,7 +9,8 @@ import { detectCompose, resolveComposeModel } from '../adapters/compose.js';
 import type { Engine } from '../adapters/engine.js';
 import { exists, isDirectory, listTree, readBounded, readText } from '../adapters/fs.js';
 import { analyzeCompose, bindsOfDocument, envFilesOfDocument, type ComposeAnalysis } from '../core/compose.js';
-import { PROJECT_DIR, planProject, ProjectPlanError, type HostPath, type ProjectFileKind } from '../core/compose-project.js';
+import type { ComposeCommand } from '../core/compose-cli.js';
+import { PROJECT_DIR, planProject, ProjectPlanError, type HostPath, type ProjectFileKind, type ProjectPlan } from '../core/compose-project.js';
 import { parseDefinition, type BundleDefinition } from '../core/definition.js';
 import { MAX_SMALL_FILE } from '../core/manifest.js';
 import { safeRelativePathProblem } from '../core/paths.js';
@@ -57,6 +58,28 @@ export interface LoadOptions {
 }
 
 export async function loadDefinition(path: string, engine: Engine, reporter: Reporter, options: LoadOptions = {}): Promise<LoadedDefinition> {
+  const ctx = await readDefinition(path, options);
+  const { def, dir } = ctx;
+  const { cmd, model } = await resolveModel(ctx);
+  const plan = planOf(ctx, cmd, model, await smokeOf(ctx, model));
+  await pinBuiltImages(ctx, engine, cmd, plan);
+  const projectFiles = await projectFilesOf(ctx, plan, reporter);
+  const compose = analyzeCompose(plan.model, def.compose.join(', '));
+  const shipped = `# The compose model ferry resolved from ${def.compose.join(', ')} on the build server (${cmd.argv.join(' ')} config);\n# paths under ./${PROJECT_DIR}/ are the project files the bundle carries.\n${toYaml(plan.model)}`;
+  const { files, hostFiles, extraBinds } = await hostOverrides(ctx);
+  return { dir, file: ctx.file, def, compose, shipped, projectFiles, hostPaths: plan.hostPaths, files, hostFiles, extraBinds };
+}
+
+/** What the steps of loadDefinition share: where the definition is, what it says, and the caller's options. */
+interface DefinitionContext {
+  dir: string;
+  file: string;
+  def: BundleDefinition;
+  options: LoadOptions;
+}
+
+/** Finds ferry.yaml (a directory or the file itself), parses it, and checks the files it names exist. */
+async function readDefinition(path: string, options: LoadOptions): Promise<DefinitionContext> {
   const isDir = await isDirectory(path);
   const dir = resolve(isDir ? path : dirname(path));
   const file = isDir ? join(dir, 'ferry.yaml') : resolve(path);
@@ -65,21 +88,30 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
       hint: 'Pass the directory that holds ferry.yaml (e.g. bundles/demo), or the ferry.yaml file itself.',
     });
   }
-  const def = parseDefinition(parseYaml(await readText(file), file), file);
-  const must = async (rel: string, what: string) => {
-    if (!(await exists(join(dir, rel)))) {
-      throw new BuildInputError('DEFINITION_FILE_MISSING', `${basename(file)} names ${what} ${rel}, which does not exist in ${dir}`, { details: { file, missing: rel } });
-    }
-  };
-  for (const c of def.compose) await must(c, 'compose file');
-  for (const e of def.envFiles) await must(e, 'env file');
+  const ctx = { dir, file, def: parseDefinition(parseYaml(await readText(file), file), file), options };
+  for (const c of ctx.def.compose) await requireFile(ctx, c, 'compose file');
+  for (const e of ctx.def.envFiles) await requireFile(ctx, e, 'env file');
+  return ctx;
+}
 
-  const cmd = await detectCompose(options.composeCmd);
+async function requireFile({ dir, file }: DefinitionContext, rel: string, what: string): Promise<void> {
+  if (!(await exists(join(dir, rel)))) {
+    throw new BuildInputError('DEFINITION_FILE_MISSING', `${basename(file)} names ${what} ${rel}, which does not exist in ${dir}`, { details: { file, missing: rel } });
+  }
+}
+
+/** ferry.yaml's profiles and the caller's, once each. */
+const profilesOf = ({ def, options }: DefinitionContext): string[] => [...new Set([...def.profiles, ...(options.profiles ?? [])])];
+
+/** The model as Compose resolves it; a variable Compose found unset is refused, not shipped empty. */
+async function resolveModel(ctx: DefinitionContext): Promise<{ cmd: ComposeCommand; model: unknown }> {
+  const { dir, def } = ctx;
+  const cmd = await detectCompose(ctx.options.composeCmd);
   const resolved = await resolveComposeModel(cmd, {
     dir,
     files: def.compose.map((c) => join(dir, c)),
     envFiles: def.envFiles.map((e) => join(dir, e)),
-    profiles: [...new Set([...def.profiles, ...(options.profiles ?? [])])],
+    profiles: profilesOf(ctx),
     project: def.name,
   });
   if (resolved.unsetVariables.length > 0) {
@@ -89,9 +121,13 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
       details: { variables: resolved.unsetVariables },
     });
   }
+  return { cmd, model: resolved.model };
+}
 
+/** x-ferry's smoke test, if any. Fills the model's x-ferry in from the files when Compose dropped it. */
+async function smokeOf({ dir, def }: DefinitionContext, resolvedModel: unknown): Promise<string[]> {
   // Compose v1's config drops extension fields; x-ferry is then read from the files themselves.
-  const model = resolved.model as Record<string, unknown>;
+  const model = resolvedModel as Record<string, unknown>;
   if (model && typeof model === 'object' && model['x-ferry'] === undefined) {
     for (const c of def.compose) {
       const doc = parseYaml(await readText(join(dir, c)), join(dir, c)) as Record<string, unknown> | null;
@@ -99,15 +135,18 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
     }
   }
   const xFerry = model?.['x-ferry'] as { smoke?: unknown } | undefined;
-  const smoke = typeof xFerry?.smoke === 'string' ? [xFerry.smoke] : [];
+  return typeof xFerry?.smoke === 'string' ? [xFerry.smoke] : [];
+}
 
-  let plan;
+/** core's plan of what travels; its refusals become build-input errors naming the compose files. */
+function planOf(ctx: DefinitionContext, cmd: ComposeCommand, model: unknown, smoke: string[]): ProjectPlan {
+  const { dir, def, options } = ctx;
   try {
-    plan = planProject(resolved.model, {
+    return planProject(model, {
       projectDir: dir,
       project: def.name,
       composeVersion: cmd.version,
-      profiles: [...new Set([...def.profiles, ...(options.profiles ?? [])])],
+      profiles: profilesOf(ctx),
       keep: smoke,
       ...(options.excludeSecrets ? { excludeSecretsTo: posix.join(HOST_SECRETS_DIR, def.name) } : {}),
     });
@@ -115,8 +154,10 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
     if (e instanceof ProjectPlanError) throw new BuildInputError(e.code, `${def.compose.join(', ')}: ${e.message}`, { details: { file: def.compose, subject: e.subject } });
     throw e;
   }
+}
 
-  // A service Compose builds runs the image Compose tagged for it: pinned like any other.
+/** A service Compose builds runs the image Compose tagged for it: pinned like any other. */
+async function pinBuiltImages({ def }: DefinitionContext, engine: Engine, cmd: ComposeCommand, plan: ProjectPlan): Promise<void> {
   const services = plan.model.services as Record<string, Record<string, unknown>>;
   for (const s of plan.services.filter((x) => x.image === null)) {
     let found: string | undefined;
@@ -130,37 +171,33 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
     }
     services[s.name]!.image = found;
   }
+}
 
+/** The files the bundle carries for the project, read now; a secret among them is warned about. */
+async function projectFilesOf({ dir, def }: DefinitionContext, plan: ProjectPlan, reporter: Reporter): Promise<ProjectFile[]> {
   // Compose reads the project directory's .env unless env files are named.
   const sources = await composeSources(dir, def.compose, def.envFiles.length > 0 ? def.envFiles : ['.env']);
   const projectFiles = await carriedFiles(dir, [...plan.carried, ...sources.filter((s) => !plan.carried.some((c) => c.rel === s.rel))]);
   for (const f of projectFiles.filter((x) => x.kind === 'secret')) {
     reporter.warn({ code: 'SECRET_IN_BUNDLE', subject: f.rel, message: `secret file ${f.rel} (used by ${f.services.join(', ') || 'no service'}) travels in the bundle in the clear: bundles are signed, not encrypted. --exclude-secrets leaves secrets out; the host then provides them under ${posix.join(HOST_SECRETS_DIR, def.name)}/` });
   }
-  const compose = analyzeCompose(plan.model, def.compose.join(', '));
-  const shipped = `# The compose model ferry resolved from ${def.compose.join(', ')} on the build server (${cmd.argv.join(' ')} config);\n# paths under ./${PROJECT_DIR}/ are the project files the bundle carries.\n${toYaml(plan.model)}`;
+  return projectFiles;
+}
 
+/** Each host's override, its env files and extra env files: checked to exist and listed per host. */
+async function hostOverrides(ctx: DefinitionContext): Promise<Pick<LoadedDefinition, 'files' | 'hostFiles' | 'extraBinds'>> {
+  const { dir, def } = ctx;
   const files = new Set<string>();
-  // env_file paths of a host override are relative to it; the bundle keeps the layout.
-  const addEnvFiles = async (doc: unknown, ofFile: string): Promise<string[]> => {
-    const added: string[] = [];
-    for (const env of envFilesOfDocument(doc)) {
-      const rel = posix.normalize(posix.join(posix.dirname(ofFile), env));
-      const problem = safeRelativePathProblem(rel);
-      if (problem) throw new BuildInputError('DEFINITION_INVALID', `${ofFile}: env_file ${env} ${problem}; keep env files inside the definition directory`);
-      if (!(await exists(join(dir, rel)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `${ofFile}: env_file ${env} does not exist`);
-      files.add(rel);
-      added.push(rel);
-    }
-    return added;
-  };
   const hostFiles: Record<string, string[]> = {};
   const extraBinds: ComposeAnalysis['binds'] = [];
   for (const [host, h] of Object.entries(def.hosts)) {
-    await must(h.compose, `host override for ${host}:`);
+    await requireFile(ctx, h.compose, `host override for ${host}:`);
     const doc = parseYaml(await readText(join(dir, h.compose)), join(dir, h.compose));
     extraBinds.push(...bindsOfDocument(doc));
-    const list = [h.compose, ...(await addEnvFiles(doc, h.compose))];
+    const envFiles = await overrideEnvFiles(dir, doc, h.compose);
+    // Listed ahead of the override itself, as they always were: `files` keeps its order.
+    envFiles.forEach((f) => files.add(f));
+    const list = [h.compose, ...envFiles];
     for (const env of h.env) {
       if (!(await exists(join(dir, env)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `hosts.${host}.env names ${env}, which does not exist`);
       list.push(env);
@@ -168,7 +205,20 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
     list.forEach((f) => files.add(f));
     hostFiles[host] = [...new Set(list)];
   }
-  return { dir, file, def, compose, shipped, projectFiles, hostPaths: plan.hostPaths, files: [...files], hostFiles, extraBinds };
+  return { files: [...files], hostFiles, extraBinds };
+}
+
+/** A host override's env_file paths, definition-relative: they are relative to it, and the bundle keeps the layout. */
+async function overrideEnvFiles(dir: string, doc: unknown, ofFile: string): Promise<string[]> {
+  const added: string[] = [];
+  for (const env of envFilesOfDocument(doc)) {
+    const rel = posix.normalize(posix.join(posix.dirname(ofFile), env));
+    const problem = safeRelativePathProblem(rel);
+    if (problem) throw new BuildInputError('DEFINITION_INVALID', `${ofFile}: env_file ${env} ${problem}; keep env files inside the definition directory`);
+    if (!(await exists(join(dir, rel)))) throw new BuildInputError('DEFINITION_FILE_MISSING', `${ofFile}: env_file ${env} does not exist`);
+    added.push(rel);
+  }
+  return added;
 }
 
 /**
