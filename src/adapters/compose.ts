@@ -10,16 +10,19 @@ const run = promisify(execFile);
 /**
  * `docker compose` (v2) when present, else `docker-compose` (v1); `override` ("docker-compose",
  * "docker compose") wins. Each probe of v1 starts a Python interpreter (~0.7 s here), so the
- * probes run at once, and `features: false` (bundle create, which only runs `config`) skips the
- * `--help` probes of `up` and `run`: read as "no optional flags", which is always safe.
+ * version and `--help` probes run at once.
  */
-export async function detectCompose(override?: string, needs: { features?: boolean } = {}): Promise<ComposeCommand> {
+export async function detectCompose(override?: string): Promise<ComposeCommand> {
   const candidates: string[][] = override ? [override.split(/\s+/).filter(Boolean)] : [['docker', 'compose'], ['docker-compose']];
   for (const argv of candidates) {
-    const [version, features] = await Promise.all([versionOf(argv), needs.features === false ? NO_COMPOSE_FEATURES : detectFeatures(argv)]);
-    if (version !== null) return { argv, version, features: { ...features } };
+    const [version, features] = await Promise.all([versionOf(argv), detectFeatures(argv)]);
+    if (version !== null) return { argv, version, features };
   }
-  throw new HostPreconditionError('NO_COMPOSE', override ? `the compose command "${override}" does not work here` : 'neither `docker compose` (v2) nor `docker-compose` (v1) works on this host', {
+  throw noCompose(override);
+}
+
+function noCompose(override: string | undefined): HostPreconditionError {
+  return new HostPreconditionError('NO_COMPOSE', override ? `the compose command "${override}" does not work here` : 'neither `docker compose` (v2) nor `docker-compose` (v1) works on this host', {
     hint: 'Install Docker Compose, or name the command with --compose-cmd.',
   });
 }
@@ -102,24 +105,12 @@ export interface ComposeProjectSpec {
   project: string;
 }
 
-export interface ResolvedModel {
-  model: unknown;
-  /** Variables Compose found unset and replaced with an empty string. */
-  unsetVariables: string[];
-}
+type ConfigOutput = { stdout: string; stderr: string };
 
-/**
- * The project as this Compose reads it (`config`): interpolation, extends, include, anchors, merges
- * of several files and profiles, all done by Compose itself rather than guessed.
- */
-export async function resolveComposeModel(cmd: ComposeCommand, spec: ComposeProjectSpec): Promise<ResolvedModel> {
-  if (cmd.version === 1 && spec.envFiles.length > 1) {
-    throw new BuildInputError('COMPOSE_ENV_FILES', `Compose v1 reads one --env-file; ferry.yaml lists ${spec.envFiles.length}: ${spec.envFiles.join(', ')}`, {
-      hint: 'Merge them into one env file, or build with Compose v2 (docker compose).',
-    });
-  }
+/** `config` of the project as Compose of that major version is asked for it. */
+function runConfig(argv: string[], version: 1 | 2, spec: ComposeProjectSpec): Promise<ConfigOutput> {
   const args = [
-    ...cmd.argv.slice(1),
+    ...argv.slice(1),
     '--project-directory',
     spec.dir,
     '--project-name',
@@ -128,14 +119,54 @@ export async function resolveComposeModel(cmd: ComposeCommand, spec: ComposeProj
     ...spec.envFiles.flatMap((f) => ['--env-file', f]),
     // Every profile: ferry drops the services of profiles not enabled itself (core/compose-project),
     // since Compose v1's config ignores --profile and the smoke test may sit in a profile of its own.
-    ...(cmd.version === 2 ? ['--profile', '*'] : spec.profiles.flatMap((p) => ['--profile', p])),
+    ...(version === 2 ? ['--profile', '*'] : spec.profiles.flatMap((p) => ['--profile', p])),
     'config',
-    ...(cmd.version === 2 ? ['--format', 'json'] : []),
+    ...(version === 2 ? ['--format', 'json'] : []),
   ];
+  return run(argv[0]!, args, { cwd: spec.dir, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
+}
+
+/**
+ * Which Compose, and the project as it reads it, for a caller that only needs `config` (bundle
+ * create). docker-compose v1 starts a Python interpreter for each command (~0.7 s here), so its
+ * `config` starts beside the version probe, guessing v1 for `docker-compose` (v2 for the plugin);
+ * a standalone docker-compose v2 is asked again with v2's arguments.
+ */
+export async function detectAndResolve(override: string | undefined, spec: ComposeProjectSpec): Promise<{ cmd: ComposeCommand; resolved: ResolvedModel }> {
+  const candidates: string[][] = override ? [override.split(/\s+/).filter(Boolean)] : [['docker', 'compose'], ['docker-compose']];
+  for (const argv of candidates) {
+    const guess = argv.length > 1 && argv[1] === 'compose' ? 2 : 1;
+    const early = guess === 1 && spec.envFiles.length > 1 ? undefined : runConfig(argv, guess, spec);
+    early?.catch(() => undefined);
+    const version = await versionOf(argv);
+    if (version === null) continue;
+    const cmd: ComposeCommand = { argv, version, features: { ...NO_COMPOSE_FEATURES } };
+    return { cmd, resolved: await resolveComposeModel(cmd, spec, version === guess ? early : undefined) };
+  }
+  throw noCompose(override);
+}
+
+export interface ResolvedModel {
+  model: unknown;
+  /** Variables Compose found unset and replaced with an empty string. */
+  unsetVariables: string[];
+}
+
+/**
+ * The project as this Compose reads it (`config`): interpolation, extends, include, anchors, merges
+ * of several files and profiles, all done by Compose itself rather than guessed. `early`: the same
+ * `config` already started (see detectAndResolve).
+ */
+export async function resolveComposeModel(cmd: ComposeCommand, spec: ComposeProjectSpec, early?: Promise<ConfigOutput>): Promise<ResolvedModel> {
+  if (cmd.version === 1 && spec.envFiles.length > 1) {
+    throw new BuildInputError('COMPOSE_ENV_FILES', `Compose v1 reads one --env-file; ferry.yaml lists ${spec.envFiles.length}: ${spec.envFiles.join(', ')}`, {
+      hint: 'Merge them into one env file, or build with Compose v2 (docker compose).',
+    });
+  }
   let stdout: string;
   let stderr: string;
   try {
-    ({ stdout, stderr } = await run(cmd.argv[0]!, args, { cwd: spec.dir, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }));
+    ({ stdout, stderr } = await (early ?? runConfig(cmd.argv, cmd.version, spec)));
   } catch (e) {
     const err = e as { stderr?: string; code?: number };
     const said = (err.stderr ?? (e as Error).message).trim().split('\n').slice(-8).join('\n');

@@ -5,7 +5,7 @@
  * image of every built service against the engine.
  */
 import { basename, dirname, join, posix, resolve } from 'node:path';
-import { detectCompose, resolveComposeModel } from '../adapters/compose.js';
+import { detectAndResolve } from '../adapters/compose.js';
 import type { Engine } from '../adapters/engine.js';
 import { exists, isDirectory, listTree, readBounded, readText } from '../adapters/fs.js';
 import { analyzeCompose, bindsOfDocument, envFilesOfDocument, type ComposeAnalysis } from '../core/compose.js';
@@ -106,8 +106,8 @@ const profilesOf = ({ def, options }: DefinitionContext): string[] => [...new Se
 /** The model as Compose resolves it; a variable Compose found unset is refused, not shipped empty. */
 async function resolveModel(ctx: DefinitionContext): Promise<{ cmd: ComposeCommand; model: unknown }> {
   const { dir, def } = ctx;
-  const cmd = await detectCompose(ctx.options.composeCmd);
-  const resolved = await resolveComposeModel(cmd, {
+  // Only `config` runs here: Compose is found and asked at once (what its `up` and `run` accept does not matter).
+  const { cmd, resolved } = await detectAndResolve(ctx.options.composeCmd, {
     dir,
     files: def.compose.map((c) => join(dir, c)),
     envFiles: def.envFiles.map((e) => join(dir, e)),

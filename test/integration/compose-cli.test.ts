@@ -10,7 +10,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { detectCompose, runCompose } from '../../src/adapters/compose.js';
+import { detectAndResolve, detectCompose, runCompose } from '../../src/adapters/compose.js';
 import { Engine } from '../../src/adapters/engine.js';
 import { localHost } from '../../src/adapters/local-host.js';
 import { composeArgs, renderImageOverride, upWaits, type ComposeAction, type ComposeCommand } from '../../src/core/compose-cli.js';
@@ -104,6 +104,12 @@ describe.each(dialects)('$name runs what composeArgs produces', (dialect) => {
     else process.env.DOCKER_CONFIG = savedConfig;
   });
 
+  it('is found and asked for the project at once by detectAndResolve (what bundle create uses)', async () => {
+    const { cmd: found, resolved } = await detectAndResolve(dialect.override, { dir, files: [join(dir, 'compose.yaml')], envFiles: [], profiles: ['smoke'], project });
+    expect([found.argv, found.version]).toEqual([cmd.argv, dialect.version]);
+    expect(Object.keys((resolved.model as { services: object }).services)).toEqual(expect.arrayContaining(['app', 'sick', 'smoke-ok']));
+  });
+
   it('is detected with the flags that version declares', () => {
     expect(cmd.version).toBe(dialect.version);
     if (dialect.version === 1) {
@@ -180,5 +186,17 @@ describe.each(dialects)('$name runs what composeArgs produces', (dialect) => {
     }
     expect(await health('app')).toBe('missing');
     expect(await health('sick', sickProject)).toBe('missing');
+  });
+});
+
+describe('a standalone docker-compose that is v2', () => {
+  it('detectAndResolve guesses v1 for a docker-compose binary, finds v2, and asks again with v2 arguments', async () => {
+    const dir = await tmpDir('ferry-compose-cli-');
+    await writeFile(join(dir, 'compose.yaml'), COMPOSE_YAML);
+    const binary = join(COMPOSE_V2_CONFIG, 'cli-plugins', 'docker-compose');
+    const { cmd, resolved } = await detectAndResolve(binary, { dir, files: [join(dir, 'compose.yaml')], envFiles: [], profiles: [], project: uniqueName('ferry-cc-standalone') });
+    expect([cmd.argv, cmd.version]).toEqual([[binary], 2]);
+    // v2's arguments (--profile '*'): the services of every profile are in the model.
+    expect(Object.keys((resolved.model as { services: object }).services).sort()).toEqual(['app', 'sick', 'smoke-fails', 'smoke-ok']);
   });
 });
