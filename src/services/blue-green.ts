@@ -43,43 +43,100 @@ export const colourFile = (colour: Colour) => `ferry.${colour}.yaml`;
  * says what serves afterwards, or HostPreconditionError before touching anything.
  */
 export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord, releaseDir: string, current: ReleaseRecord | null, drainMs: number): Promise<void> {
-  const stack = ctx.project;
-  const coloured = colouredOf(release);
-  const stable = stableOf(release);
+  await requireComposeForBlueGreen(ctx, stableOf(release));
+  const run = await nextColourRun(ctx, release, releaseDir, current);
+  const { stack, stable, coloured, project, colour } = run;
+
+  // 1. the stable project
+  const expected = await warnStableInPlace(run);
+  ctx.reporter.log(`starting ${stack} ${release.version} in blue/green: front and shared (${stable.join(', ')}) in ${stack}, the rest (${coloured.join(', ')}) as ${project}`);
+  try {
+    await composeOrFail(run, stack, release.composeFiles, { kind: 'up', services: stable, noDeps: true }, `compose up of ${stable.join(', ')}`);
+    // 2. the new colour
+    const deadline = await startColour(run, expected);
+    // 3. health and smoke, against the new colour only
+    await testColour(run, deadline);
+  } catch (e) {
+    return beforeSwitch(run, e);
+  }
+
+  // 4. switch
+  const frontNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => (release.front ?? []).includes(c.service) && c.state === 'running'));
+  const fresh = await colourContainers(ctx, project, coloured);
+  const old = await oldColoured(ctx, stack, colour, coloured);
+  const moved: Switch = { frontNets, fresh, old };
+  await switchAliases(ctx, release, colour, moved);
+  await confirmSwitch(run, moved);
+  release.colour = colour;
+
+  // 5. drain, then stop the old colour (kept, for rollback) and remove in-place leftovers
+  await drain(ctx, old, drainMs);
+  await retireOld(run, moved);
+}
+
+/** One blue/green deploy from step to step: the release, the colour it goes to, how compose reaches it. */
+interface ColourRun {
+  ctx: DeployContext;
+  release: ReleaseRecord;
+  releaseDir: string;
+  current: ReleaseRecord | null;
+  stack: string;
+  coloured: string[];
+  stable: string[];
+  colour: Colour;
+  project: string;
+  colourFiles: string[];
+  opts: { cwd: string; timeoutMs: number };
+}
+
+/** A switch of the service names on the front's networks: to `fresh`, away from `old`. */
+interface Switch {
+  frontNets: string[];
+  fresh: Placed[];
+  old: Placed[];
+}
+
+async function requireComposeForBlueGreen(ctx: DeployContext, stable: string[]): Promise<void> {
   if (ctx.compose.version === 1 && (await engineDroppedContainerConfig(ctx.engine))) {
     throw new HostPreconditionError('BLUE_GREEN_UNSUPPORTED', `blue/green with Compose v1 on Docker 25 and later is not possible: Compose v1 crashes updating the front (${stable.join(', ')}) in place there (KeyError 'ContainerConfig'), which would drop every request. Nothing was switched.`, {
       hint: 'Use Compose v2 on this host (--compose-cmd "docker compose"), or "switch: in-place" in x-ferry.',
     });
   }
+}
+
+async function nextColourRun(ctx: DeployContext, release: ReleaseRecord, releaseDir: string, current: ReleaseRecord | null): Promise<ColourRun> {
+  const stack = ctx.project;
+  const coloured = colouredOf(release);
   // The engine says which colour is live (a restore may have moved it without a record saved);
   // the record decides only when both or neither run.
   const running: Colour[] = [];
   for (const c of COLOURS) if ((await colourContainers(ctx, colourProject(stack, c), coloured)).length > 0) running.push(c);
   const liveColour = running.length === 1 ? running[0] : current?.switch === 'blue-green' ? (current.colour ?? null) : null;
   const colour = nextColour(liveColour);
-  const project = colourProject(stack, colour);
-  const colourFiles = [...release.composeFiles, colourFile(colour)];
-  const opts = { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs + 120_000 };
-  const compose = async (proj: string, files: string[], action: ComposeAction, what: string) => {
-    const r = await ctx.runner.run(ctx.compose, proj, files, action, opts);
-    if (r.code !== 0) throw new DeployFailure(`${what} failed (exit ${r.code}): ${lastLines(r.output)}`, r.output);
-    return r;
+  return {
+    ctx,
+    release,
+    releaseDir,
+    current,
+    stack,
+    coloured,
+    stable: stableOf(release),
+    colour,
+    project: colourProject(stack, colour),
+    colourFiles: [...release.composeFiles, colourFile(colour)],
+    opts: { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs + 120_000 },
   };
+}
 
-  // What serves when a step before the switch fails: the old colour, untouched, or nothing.
-  const beforeSwitch = async (e: unknown): Promise<never> => {
-    if (!(e instanceof DeployFailure)) throw e;
-    ctx.reporter.log(`${colour} failed before the switch: removing it; the live release keeps serving`);
-    await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'down' }, opts).catch(() => undefined);
-    await removeProjectNetworks(ctx.engine, project).catch(() => undefined);
-    if (!current) {
-      await ctx.runner.run(ctx.compose, stack, release.composeFiles, { kind: 'down' }, opts).catch(() => undefined);
-      throw new DeployFailure(e.message, e.output, 'nothing');
-    }
-    throw new DeployFailure(e.message, e.output, (await serves(ctx, current, release)) ? 'kept' : 'not-serving');
-  };
+async function composeOrFail(run: ColourRun, proj: string, files: string[], action: ComposeAction, what: string) {
+  const r = await run.ctx.runner.run(run.ctx.compose, proj, files, action, run.opts);
+  if (r.code !== 0) throw new DeployFailure(`${what} failed (exit ${r.code}): ${lastLines(r.output)}`, r.output);
+  return r;
+}
 
-  // 1. the stable project
+/** Front and shared services with a new image are updated in place: said before it happens. Returns the release's images by service. */
+async function warnStableInPlace(run: ColourRun): Promise<Map<string, string>> {
+  const { ctx, stack, stable, release } = run;
   const stableBefore = (await projectContainers(ctx.engine, stack)).filter((c) => !c.oneOff && stable.includes(c.service));
   const expected = await expectedImages(ctx.engine, stack, release);
   const changed = stable.filter((s) => stableBefore.some((c) => c.service === s && c.imageId !== expected.get(s)));
@@ -90,71 +147,78 @@ export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord
       message: `${changed.join(', ')} ${changed.length > 1 ? 'are front or shared services' : 'is a front or shared service'} with a new image: updated in place, before the new colour is tested (only the other services run twice)`,
     });
   }
-  ctx.reporter.log(`starting ${stack} ${release.version} in blue/green: front and shared (${stable.join(', ')}) in ${stack}, the rest (${coloured.join(', ')}) as ${project}`);
-  try {
-    await compose(stack, release.composeFiles, { kind: 'up', services: stable, noDeps: true }, `compose up of ${stable.join(', ')}`);
+  return expected;
+}
 
-    // 2. the new colour
-    // A colour that holds this release (stopped after an earlier switch) is started as it is: a
-    // rollback then costs a start, not a create.
-    const stale = (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff);
-    if (stale.length > 0 && !stale.every((c) => coloured.includes(c.service) && c.imageId === expected.get(c.service))) {
-      await compose(project, colourFiles, { kind: 'down' }, `removing the old ${project}`);
-    }
-    const deadline = Date.now() + ctx.waitTimeoutMs;
-    const up = await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'up', services: coloured, noDeps: true, waitSeconds: ctx.waitTimeoutMs / 1000 }, opts);
-    if (up.code !== 0 && !(upWaits(ctx.compose) && (await runsRelease(ctx, release, coloured, project)))) {
-      throw new DeployFailure(`compose up of ${project} failed (exit ${up.code}): ${lastLines(up.output)}`, up.output);
-    }
-    const stableNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => stable.includes(c.service) && c.state === 'running'));
-    const fresh = await colourContainers(ctx, project, coloured);
-    if ((release.shared ?? []).length > 0) {
-      // Reachable by container name only: the service names stay with the live colour.
-      for (const net of stableNets) for (const c of fresh) if (!(await containerNetworks(ctx.engine, c.id)).has(net)) await attach(ctx.engine, net, c.id, []);
-    }
-
-    // 3. health and smoke, against the new colour only
-    await waitHealthy(ctx, release, coloured, deadline, false, project);
-    if (release.smoke) {
-      ctx.reporter.log(`running smoke test ${release.smoke} against ${project}`);
-      const smoke = await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'run-once', service: release.smoke }, { cwd: releaseDir, timeoutMs: ctx.waitTimeoutMs });
-      if (smoke.code !== 0) throw new DeployFailure(`smoke test ${release.smoke} exited ${smoke.code}: ${lastLines(smoke.output)}`, smoke.output);
-    }
-  } catch (e) {
-    return beforeSwitch(e);
+/** Step 2: the new colour up, without the service names. Returns the deadline for its health. */
+async function startColour(run: ColourRun, expected: ReadonlyMap<string, string>): Promise<number> {
+  const { ctx, release, stack, stable, coloured, project, colourFiles } = run;
+  // A colour that holds this release (stopped after an earlier switch) is started as it is: a
+  // rollback then costs a start, not a create.
+  const stale = (await projectContainers(ctx.engine, project)).filter((c) => !c.oneOff);
+  if (stale.length > 0 && !stale.every((c) => coloured.includes(c.service) && c.imageId === expected.get(c.service))) {
+    await composeOrFail(run, project, colourFiles, { kind: 'down' }, `removing the old ${project}`);
   }
-
-  // 4. switch
-  const frontNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => (release.front ?? []).includes(c.service) && c.state === 'running'));
+  const deadline = Date.now() + ctx.waitTimeoutMs;
+  const up = await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'up', services: coloured, noDeps: true, waitSeconds: ctx.waitTimeoutMs / 1000 }, run.opts);
+  if (up.code !== 0 && !(upWaits(ctx.compose) && (await runsRelease(ctx, release, coloured, project)))) {
+    throw new DeployFailure(`compose up of ${project} failed (exit ${up.code}): ${lastLines(up.output)}`, up.output);
+  }
+  const stableNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => stable.includes(c.service) && c.state === 'running'));
   const fresh = await colourContainers(ctx, project, coloured);
-  const old = await oldColoured(ctx, stack, colour, coloured);
-  const keepReach = (release.shared ?? []).length > 0;
-  const started = Date.now();
-  await moveAliases(ctx, frontNets, fresh, old, keepReach);
-  const switchMs = Date.now() - started;
-  if (ctx.timings) ctx.timings.switch = switchMs;
-  ctx.reporter.log(`switched ${stack} to ${colour} (${release.version}) in ${switchMs} ms on ${frontNets.join(', ') || 'no network'}`);
+  if ((release.shared ?? []).length > 0) {
+    // Reachable by container name only: the service names stay with the live colour.
+    for (const net of stableNets) for (const c of fresh) if (!(await containerNetworks(ctx.engine, c.id)).has(net)) await attach(ctx.engine, net, c.id, []);
+  }
+  return deadline;
+}
+
+async function testColour(run: ColourRun, deadline: number): Promise<void> {
+  const { ctx, release, project } = run;
+  await waitHealthy(ctx, release, run.coloured, deadline, false, project);
+  if (release.smoke) {
+    ctx.reporter.log(`running smoke test ${release.smoke} against ${project}`);
+    const smoke = await ctx.runner.run(ctx.compose, project, run.colourFiles, { kind: 'run-once', service: release.smoke }, { cwd: run.releaseDir, timeoutMs: ctx.waitTimeoutMs });
+    if (smoke.code !== 0) throw new DeployFailure(`smoke test ${release.smoke} exited ${smoke.code}: ${lastLines(smoke.output)}`, smoke.output);
+  }
+}
+
+/** What serves when a step before the switch fails: the old colour, untouched, or nothing. */
+async function beforeSwitch(run: ColourRun, e: unknown): Promise<never> {
+  const { ctx, current, release, opts } = run;
+  if (!(e instanceof DeployFailure)) throw e;
+  ctx.reporter.log(`${run.colour} failed before the switch: removing it; the live release keeps serving`);
+  await ctx.runner.run(ctx.compose, run.project, run.colourFiles, { kind: 'down' }, opts).catch(() => undefined);
+  await removeProjectNetworks(ctx.engine, run.project).catch(() => undefined);
+  if (!current) {
+    await ctx.runner.run(ctx.compose, run.stack, release.composeFiles, { kind: 'down' }, opts).catch(() => undefined);
+    throw new DeployFailure(e.message, e.output, 'nothing');
+  }
+  throw new DeployFailure(e.message, e.output, (await serves(ctx, current, release)) ? 'kept' : 'not-serving');
+}
+
+/** The front's own check through the new colour, then the stable services; else the switch is undone. */
+async function confirmSwitch(run: ColourRun, { frontNets, fresh, old }: Switch): Promise<void> {
+  const { ctx, release, colour, current } = run;
   try {
     const deadline = Date.now() + ctx.waitTimeoutMs;
     // With no old colour to go back to (a first install) there is nothing to gain from judging early.
     await confirmFront(ctx, release, colour, deadline, old.length === 0);
-    await waitHealthy(ctx, release, stable, deadline);
+    await waitHealthy(ctx, release, run.stable, deadline);
   } catch (e) {
     if (!(e instanceof DeployFailure)) throw e;
     ctx.reporter.log(`the front is not healthy on ${colour}: switching back`);
     await moveAliases(ctx, frontNets, old, fresh, false);
-    await ctx.runner.run(ctx.compose, project, colourFiles, { kind: 'down' }, opts).catch(() => undefined);
+    await ctx.runner.run(ctx.compose, run.project, run.colourFiles, { kind: 'down' }, run.opts).catch(() => undefined);
     throw new DeployFailure(e.message, e.output, current && (await serves(ctx, current, release)) ? 'flipped-back' : 'not-serving');
   }
-  release.colour = colour;
+}
 
-  // 5. drain, then stop the old colour (kept, for rollback) and remove in-place leftovers
-  if (old.length > 0) {
-    ctx.reporter.log(`draining ${Math.round(drainMs / 1000)} s before stopping the old release`);
-    await new Promise((r) => setTimeout(r, drainMs));
-  }
+/** Step 5 after the drain: the old colour stopped (kept, for rollback), in-place leftovers removed. */
+async function retireOld(run: ColourRun, { frontNets, old }: Switch): Promise<void> {
+  const { ctx, release, stack, colour, opts } = run;
   // Stopped colours keep only their own networks, as Compose made them: a rollback starts them as they are.
-  const stableNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => stable.includes(c.service)));
+  const stableNets = await networksOf(ctx, (await projectContainers(ctx.engine, stack)).filter((c) => run.stable.includes(c.service)));
   for (const c of old.filter((x) => x.project !== stack)) for (const net of new Set([...frontNets, ...stableNets])) await detach(ctx.engine, net, c.id);
   const other = COLOURS.find((x) => x !== colour)!;
   const otherProject = colourProject(stack, other);
@@ -166,6 +230,23 @@ export async function deployBlueGreen(ctx: DeployContext, release: ReleaseRecord
   if (leftovers.length > 0) {
     const r = await ctx.runner.run(ctx.compose, stack, release.composeFiles, { kind: 'rm', services: leftovers }, opts);
     if (r.code !== 0) ctx.reporter.log(`removing the in-place ${leftovers.join(', ')} of ${stack} failed (exit ${r.code}): ${lastLines(r.output)}`);
+  }
+}
+
+/** Step 4's move of the names, timed: the switch is what users notice. */
+async function switchAliases(ctx: FlipContext, release: ReleaseRecord, colour: Colour, { frontNets, fresh, old }: Switch, onSwitched?: () => void): Promise<void> {
+  const started = Date.now();
+  await moveAliases(ctx, frontNets, fresh, old, (release.shared ?? []).length > 0);
+  const switchMs = Date.now() - started;
+  if (ctx.timings) ctx.timings.switch = switchMs;
+  onSwitched?.();
+  ctx.reporter.log(`switched ${ctx.project} to ${colour} (${release.version}) in ${switchMs} ms on ${frontNets.join(', ') || 'no network'}`);
+}
+
+async function drain(ctx: FlipContext, old: Placed[], drainMs: number): Promise<void> {
+  if (old.length > 0) {
+    ctx.reporter.log(`draining ${Math.round(drainMs / 1000)} s before stopping the old release`);
+    await new Promise((r) => setTimeout(r, drainMs));
   }
 }
 
@@ -189,15 +270,63 @@ export async function flipToKeptColour(
   onSwitched?: () => void,
 ): Promise<boolean> {
   if (release.switch !== 'blue-green' || current?.switch !== 'blue-green' || !stableUnchanged) return false;
+  if (stableOf(release).join() !== stableOf(current).join()) return false;
+  const found = await findKeptColour(ctx, release, releaseDir, current);
+  if (!found) return false;
+  const { project, toStart, colour } = found;
+
+  ctx.reporter.log(`${project} still holds ${release.version}: ${toStart.length > 0 ? `starting ${toStart.map((c) => c.service).join(', ')} as ${toStart.length > 1 ? 'they are' : 'it is'}, then ` : ''}moving the service names to it`);
+  const running = found.stableNow.filter((c) => c.state === 'running');
+  const stableNets = await networksOf(ctx, running.filter((c) => found.stable.includes(c.service)));
+  const frontNets = await networksOf(ctx, running.filter((c) => (release.front ?? []).includes(c.service)));
+  const flip: Flip = { ...found, stableNets, frontNets };
+  await startKept(flip);
+
+  const fresh: Placed[] = found.kept.map((c) => ({ ...c, project }));
+  const old = await oldColoured(ctx, ctx.project, colour, found.coloured);
+  const moved: Switch = { frontNets, fresh, old };
+  await switchAliases(ctx, release, colour, moved, onSwitched);
+  await confirmFlip(flip, moved);
+  release.colour = colour;
+
+  await drain(ctx, old, drainMs);
+  await Promise.all(
+    old.map(async (c) => {
+      for (const net of new Set([...frontNets, ...stableNets])) await detach(ctx.engine, net, c.id);
+      await stopContainer(ctx.engine, c.id);
+    }),
+  );
+  return true;
+}
+
+/** The colour a rollback would flip to, when it holds exactly `release` and the stable project runs it. */
+interface KeptColour {
+  ctx: FlipContext;
+  release: ReleaseRecord;
+  current: ReleaseRecord;
+  coloured: string[];
+  stable: string[];
+  /** The colour holding the names now, as the engine or else the record says. */
+  live: Colour | null | undefined;
+  colour: Colour;
+  project: string;
+  kept: ProjectContainer[];
+  /** The kept containers that are stopped. */
+  toStart: ProjectContainer[];
+  /** The stack's own project's containers. */
+  stableNow: ProjectContainer[];
+}
+
+type Flip = KeptColour & { stableNets: string[]; frontNets: string[] };
+
+async function findKeptColour(ctx: FlipContext, release: ReleaseRecord, releaseDir: string, current: ReleaseRecord): Promise<KeptColour | null> {
   const stack = ctx.project;
   const coloured = colouredOf(release);
   const stable = stableOf(release);
-  if (stable.join() !== stableOf(current).join()) return false;
   const byColour = await Promise.all(COLOURS.map(async (c) => (await projectContainers(ctx.engine, colourProject(stack, c))).filter((x) => !x.oneOff)));
   const runs = COLOURS.filter((c, i) => byColour[i]!.some((x) => x.state === 'running' && coloured.includes(x.service)));
   const live = runs.length === 1 ? runs[0] : (current.colour ?? null);
   const colour = nextColour(live);
-  const project = colourProject(stack, colour);
   const kept = byColour[COLOURS.indexOf(colour)]!;
   const expected = await expectedImages(ctx.engine, stack, release);
   const dirs = await Promise.all(kept.map((c) => composeWorkingDir(ctx.engine, c.id)));
@@ -208,24 +337,15 @@ export async function flipToKeptColour(
   const stableRuns = stable.every((svc) => stableNow.some((c) => c.service === svc && c.state === 'running' && c.imageId === expected.get(svc)));
   // Coloured services running in the stack's own project (an in-place leftover) need compose to remove.
   const inPlace = stableNow.some((c) => coloured.includes(c.service));
-  if (!fits || !stableRuns || inPlace) return false;
+  if (!fits || !stableRuns || inPlace) return null;
+  return { ctx, release, current, coloured, stable, live, colour, project: colourProject(stack, colour), kept, toStart: kept.filter((c) => c.state !== 'running'), stableNow };
+}
 
-  const toStart = kept.filter((c) => c.state !== 'running');
-  ctx.reporter.log(`${project} still holds ${release.version}: ${toStart.length > 0 ? `starting ${toStart.map((c) => c.service).join(', ')} as ${toStart.length > 1 ? 'they are' : 'it is'}, then ` : ''}moving the service names to it`);
-  const keepReach = (release.shared ?? []).length > 0;
-  const running = stableNow.filter((c) => c.state === 'running');
-  const stableNets = await networksOf(ctx, running.filter((c) => stable.includes(c.service)));
-  const frontNets = await networksOf(ctx, running.filter((c) => (release.front ?? []).includes(c.service)));
+/** The stopped containers of the kept colour started and, by their own health checks run at once, confirmed; else put back (`kept`). */
+async function startKept(flip: Flip): Promise<void> {
+  const { ctx, kept, toStart, project, stableNets } = flip;
+  const keepReach = (flip.release.shared ?? []).length > 0;
   const deadline = Date.now() + ctx.waitTimeoutMs;
-  // Back to stopped, off the stable networks: as the colour was kept, for a later try.
-  const putBack = async () => {
-    await Promise.all(
-      toStart.map(async (c) => {
-        for (const net of stableNets) await detach(ctx.engine, net, c.id);
-        await stopContainer(ctx.engine, c.id);
-      }),
-    );
-  };
   try {
     await Promise.all(
       toStart.map(async (c) => {
@@ -244,42 +364,35 @@ export async function flipToKeptColour(
   } catch (e) {
     if (!(e instanceof DeployFailure)) throw e;
     ctx.reporter.log(`${project} failed before the switch: stopping it again; the live release keeps serving`);
-    await putBack();
+    await putBack(flip);
     throw new DeployFailure(e.message, e.output, 'kept');
   }
+}
 
-  const fresh: Placed[] = kept.map((c) => ({ ...c, project }));
-  const old = await oldColoured(ctx, stack, colour, coloured);
-  const started = Date.now();
-  await moveAliases(ctx, frontNets, fresh, old, keepReach);
-  const switchMs = Date.now() - started;
-  if (ctx.timings) ctx.timings.switch = switchMs;
-  onSwitched?.();
-  ctx.reporter.log(`switched ${stack} to ${colour} (${release.version}) in ${switchMs} ms on ${frontNets.join(', ') || 'no network'}`);
+/** Back to stopped, off the stable networks: as the colour was kept, for a later try. */
+async function putBack({ ctx, toStart, stableNets }: Flip): Promise<void> {
+  await Promise.all(
+    toStart.map(async (c) => {
+      for (const net of stableNets) await detach(ctx.engine, net, c.id);
+      await stopContainer(ctx.engine, c.id);
+    }),
+  );
+}
+
+/** The front confirmed through the flipped-to colour; else the names go back and the old colour is judged. */
+async function confirmFlip(flip: Flip, { frontNets, fresh, old }: Switch): Promise<void> {
+  const { ctx, release, colour, current, live } = flip;
   try {
     await confirmFront(ctx, release, colour, Date.now() + ctx.waitTimeoutMs);
   } catch (e) {
     if (!(e instanceof DeployFailure)) throw e;
     ctx.reporter.log(`the front is not healthy on ${colour}: switching back`);
     await moveAliases(ctx, frontNets, old, fresh, false);
-    await putBack();
+    await putBack(flip);
     const back = await Promise.all(old.map((c) => confirmHealth(ctx.engine, c.id, Date.now() + ctx.waitTimeoutMs, true)));
     const front = back.every((v) => v !== 'fail') ? await confirmFront(ctx, current, live ?? colour, Date.now() + ctx.waitTimeoutMs, true).then(() => true, () => false) : false;
     throw new DeployFailure(e.message, e.output, front ? 'flipped-back' : 'not-serving');
   }
-  release.colour = colour;
-
-  if (old.length > 0) {
-    ctx.reporter.log(`draining ${Math.round(drainMs / 1000)} s before stopping the old release`);
-    await new Promise((r) => setTimeout(r, drainMs));
-  }
-  await Promise.all(
-    old.map(async (c) => {
-      for (const net of new Set([...frontNets, ...stableNets])) await detach(ctx.engine, net, c.id);
-      await stopContainer(ctx.engine, c.id);
-    }),
-  );
-  return true;
 }
 
 /** Whether compose created a container from this release directory (its working_dir label is in it). */
