@@ -8,11 +8,13 @@
  * ran one host or many. The per-host codes are all in the result (and in --json).
  */
 import type { NamedHost } from '../adapters/host-factory.js';
+import type { LayerFanout } from '../adapters/layer-fanout.js';
 import { ExitCode, FerryError } from '../errors.js';
 import { sha256Digest } from '../core/digest.js';
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
 import { installBundle, type InstallOptions, type InstallResult } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
+import { sharedLayers } from './shared-layers.js';
 
 export interface FleetHost {
   /** The --ssh target as given. */
@@ -42,7 +44,7 @@ export interface FleetDeps {
   overall?: Reporter;
   install?: typeof installBundle;
   /** Checks the bundle once for all hosts; returns what each host's install may then skip. */
-  checkOnce?: (install: FleetOptions['install'], reporter: Reporter) => Promise<Pick<InstallOptions, 'filesChecked'>>;
+  checkOnce?: (install: FleetOptions['install'], reporter: Reporter) => Promise<CheckedOnce>;
 }
 
 /**
@@ -51,11 +53,16 @@ export interface FleetDeps {
  * is contacted, with its own exit code (3 trust, 4 integrity). Each host still checks the
  * signature and its own policy, and re-checks every layer as it streams.
  */
-export async function checkBundleOnce(install: FleetOptions['install'], reporter: Reporter): Promise<Pick<InstallOptions, 'filesChecked'>> {
+export async function checkBundleOnce(install: FleetOptions['install'], reporter: Reporter): Promise<CheckedOnce> {
   const opened = await openBundle(install.bundle, install.trust, reporter);
   const { problems } = await checkFiles(opened, reporter);
   if (problems.length > 0) throw integrityFailure(problems);
-  return { filesChecked: { manifestSha256: sha256Digest(opened.manifestBytes) } };
+  return { filesChecked: { manifestSha256: sha256Digest(opened.manifestBytes) }, shareLayers: (loads) => sharedLayers(opened.dir, opened.manifest, loads) };
+}
+
+/** The bundle checked once for every host; and, for hosts loading at once, one read of each layer between them. */
+export interface CheckedOnce extends Pick<InstallOptions, 'filesChecked'> {
+  shareLayers?: (loads: number) => LayerFanout;
 }
 
 export interface FleetHostError {
@@ -83,6 +90,8 @@ export interface FleetResult {
   exitCode: number;
   parallel: number;
   hosts: FleetHostResult[];
+  /** Hosts loading at once read each bundle layer once between them: how many, fed to how many loads. */
+  sharedLayers: { layers: number; fed: number; alone: number } | null;
   durationMs: number;
 }
 
@@ -90,12 +99,15 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
   const started = Date.now();
   const install = deps.install ?? installBundle;
   // Hosts over SSH read the bundle in place, so one check serves them all.
-  const checked = options.hosts.length > 1 && deps.checkOnce ? await deps.checkOnce(options.install, deps.overall ?? silentReporter) : {};
+  const { shareLayers, ...checked }: CheckedOnce = options.hosts.length > 1 && deps.checkOnce ? await deps.checkOnce(options.install, deps.overall ?? silentReporter) : {};
+  const n = Math.max(1, Math.min(options.parallel, options.hosts.length));
+  // Only when every host loads at once: a host waiting for a free slot would hold the others.
+  const hub = shareLayers && n === options.hosts.length ? shareLayers(n) : undefined;
   const results: (FleetHostResult | undefined)[] = options.hosts.map(() => undefined);
   let next = 0;
   let failed = false;
 
-  const one = async (spec: FleetHost, reporter: FleetReporter): Promise<FleetHostResult> => {
+  const one = async (spec: FleetHost, load: string, reporter: FleetReporter): Promise<FleetHostResult> => {
     const t0 = Date.now();
     let hostName: string | null = spec.hostName ?? null;
     let host: NamedHost | undefined;
@@ -104,12 +116,13 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
       host = await deps.open(spec.target);
       hostName ??= await host.hostname();
       reporter.log(`connected; host override ${hostName}`);
-      const result = await install({ ...options.install, ...checked, host: hostName }, host, reporter);
+      const result = await install({ ...options.install, ...checked, host: hostName, ...(hub ? { fanout: { hub, load } } : {}) }, host, reporter);
       return { target: spec.target, host: hostName, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
     } catch (e) {
       const err = hostFailure(e);
       return { target: spec.target, host: hostName, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
     } finally {
+      hub?.leave(load);
       await host?.close().catch(() => undefined);
     }
   };
@@ -122,9 +135,10 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
       const reporter = deps.reporterFor(spec.target);
       let r: FleetHostResult;
       if (failed && options.failFast) {
+        hub?.leave(String(i));
         r = { target: spec.target, host: spec.hostName ?? null, ok: false, outcome: 'skipped', exitCode: null, durationMs: 0 };
       } else {
-        r = await one(spec, reporter);
+        r = await one(spec, String(i), reporter);
         if (!r.ok) failed = true;
       }
       results[i] = r;
@@ -136,11 +150,14 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
     }
   };
 
-  const n = Math.max(1, Math.min(options.parallel, options.hosts.length));
   await Promise.all(Array.from({ length: n }, () => worker()));
   const hosts = results.map((r) => r!);
   const firstFailed = hosts.find((h) => !h.ok && h.exitCode !== null);
-  return { ok: !firstFailed, exitCode: firstFailed?.exitCode ?? 0, parallel: n, hosts, durationMs: Date.now() - started };
+  const sharedLayers = hub ? { layers: hub.stats.layers, fed: hub.stats.fed, alone: hub.stats.alone } : null;
+  if (sharedLayers && sharedLayers.layers > 0) {
+    (deps.overall ?? silentReporter).log(`bundle layers: ${sharedLayers.layers} read and checked once for ${sharedLayers.fed} loads${sharedLayers.alone ? `, ${sharedLayers.alone} read alone` : ''}`);
+  }
+  return { ok: !firstFailed, exitCode: firstFailed?.exitCode ?? 0, parallel: n, hosts, sharedLayers, durationMs: Date.now() - started };
 }
 
 /** What one host's failure becomes in a many-host result (fleets, swarm nodes): its exit code and a plain error. */

@@ -13,6 +13,7 @@ import type { HostTarget } from '../adapters/host.js';
 import { listImagesWithLayers, isPodman } from '../adapters/engine-inventory.js';
 import { loadArchive, type ArchiveLayer, type LoadDelta, type LoadImage, type SpliceSource } from '../adapters/load-archive.js';
 import { identifyLayer, layerFromEngine, referenceSource, ReferenceNotFound } from '../adapters/reference-layer.js';
+import type { LayerFanout } from '../adapters/layer-fanout.js';
 import { DeltaError } from '../core/layer-delta.js';
 import { dockerArchiveImportId } from '../core/oci.js';
 import { sha256Digest } from '../core/digest.js';
@@ -76,6 +77,12 @@ export interface InstallOptions {
   filesChecked?: { manifestSha256: string };
   /** Blue/green: how long the old colour keeps running after the switch (default 10 s). */
   drainMs?: number;
+  /**
+   * Installs running at once from one bundle (a swarm's nodes, a fleet's hosts) that read each
+   * layer once between them; `load` names this one. The caller leaves the fan-out when its install
+   * ends, however it ends.
+   */
+  fanout?: { hub: LayerFanout; load: string };
   now?: Date;
 }
 
@@ -131,7 +138,7 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
       // b. stage (or check in place); c. preflight; d. load what the engine lacks and tag it.
       const { root, staged } = await bundleRoot(opened, store, id, host, options, step, reporter);
       const plan = await step('preflight', () => preflight(manifest, host, options.splice, reporter));
-      const images = await step('load', () => loadImages(manifest, root, plan, host.engine, reporter));
+      const images = await step('load', () => loadImages(manifest, root, plan, host.engine, reporter, options.fanout));
       const release = releaseRecordOf(manifest, id, opened, images, options);
       release.composeFiles = await writeRelease(store, manifest, release, root, opened, options.host);
       release.verification = await writeVerificationReport(store, manifest, release, opened, options, staged);
@@ -447,12 +454,14 @@ async function requireHostPaths(m: FerryManifest, host: HostTarget): Promise<voi
 
 const pinned = (im: ManifestImage): PinnedImage => ({ id: im.id, configSize: im.config.size, layers: im.layers });
 
-async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine: Engine, reporter: Reporter): Promise<{ id: string; tag: string; loaded: boolean }[]> {
+async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine: Engine, reporter: Reporter, fanout?: InstallOptions['fanout']): Promise<{ id: string; tag: string; loaded: boolean }[]> {
   const { missing } = plan;
   const result = m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id), loaded: missing.has(im.id) }));
   const toLoad = m.images.filter((im) => missing.has(im.id));
   for (const im of m.images.filter((x) => !missing.has(x.id))) reporter.log(`image ${im.refs[0] ?? shortDigest(im.id)} already on the engine`);
-  const run: LoadRun = { m, root, plan, engine, reporter, written: new Map() };
+  const run: LoadRun = { m, root, plan, engine, reporter, written: new Map(), ...(fanout ? { shared: { fanout: fanout.hub, load: fanout.load } } : {}) };
+  // Nothing to load: the loads sharing the bundle must not wait for this one.
+  if (toLoad.length === 0) fanout?.hub.leave(fanout.load);
   if (toLoad.length > 0) await streamImages(run, toLoad);
   await checkLoaded(run);
   return result;
@@ -467,6 +476,8 @@ interface LoadRun {
   reporter: Reporter;
   /** Each layer's archive entry as the last load attempt wrote it: what a containerd store names the image by. */
   written: Map<string, ArchiveLayer>;
+  /** The fan-out this load reads the bundle's layers through, with others running at once. */
+  shared?: { fanout: LayerFanout; load: string };
 }
 
 type LoadMeter = ReturnType<typeof loadMeter>;
@@ -527,7 +538,7 @@ async function loadWithRetry(run: LoadRun, images: LoadImage[], meter: LoadMeter
   const { root, plan, engine, reporter, written } = run;
   for (let attempt = 1; ; attempt++) {
     let failure: unknown;
-    const archive = loadArchive(root, images, meter.onBytes, plan.splice, written, (e) => (failure ??= e));
+    const archive = loadArchive(root, images, meter.onBytes, plan.splice, written, (e) => (failure ??= e), run.shared);
     // The engine unpacks and registers the layers only once it has them all: on a big stack that
     // is a long wait after the bytes reach 100%, which should not look like a hang.
     archive.once('end', () => reporter.log(`all ${formatBytes(meter.sent())} sent; the engine is unpacking and registering the layers`));

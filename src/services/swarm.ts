@@ -31,6 +31,8 @@ import { checkFiles, integrityFailure, openBundle, type OpenedBundle } from './b
 import { hostFailure, type FleetHostResult, type FleetReporter } from './fleet.js';
 import { installBundle, type InstallOptions } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
+import { sharedLayers } from './shared-layers.js';
+import type { LayerFanout } from '../adapters/layer-fanout.js';
 
 export interface SwarmInstallOptions {
   install: Omit<InstallOptions, 'host' | 'up' | 'filesChecked'>;
@@ -91,6 +93,8 @@ export interface SwarmInstallResult {
   /** Nodes the stack was kept off (--allow-partial-nodes). */
   avoided: string[];
   services: SwarmServiceState[];
+  /** Nodes loading at once read each bundle layer once between them: how many, fed to how many loads. */
+  sharedLayers: { layers: number; fed: number; alone: number } | null;
   durationMs: number;
 }
 
@@ -119,6 +123,8 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
     reporterFor: deps.nodeReporters(nodes.map(labelOf)),
     results: new Array(nodes.length),
     connected: new Map(),
+    // Only when every node loads at once: a node waiting for a free slot would hold the others.
+    ...(nodes.length > 1 && options.parallel >= nodes.length ? { fanout: sharedLayers(opened.dir, opened.manifest, nodes.length) } : {}),
   };
   deps.overall.log(`${nodes.length} node${nodes.length === 1 ? '' : 's'} in the swarm: ${nodes.map((n) => `${n.hostname} (${n.role}${n.id === self.nodeId ? ', this manager' : ''})`).join(', ')}`);
   try {
@@ -146,6 +152,8 @@ interface SwarmRun {
   results: SwarmNodeResult[];
   /** Loaded nodes stay connected until the end: pruning after the deploy reaches them again. */
   connected: Map<string, NamedHost>;
+  /** Nodes loading at once read each bundle layer once between them. */
+  fanout?: LayerFanout;
 }
 
 const labelOf = (n: SwarmNode) => n.hostname;
@@ -182,6 +190,8 @@ async function loadNodes(run: SwarmRun): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(run.options.parallel, nodes.length)) }, worker));
+  const shared = run.fanout?.stats;
+  if (shared && shared.layers > 0) run.deps.overall.log(`bundle layers: ${shared.layers} read and checked once for ${shared.fed} loads${shared.alone ? `, ${shared.alone} read alone` : ''}`);
 }
 
 /** One node loaded with --no-up semantics; a failure is its result, not a throw. */
@@ -199,13 +209,16 @@ async function loadNode(run: SwarmRun, n: SwarmNode): Promise<SwarmNodeResult> {
     reporter.log(isSelf ? 'loading on the manager' : `connecting to ${target}`);
     host = isSelf ? manager : await run.deps.open(target);
     const install = run.deps.install ?? installBundle;
-    const result = await install({ ...run.options.install, host: run.hostName, up: false, filesChecked: run.filesChecked }, host, reporter);
+    const fanout = run.fanout ? { fanout: { hub: run.fanout, load: n.id } } : {};
+    const result = await install({ ...run.options.install, host: run.hostName, up: false, filesChecked: run.filesChecked, ...fanout }, host, reporter);
     run.connected.set(n.id, host);
     return { ...base, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
   } catch (e) {
     if (host && host !== manager) await host.close().catch(() => undefined);
     const err = hostFailure(e);
     return { ...base, ok: false, outcome: 'failed', exitCode: err.exitCode, error: err.error, durationMs: Date.now() - t0 };
+  } finally {
+    run.fanout?.leave(n.id);
   }
 }
 
@@ -343,6 +356,7 @@ function resultOf(run: SwarmDeployRun, outcome: SwarmInstallResult['outcome'], s
     nodes: run.results,
     avoided: run.failed.map((r) => r.node),
     services,
+    sharedLayers: run.fanout ? { layers: run.fanout.stats.layers, fed: run.fanout.stats.fed, alone: run.fanout.stats.alone } : null,
     durationMs: Date.now() - run.started,
   };
 }

@@ -330,6 +330,10 @@ describe('a fleet', () => {
       for (const n of [1, 3]) expect(r.stderr).toContain(`[${target(n)}] ${stack} 1.1.0 installed and healthy`);
       // The bundle's files were read and hashed once for the run, not once per host.
       for (const n of [1, 3]) expect(r.stderr).toContain(`[${target(n)}] bundle files: checked once for every host of this run`);
+      // ...and the bundle's layers through one fan-out: each read once, none left to read alone by
+      // the unreachable host (these two hold different releases: every layer goes to one load; the
+      // swarm e2e shows one read feeding three).
+      expect(r.stderr).toMatch(/bundle layers: [1-9]\d* read and checked once for [1-9]\d* loads\n/);
       for (const n of [1, 3]) expect(await page(n)).toContain(`<span id="host">edge-${n}</span>`);
       for (const n of [1, 3]) expect(await page(n)).toContain('<span id="version">1.1.0</span>');
 

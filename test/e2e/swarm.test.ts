@@ -112,6 +112,9 @@ describe('bundle install --swarm', () => {
     ]);
     // Workers reached at the address Swarm reports for them.
     expect(result.nodes[1].target).toBe(swarm.nodes[1]);
+    // Each layer was decompressed and checked once, fed to the three loads at once.
+    expect(result.sharedLayers.layers).toBeGreaterThan(0);
+    expect(result.sharedLayers).toEqual({ layers: result.sharedLayers.layers, fed: 3 * result.sharedLayers.layers, alone: 0 });
     const web = result.services.find((s: any) => s.service === 'web');
     expect(web).toMatchObject({ pinned: true, running: 1, replicas: 1 });
     expect(result.services.find((s: any) => s.service === 'worker')).toMatchObject({ pinned: true, running: 1, nodes: { 'swarm-3': 1 } });
