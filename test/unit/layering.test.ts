@@ -2,11 +2,13 @@
  * The code shape of design.md §3, checked: arrows point down only (commands → ui/services →
  * adapters → core). Walks the import statements of every file under src (a regex over the source
  * text, following relative paths) and lists every import that points the wrong way; and only
- * commands and ui end the process.
+ * commands and ui end the process, and a use case in src/services reads as a sequence of named steps
+ * (issue 19: no function there over MAX_SERVICE_FUNCTION_LINES).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
@@ -83,6 +85,31 @@ function exits(files: string[], read: (file: string) => string = (f) => readFile
     .map((f) => relative(SRC, f));
 }
 
+/** A service function longer than this hides its steps; split it into named ones. */
+const MAX_SERVICE_FUNCTION_LINES = 80;
+
+/**
+ * Functions (declarations, methods, arrows, function expressions) of one file longer than `max`
+ * lines, first line to last; a nested function counts on its own and inside its parent.
+ */
+function longFunctions(file: string, text: string, max: number): string[] {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const found: string[] = [];
+  const visit = (node: ts.Node): void => {
+    if (ts.isFunctionDeclaration(node) || ts.isMethodDeclaration(node) || ts.isArrowFunction(node) || ts.isFunctionExpression(node)) {
+      const first = source.getLineAndCharacterOfPosition(node.getStart(source)).line;
+      const last = source.getLineAndCharacterOfPosition(node.getEnd()).line;
+      if (last - first + 1 > max) {
+        const named = node.name ?? (ts.isVariableDeclaration(node.parent) || ts.isPropertyAssignment(node.parent) ? node.parent.name : undefined);
+        found.push(`${relative(SRC, file)}:${first + 1} ${named ? named.getText(source) : '(anonymous)'} (${last - first + 1} lines)`);
+      }
+    }
+    ts.forEachChild(node, visit);
+  };
+  visit(source);
+  return found;
+}
+
 describe('layering (design.md §3: arrows point down only)', () => {
   const files = sourceFiles(SRC);
 
@@ -113,5 +140,16 @@ describe('layering (design.md §3: arrows point down only)', () => {
     expect(exits([join(SRC, 'services/fake.ts')], () => 'void cleanup().finally(() => process.exit(130));')).toEqual([join('services', 'fake.ts')]);
     expect(exits([join(SRC, 'services/fake.ts')], () => 'process.exitCode = 2;')).toEqual([]);
     expect(exits(files)).toEqual([]);
+  });
+
+  it(`no function in src/services over ${MAX_SERVICE_FUNCTION_LINES} lines`, () => {
+    const body = (n: number) => Array.from({ length: n }, (_, i) => `  step${i}();`).join('\n');
+    const fake = join(SRC, 'services/fake.ts');
+    expect(longFunctions(fake, `export async function long() {\n${body(80)}\n}\nconst inner = () => {\n${body(3)}\n};`, 80)).toEqual([
+      `${join('services', 'fake.ts')}:1 long (82 lines)`,
+    ]);
+    expect(longFunctions(fake, `const run = async () => {\n${body(79)}\n};`, 80)).toEqual([`${join('services', 'fake.ts')}:1 run (81 lines)`]);
+    const services = files.filter((f) => layerOf(f) === 'services');
+    expect(services.flatMap((f) => longFunctions(f, readFileSync(f, 'utf8'), MAX_SERVICE_FUNCTION_LINES))).toEqual([]);
   });
 });
