@@ -210,8 +210,11 @@ export type WarningCode = keyof typeof WARNING_CODES;
 export interface ErrorOptions {
   /** Machine-readable details for --json (file names, digests, lists of problems). */
   details?: unknown;
-  /** What the user can do about it; printed under the message. */
-  hint?: string;
+  /**
+   * What the user can do about it: one next step, or several in the order to take them (ui prints
+   * each on its own line under the message; --json gives them as `nextSteps`).
+   */
+  hint?: string | readonly string[];
   cause?: unknown;
 }
 
@@ -220,14 +223,20 @@ export abstract class FerryError extends Error {
   /** Stable identifier for scripts, e.g. "TRUST_UNTRUSTED_KEY". */
   readonly code: string;
   readonly details?: unknown;
-  readonly hint?: string;
+  /** The next steps, in order; empty when there is nothing to suggest. */
+  readonly nextSteps: readonly string[];
 
   constructor(code: string, message: string, options: ErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.details = options.details;
-    this.hint = options.hint;
+    this.nextSteps = options.hint === undefined ? [] : typeof options.hint === 'string' ? [options.hint] : [...options.hint];
+  }
+
+  /** The next steps as one text, a line each (what fleet and status results carry per host). */
+  get hint(): string | undefined {
+    return this.nextSteps.length > 0 ? this.nextSteps.join('\n') : undefined;
   }
 }
 

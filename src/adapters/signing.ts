@@ -163,7 +163,7 @@ export async function writeKeyPair(path: string, comment: string, opts: { force:
 
 function keyExists(path: string): BuildInputError {
   return new BuildInputError('KEY_EXISTS', `${path} already exists`, {
-    hint: 'Pass --force to replace it. Hosts that trust the old key will refuse bundles signed by the new one until their trust file lists it.',
+    hint: ['Pass --force to replace it.', 'Hosts that trust the old key will refuse bundles signed by the new one until their trust file lists it.'],
     details: { file: path },
   });
 }

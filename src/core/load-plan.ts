@@ -115,7 +115,7 @@ function missingBaseLayers(absent: [string, AssumedLayer][]): HostPreconditionEr
   const lines = absent.map(([c, a]) => `  - ${shortDigest(a.diffId)} (chain ${shortDigest(c)}), needed by ${[...new Set(a.images)].join(', ')}`);
   return new HostPreconditionError('MISSING_BASE_LAYERS', `this engine lacks ${absent.length} layer${s} the bundle assumes it holds:\n${lines.join('\n')}`, {
     details: { missing: absent.map(([chainId, a]) => ({ chainId, diffId: a.diffId, images: [...new Set(a.images)] })) },
-    hint: 'The bundle was built for a host that had these layers (--base). Install the release it was built against first, or ask for a bundle built against this host\'s inventory.',
+    hint: ['The bundle was built for a host that had these layers (--base).', 'Install the release it was built against first, or ask for a bundle built against this host\'s inventory.'],
   });
 }
 

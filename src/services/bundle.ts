@@ -240,14 +240,14 @@ function sumsInvalid(problems: Problem[]): IntegrityError {
   if (problems.length > 20) shown.push(`  … and ${problems.length - 20} more (see --json)`);
   return new IntegrityError('SHA256SUMS_INVALID', `${SUMS_FILE} does not list exactly the bundle's files with the digests ${MANIFEST_FILE} gives, ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${shown.join('\n')}`, {
     details: { file: SUMS_FILE, problems },
-    hint: 'Do not install it: the stick was changed after it was made. Copy the bundle again from the build server and verify the copy.',
+    hint: ['Do not install it: the stick was changed after it was made.', 'Copy the bundle again from the build server and verify the copy.'],
   });
 }
 
 function sumsSignatureInvalid(message: string, cause: TrustError | null): TrustError {
   return new TrustError('SHA256SUMS_SIGNATURE_INVALID', message, {
     details: { ...(cause && typeof cause.details === 'object' && cause.details !== null ? cause.details : {}), ...(cause ? { reason: cause.code } : {}), file: SUMS_SIGNATURE_FILE, files: [SUMS_SIGNATURE_FILE, SUMS_FILE] },
-    hint: cause?.hint ?? 'Do not install it: the stick was changed after it was signed. Copy the bundle again from the build server and verify the copy.',
+    hint: cause?.nextSteps.length ? cause.nextSteps : ['Do not install it: the stick was changed after it was signed.', 'Copy the bundle again from the build server and verify the copy.'],
     ...(cause ? { cause } : {}),
   });
 }
@@ -292,7 +292,7 @@ function withFile(e: TrustError): TrustError {
   const message = e.code === 'TRUST_SIGNATURE_INVALID' ? `${SIGNATURE_FILE}: ${e.message} (${MANIFEST_FILE} was changed, or the signature belongs to another manifest)` : e.message.includes(SIGNATURE_FILE) ? e.message : `${SIGNATURE_FILE}: ${e.message}`;
   return new TrustError(e.code, message, {
     details: { ...details, file: SIGNATURE_FILE, files },
-    hint: e.hint,
+    hint: e.nextSteps,
     cause: e.cause,
   });
 }
@@ -351,6 +351,6 @@ export function integrityFailure(problems: Problem[]): IntegrityError {
   if (problems.length > 20) shown.push(`  … and ${problems.length - 20} more (see --json)`);
   return new IntegrityError('BUNDLE_INTEGRITY', `the bundle failed verification, ${problems.length} problem${problems.length === 1 ? '' : 's'}:\n${shown.join('\n')}`, {
     details: { problems },
-    hint: 'Do not install it. Copy the bundle again from the build server and verify the copy.',
+    hint: ['Do not install it.', 'Copy the bundle again from the build server and verify the copy.'],
   });
 }

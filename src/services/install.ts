@@ -257,7 +257,7 @@ function checkPolicy(m: FerryManifest, state: StackState, options: InstallOption
     if (m.sequence < state.highestSequence) {
       throw new PolicyError('DOWNGRADE', `${m.name} ${m.version} has sequence ${m.sequence}, lower than ${state.highestSequence} which this host already installed`, {
         details: { sequence: m.sequence, highestSequence: state.highestSequence },
-        hint: 'To go back to an installed release use `ferry host rollback`. To force an older bundle, --allow-downgrade.',
+        hint: ['To go back to an installed release: ferry host rollback.', 'To install an older bundle anyway: --allow-downgrade.'],
       });
     }
     // The creation-time ratchet holds whatever the sequence says: an old bundle re-signed with a
@@ -569,7 +569,7 @@ function loadFailure(e: unknown): Error {
     return new HostPreconditionError('MISSING_REFERENCE_LAYERS', `${e.message}: the delta's reference could not be read from this engine`, { hint: 'Nothing was loaded or switched. Install the release the bundle was built against, or ask for a bundle made with --no-delta.', cause: e });
   }
   return new HostPreconditionError('LOAD_FAILED', `loading images into the engine failed: ${(e as Error).message}`, {
-    hint: 'Nothing was switched; the running release is untouched. Check the engine log, then run install again.',
+    hint: ['Nothing was switched; the running release is untouched.', "Check the engine's log, then run install again."],
     cause: e,
   });
 }

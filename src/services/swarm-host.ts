@@ -140,7 +140,7 @@ export async function swarmInventory(
   const failed = read.filter((r) => r.error);
   if (failed.length > 0) {
     throw new HostPreconditionError('SWARM_NODE_FAILED', `${failed.length} of ${read.length} swarm node${read.length > 1 ? 's' : ''} could not be read: ${failed.map((r) => r.node.hostname).join(', ')}. No inventory was written.\n${failed.map((r) => `  - ${r.node.hostname}: ${(r.error as { code?: string }).code ?? 'UNEXPECTED'}: ${r.error!.message}`).join('\n')}`, {
-      hint: 'An inventory without a node would let a bundle leave out layers that node lacks. Fix it (or remove it from the swarm) and run again.',
+      hint: ['An inventory without a node would let a bundle leave out layers that node lacks.', 'Fix the node (or remove it from the swarm), then run again.'],
       details: { nodes: failed.map((r) => ({ node: r.node.hostname, target: r.target, code: (r.error as { code?: string }).code ?? 'UNEXPECTED', message: r.error!.message })) },
     });
   }

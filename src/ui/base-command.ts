@@ -46,13 +46,13 @@ export abstract class FerryCommand extends Command {
     if (this.jsonEnabled()) {
       out.jsonDocument({
         ok: false,
-        error: { code: err.code, exitCode: err.exitCode, message: err.message, details: err.details ?? null },
+        error: { code: err.code, exitCode: err.exitCode, message: err.message, details: err.details ?? null, nextSteps: err.nextSteps },
         warnings: out.warnings,
       });
       return;
     }
     let text = `error: ${err.message}`;
-    if (err.hint) text += `\n  ${err.hint.replace(/\n/g, '\n  ')}`;
+    for (const step of err.nextSteps) text += `\n  ${step}`;
     if (err.exitCode === 1 && error instanceof Error && error.stack) text += `\n${error.stack}`;
     out.errorText(text);
   }
