@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readFile, stat } from 'node:fs/promises';
+import { open, readFile, stat, type FileHandle } from 'node:fs/promises';
 import { isAbsolute, join, normalize, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { createGunzip } from 'node:zlib';
@@ -60,21 +60,59 @@ export async function storedLayerPaths(dataRoot: string, driver: string, imageDi
   }
 }
 
+/** Files at most this big are read ahead, whole, while earlier ones are being handed on. */
+const READ_AHEAD_FILE = 1 << 20;
+/** Bytes and entries read ahead at most: what the read-ahead may hold in memory. */
+const READ_AHEAD_BYTES = 16 << 20;
+const READ_AHEAD_ENTRIES = 512;
+
 /**
  * The layer's tar, reassembled front to back: segments as recorded, each file's content read from
- * the diff directory at exactly its recorded size. Memory stays at one read buffer whatever the
- * layer's size.
+ * the diff directory at exactly its recorded size. A dependency layer is thousands of small files,
+ * and one open-read-close after another spends its time waiting on each: small files are read
+ * ahead, several at once, up to READ_AHEAD_BYTES; a big one is streamed when its turn comes.
+ * Memory stays bounded whatever the layer's size.
  */
 export async function* readStoredLayer(paths: StoredLayerPaths): AsyncGenerator<Buffer> {
-  const lines = createInterface({ input: createReadStream(paths.tarSplit).pipe(createGunzip()), crlfDelay: Infinity });
-  for await (const line of lines) {
-    if (line.length === 0) continue;
-    const e = JSON.parse(line) as TarSplitEntry;
+  const lines = createInterface({ input: createReadStream(paths.tarSplit).pipe(createGunzip()), crlfDelay: Infinity })[Symbol.asyncIterator]();
+  const ahead: { e: TarSplitEntry; content?: Promise<Buffer> }[] = [];
+  let aheadBytes = 0;
+  let ended = false;
+  const fill = async () => {
+    while (!ended && ahead.length < READ_AHEAD_ENTRIES && aheadBytes < READ_AHEAD_BYTES) {
+      const next = await lines.next();
+      if (next.done) {
+        ended = true;
+        break;
+      }
+      if (next.value.length === 0) continue;
+      const e = JSON.parse(next.value) as TarSplitEntry;
+      const size = e.size ?? 0;
+      if (e.type === FILE && size > 0 && size <= READ_AHEAD_FILE) {
+        const content = wholeFile(paths.diffDir, e, size);
+        content.catch(() => undefined); // awaited, and its error thrown, when its turn comes
+        aheadBytes += size;
+        ahead.push({ e, content });
+      } else {
+        ahead.push({ e });
+      }
+    }
+  };
+  for (;;) {
+    await fill();
+    const item = ahead.shift();
+    if (!item) return;
+    const { e, content } = item;
     if (e.type === SEGMENT) {
       if (e.payload) yield Buffer.from(e.payload, 'base64');
     } else if (e.type === FILE) {
-      const size = e.size ?? 0;
-      if (size > 0) yield* fileContent(paths.diffDir, e, size);
+      if (content) {
+        const bytes = await content;
+        aheadBytes -= bytes.length;
+        yield bytes;
+      } else if ((e.size ?? 0) > 0) {
+        yield* fileContent(paths.diffDir, e, e.size!);
+      }
     } else {
       throw new Error(`tar-split ${paths.tarSplit}: unknown entry type ${e.type}`);
     }
@@ -92,20 +130,41 @@ export async function* readStoredLayerChecked(paths: StoredLayerPaths, diffId: s
   if (got !== diffId) throw new Error(`the layer store's files give ${got}, not layer ${diffId}`);
 }
 
-async function* fileContent(diffDir: string, e: TarSplitEntry, size: number): AsyncGenerator<Buffer> {
+/** The file an entry names, opened inside the layer's directory (never outside it). */
+async function openEntry(diffDir: string, e: TarSplitEntry): Promise<{ name: string; file: FileHandle }> {
   // A name that is not UTF-8 is opened by its bytes; latin1 keeps one character per byte for the check.
   const raw = e.name_raw !== undefined ? Buffer.from(e.name_raw, 'base64') : null;
   const name = raw ? raw.toString('latin1') : (e.name ?? '');
   const relative = normalize(name);
   // The store is the engine's own, but a name must still never lead out of the layer's directory.
   if (relative === '..' || relative.startsWith(`..${sep}`) || isAbsolute(relative)) throw new Error(`tar-split names ${JSON.stringify(name)}, outside the layer`);
-  const file = await open(raw ? Buffer.concat([Buffer.from(`${diffDir}${sep}`), raw]) : join(diffDir, relative), 'r');
+  return { name, file: await open(raw ? Buffer.concat([Buffer.from(`${diffDir}${sep}`), raw]) : join(diffDir, relative), 'r') };
+}
+
+async function wholeFile(diffDir: string, e: TarSplitEntry, size: number): Promise<Buffer> {
+  const { name, file } = await openEntry(diffDir, e);
+  try {
+    const buffer = Buffer.allocUnsafe(size);
+    let at = 0;
+    while (at < size) {
+      const { bytesRead } = await file.read(buffer, at, size - at, at);
+      if (bytesRead === 0) throw shorter(name, size);
+      at += bytesRead;
+    }
+    return buffer;
+  } finally {
+    await file.close();
+  }
+}
+
+async function* fileContent(diffDir: string, e: TarSplitEntry, size: number): AsyncGenerator<Buffer> {
+  const { name, file } = await openEntry(diffDir, e);
   try {
     let left = size;
     while (left > 0) {
       const buffer = Buffer.allocUnsafe(Math.min(left, 1 << 20));
       const { bytesRead } = await file.read(buffer, 0, buffer.length, size - left);
-      if (bytesRead === 0) throw new Error(`${name} in the layer store is shorter than the ${size} bytes its archive had`);
+      if (bytesRead === 0) throw shorter(name, size);
       left -= bytesRead;
       yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
     }
@@ -113,3 +172,5 @@ async function* fileContent(diffDir: string, e: TarSplitEntry, size: number): As
     await file.close();
   }
 }
+
+const shorter = (name: string, size: number) => new Error(`${name} in the layer store is shorter than the ${size} bytes its archive had`);
