@@ -241,12 +241,12 @@ async function recordAndPrune(engine: Engine, store: StateStore, state: StackSta
   return pruned.map((r) => r.id);
 }
 
-function checkPolicy(m: FerryManifest, state: StackState, options: InstallOptions): void {
+function checkPolicy(manifest: FerryManifest, state: StackState, options: InstallOptions): void {
   const now = options.now ?? new Date();
-  if (m.expires && Date.parse(m.expires) < now.getTime()) {
-    throw new PolicyError('BUNDLE_EXPIRED', `the bundle expired on ${m.expires}`, { details: { expires: m.expires }, hint: 'Ask the build server for a fresh bundle.' });
+  if (manifest.expires && Date.parse(manifest.expires) < now.getTime()) {
+    throw new PolicyError('BUNDLE_EXPIRED', `the bundle expired on ${manifest.expires}`, { details: { expires: manifest.expires }, hint: 'Ask the build server for a fresh bundle.' });
   }
-  const hosts = Object.keys(m.hosts);
+  const hosts = Object.keys(manifest.hosts);
   if (hosts.length > 0 && !hosts.includes(options.host)) {
     throw new PolicyError('WRONG_HOST', `the bundle has no configuration for host "${options.host}"; it defines: ${hosts.join(', ')}`, {
       details: { host: options.host, hosts },
@@ -254,17 +254,17 @@ function checkPolicy(m: FerryManifest, state: StackState, options: InstallOption
     });
   }
   if (!options.allowDowngrade) {
-    if (m.sequence < state.highestSequence) {
-      throw new PolicyError('DOWNGRADE', `${m.name} ${m.version} has sequence ${m.sequence}, lower than ${state.highestSequence} which this host already installed`, {
-        details: { sequence: m.sequence, highestSequence: state.highestSequence },
+    if (manifest.sequence < state.highestSequence) {
+      throw new PolicyError('DOWNGRADE', `${manifest.name} ${manifest.version} has sequence ${manifest.sequence}, lower than ${state.highestSequence} which this host already installed`, {
+        details: { sequence: manifest.sequence, highestSequence: state.highestSequence },
         hint: ['To go back to an installed release: ferry host rollback.', 'To install an older bundle anyway: --allow-downgrade.'],
       });
     }
     // The creation-time ratchet holds whatever the sequence says: an old bundle re-signed with a
     // high sequence is still old.
-    if (state.newestCreated && m.created < state.newestCreated) {
-      throw new PolicyError('DOWNGRADE', `${m.name} ${m.version} was created ${m.created}, before ${state.newestCreated} which this host already accepted`, {
-        details: { created: m.created, newestCreated: state.newestCreated },
+    if (state.newestCreated && manifest.created < state.newestCreated) {
+      throw new PolicyError('DOWNGRADE', `${manifest.name} ${manifest.version} was created ${manifest.created}, before ${state.newestCreated} which this host already accepted`, {
+        details: { created: manifest.created, newestCreated: state.newestCreated },
         hint: 'To force an older bundle, --allow-downgrade.',
       });
     }
@@ -351,7 +351,7 @@ interface LoadPlan {
 
 /** What preflight's steps share: the host and what its engine said about itself. */
 interface PreflightContext {
-  m: FerryManifest;
+  manifest: FerryManifest;
   host: HostTarget;
   engine: Engine;
   info: EngineInfo;
@@ -362,12 +362,12 @@ interface PreflightContext {
  * Images this engine lacks, after checking it is reachable, has room for them, and holds every
  * layer the bundle assumes (by chain ID). Decides how assumed layers reach the load.
  */
-async function preflight(m: FerryManifest, host: HostTarget, spliceMode: InstallOptions['splice'], reporter: Reporter): Promise<LoadPlan> {
+async function preflight(manifest: FerryManifest, host: HostTarget, spliceMode: InstallOptions['splice'], reporter: Reporter): Promise<LoadPlan> {
   const { engine } = host;
-  const ctx: PreflightContext = { m, host, engine, info: await engine.info(), reporter };
-  await requireHostPaths(m, host);
+  const ctx: PreflightContext = { manifest, host, engine, info: await engine.info(), reporter };
+  await requireHostPaths(manifest, host);
   const missing = await missingImages(ctx);
-  const toLoad = m.images.filter((im) => missing.has(im.id));
+  const toLoad = manifest.images.filter((im) => missing.has(im.id));
   // Read what the engine holds, then the plan in core decides (and refuses what is missing).
   const needs = layerNeeds(toLoad);
   const held = await heldLayers(engine, needs);
@@ -384,9 +384,9 @@ async function heldLayers(engine: Engine, needs: LayerNeeds): Promise<HeldLayers
 }
 
 /** The bundle's images the engine does not hold yet (by pinned ID, or ferry's own tag with the layers compared). */
-async function missingImages({ m, engine, info }: PreflightContext): Promise<Set<string>> {
+async function missingImages({ manifest, engine, info }: PreflightContext): Promise<Set<string>> {
   const missing = new Set<string>();
-  for (const im of m.images) if (!(await findPinned(engine, info.containerdStore, m.name, pinned(im)))) missing.add(im.id);
+  for (const im of manifest.images) if (!(await findPinned(engine, info.containerdStore, manifest.name, pinned(im)))) missing.add(im.id);
   return missing;
 }
 
@@ -439,9 +439,9 @@ function reportDeltas({ host, reporter }: PreflightContext, needs: LayerNeeds, h
  * Paths on the host the stack reads (absolute bind sources, secrets made to stay on the host):
  * Docker would create an empty directory where one is missing and start the stack misconfigured.
  */
-async function requireHostPaths(m: FerryManifest, host: HostTarget): Promise<void> {
+async function requireHostPaths(manifest: FerryManifest, host: HostTarget): Promise<void> {
   const absent = [];
-  for (const h of m.compose.hostPaths ?? []) if (!(await host.fs.exists(h.path))) absent.push(h);
+  for (const h of manifest.compose.hostPaths ?? []) if (!(await host.fs.exists(h.path))) absent.push(h);
   if (absent.length === 0) return;
   const lines = absent.map((h) => `  - ${h.path} (${h.excludedSecret ? 'secret left out of the bundle' : h.kind} of ${h.services.join(', ') || 'the project'})`);
   throw new HostPreconditionError('HOST_PATHS_MISSING', `the stack reads ${absent.length} path${absent.length > 1 ? 's' : ''} on ${host.local ? 'this host' : host.label} that ${absent.length > 1 ? 'do' : 'does'} not exist:\n${lines.join('\n')}`, {
@@ -454,12 +454,12 @@ async function requireHostPaths(m: FerryManifest, host: HostTarget): Promise<voi
 
 const pinned = (im: ManifestImage): PinnedImage => ({ id: im.id, configSize: im.config.size, layers: im.layers });
 
-async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine: Engine, reporter: Reporter, fanout?: InstallOptions['fanout']): Promise<{ id: string; tag: string; loaded: boolean }[]> {
+async function loadImages(manifest: FerryManifest, root: string, plan: LoadPlan, engine: Engine, reporter: Reporter, fanout?: InstallOptions['fanout']): Promise<{ id: string; tag: string; loaded: boolean }[]> {
   const { missing } = plan;
-  const result = m.images.map((im) => ({ id: im.id, tag: ferryTag(m.name, im.id), loaded: missing.has(im.id) }));
-  const toLoad = m.images.filter((im) => missing.has(im.id));
-  for (const im of m.images.filter((x) => !missing.has(x.id))) reporter.log(`image ${im.refs[0] ?? shortDigest(im.id)} already on the engine`);
-  const run: LoadRun = { m, root, plan, engine, reporter, written: new Map(), ...(fanout ? { shared: { fanout: fanout.hub, load: fanout.load } } : {}) };
+  const result = manifest.images.map((im) => ({ id: im.id, tag: ferryTag(manifest.name, im.id), loaded: missing.has(im.id) }));
+  const toLoad = manifest.images.filter((im) => missing.has(im.id));
+  for (const im of manifest.images.filter((x) => !missing.has(x.id))) reporter.log(`image ${im.refs[0] ?? shortDigest(im.id)} already on the engine`);
+  const run: LoadRun = { manifest, root, plan, engine, reporter, written: new Map(), ...(fanout ? { shared: { fanout: fanout.hub, load: fanout.load } } : {}) };
   // Nothing to load: the loads sharing the bundle must not wait for this one.
   if (toLoad.length === 0) fanout?.hub.leave(fanout.load);
   if (toLoad.length > 0) await streamImages(run, toLoad);
@@ -469,7 +469,7 @@ async function loadImages(m: FerryManifest, root: string, plan: LoadPlan, engine
 
 /** What the load's steps share. */
 interface LoadRun {
-  m: FerryManifest;
+  manifest: FerryManifest;
   root: string;
   plan: LoadPlan;
   engine: Engine;
@@ -501,12 +501,12 @@ async function streamImages(run: LoadRun, toLoad: ManifestImage[]): Promise<void
 }
 
 /** The archive's images: configs read (and re-checked) now, layers as blobs, deltas, or left out. */
-async function loadList({ m, root, plan, engine, reporter }: LoadRun, toLoad: ManifestImage[], deltas: Map<string, ReturnType<typeof loadDelta>>): Promise<LoadImage[]> {
+async function loadList({ manifest, root, plan, engine, reporter }: LoadRun, toLoad: ManifestImage[], deltas: Map<string, ReturnType<typeof loadDelta>>): Promise<LoadImage[]> {
   const deltaOf = (l: ManifestLayer, d: LayerDelta) => deltas.get(l.diffId) ?? deltas.set(l.diffId, loadDelta(l, d, plan, engine, reporter)).get(l.diffId)!;
   const list: LoadImage[] = [];
   for (const im of toLoad) {
-    const config = await readConfig(root, m, im.config.path);
-    list.push({ id: im.id, config, tags: [ferryTag(m.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null, ...(l.delta ? { delta: deltaOf(l, l.delta) } : {}) })) });
+    const config = await readConfig(root, manifest, im.config.path);
+    list.push({ id: im.id, config, tags: [ferryTag(manifest.name, im.id)], layers: im.layers.map((l) => ({ diffId: l.diffId, size: l.size, blob: l.included ? l.blob : null, ...(l.delta ? { delta: deltaOf(l, l.delta) } : {}) })) });
   }
   return list;
 }
@@ -575,8 +575,8 @@ function loadFailure(e: unknown): Error {
 }
 
 /** Every image of the bundle, loaded now or before, is checked on the engine and tagged as ferry's. */
-async function checkLoaded({ m, plan, engine, written }: LoadRun): Promise<void> {
-  for (const im of m.images) {
+async function checkLoaded({ manifest, plan, engine, written }: LoadRun): Promise<void> {
+  for (const im of manifest.images) {
     const diffIds = im.layers.map((l) => l.diffId);
     // A loaded image must carry the ID its config and layers as sent give it: the config digest on
     // a classic store, on the containerd store the digest of the manifest its import wrote.
@@ -584,43 +584,43 @@ async function checkLoaded({ m, plan, engine, written }: LoadRun): Promise<void>
       plan.containerdStore && plan.missing.has(im.id)
         ? dockerArchiveImportId({ digest: im.id, size: im.config.size }, im.layers.map((l) => written.get(l.diffId) ?? { digest: l.diffId, size: l.size }))
         : null;
-    const got = expectedId ? await engine.inspectImage(ferryTag(m.name, im.id)) : await findPinned(engine, plan.containerdStore, m.name, pinned(im));
+    const got = expectedId ? await engine.inspectImage(ferryTag(manifest.name, im.id)) : await findPinned(engine, plan.containerdStore, manifest.name, pinned(im));
     if (!got || (expectedId ? got.id !== expectedId : false) || JSON.stringify(got.diffIds) !== JSON.stringify(diffIds)) {
       throw new IntegrityError('LOADED_IMAGE_MISMATCH', `after loading, image ${im.refs[0] ?? im.id} is ${got ? `${got.id} with other layers` : 'absent'} on the engine`, {
         details: { expected: { id: im.id, engineId: expectedId, diffIds }, got },
         hint: plan.containerdStore ? 'This engine uses the containerd image store: it names images by manifest digest, and the one it made differs from what ferry expects. Report the engine version with this message.' : undefined,
       });
     }
-    await engine.tag(got.id, ferryTag(m.name, im.id));
+    await engine.tag(got.id, ferryTag(manifest.name, im.id));
   }
 }
 
 /** Configs are read again after verification: re-checked, since --no-stage reads the medium twice. */
-async function readConfig(root: string, m: FerryManifest, path: string): Promise<Buffer> {
-  const entry = m.files.find((f) => f.path === path);
+async function readConfig(root: string, manifest: FerryManifest, path: string): Promise<Buffer> {
+  const entry = manifest.files.find((f) => f.path === path);
   if (!entry) throw new IntegrityError('BUNDLE_INTEGRITY', `${path} is not listed in the manifest`);
   return readVerified(root, entry);
 }
 
 /** Writes the release directory: manifest, signature, compose files, and ferry's pinning override. */
-async function writeRelease(store: StateStore, m: FerryManifest, release: ReleaseRecord, root: string, opened: OpenedBundle, host: string): Promise<string[]> {
+async function writeRelease(store: StateStore, manifest: FerryManifest, release: ReleaseRecord, root: string, opened: OpenedBundle, host: string): Promise<string[]> {
   // Files are replaced one by one, atomically, never by deleting the directory first: a kept
   // release killed mid-rewrite must still have every file its state record promises.
-  const dir = store.releaseDir(m.name, release.id);
-  const hostFiles = m.hosts[host]?.files ?? [];
+  const dir = store.releaseDir(manifest.name, release.id);
+  const hostFiles = manifest.hosts[host]?.files ?? [];
   // Every compose-side file (all hosts' env files too): relative references keep working.
   // Project files are read by containers through bind mounts, often as a non-root user.
-  const projectFiles = new Set((m.compose.projectFiles ?? []).map((f) => f.path));
-  for (const entry of m.files.filter((x) => x.path.startsWith('compose/'))) {
+  const projectFiles = new Set((manifest.compose.projectFiles ?? []).map((f) => f.path));
+  for (const entry of manifest.files.filter((x) => x.path.startsWith('compose/'))) {
     await store.fs.writeFileAtomic(posix.join(dir, entry.path), await readVerified(root, entry), projectFiles.has(entry.path) ? 0o644 : undefined);
   }
   await store.fs.writeFileAtomic(posix.join(dir, MANIFEST_FILE), opened.manifestBytes);
   if (opened.signatureBytes) await store.fs.writeFileAtomic(posix.join(dir, SIGNATURE_FILE), opened.signatureBytes);
-  const override = renderImageOverride(m.compose.services.map((s) => ({ name: s.name, tag: ferryTag(m.name, s.imageId) })));
+  const override = renderImageOverride(manifest.compose.services.map((s) => ({ name: s.name, tag: ferryTag(manifest.name, s.imageId) })));
   await store.fs.writeFileAtomic(posix.join(dir, 'ferry.override.yaml'), Buffer.from(override));
   const composeYaml = (p: string) => /\.ya?ml$/.test(p);
-  const files = [m.compose.file, ...hostFiles.filter(composeYaml), 'ferry.override.yaml'];
-  await readSwitch(store, m, release, dir, files);
+  const files = [manifest.compose.file, ...hostFiles.filter(composeYaml), 'ferry.override.yaml'];
+  await readSwitch(store, manifest, release, dir, files);
   return files;
 }
 
@@ -629,14 +629,14 @@ async function writeRelease(store: StateStore, m: FerryManifest, release: Releas
  * cannot work); for blue/green, each colour's override, and the host override checked as create
  * checked the compose file.
  */
-async function readSwitch(store: StateStore, m: FerryManifest, release: ReleaseRecord, dir: string, files: string[]): Promise<void> {
+async function readSwitch(store: StateStore, manifest: FerryManifest, release: ReleaseRecord, dir: string, files: string[]): Promise<void> {
   const read = async (rel: string) => parseYaml(((await store.fs.readFile(posix.join(dir, rel))) ?? Buffer.from('')).toString('utf8'), rel);
-  const model = await read(m.compose.file);
+  const model = await read(manifest.compose.file);
   let spec;
   try {
     spec = parseSwitch(model);
   } catch (e) {
-    if (e instanceof SwitchSpecError) throw new BuildInputError(e.code, `${m.compose.file}: ${e.message}`, { details: { service: e.subject } });
+    if (e instanceof SwitchSpecError) throw new BuildInputError(e.code, `${manifest.compose.file}: ${e.message}`, { details: { service: e.subject } });
     throw e;
   }
   if (spec.mode !== 'blue-green') return;
@@ -652,20 +652,20 @@ async function readSwitch(store: StateStore, m: FerryManifest, release: ReleaseR
       });
     }
   }
-  for (const colour of COLOURS) await store.fs.writeFileAtomic(posix.join(dir, colourFile(colour)), Buffer.from(renderColourOverride(model, m.name, colour)));
+  for (const colour of COLOURS) await store.fs.writeFileAtomic(posix.join(dir, colourFile(colour)), Buffer.from(renderColourOverride(model, manifest.name, colour)));
 }
 
 /**
  * The evidence of what admitted this release: which signer, which files with which digests, when.
  * Every file listed was checked (staged while hashing, or hashed in place) before this point.
  */
-async function writeVerificationReport(store: StateStore, m: FerryManifest, release: ReleaseRecord, opened: OpenedBundle, options: InstallOptions, staged: boolean): Promise<VerificationSummary> {
+async function writeVerificationReport(store: StateStore, manifest: FerryManifest, release: ReleaseRecord, opened: OpenedBundle, options: InstallOptions, staged: boolean): Promise<VerificationSummary> {
   const at = (options.now ?? new Date()).toISOString();
   const report: VerificationReport = {
     format: 'ferry.verification/v1',
     at,
     bundle: opened.dir,
-    stack: m.name,
+    stack: manifest.name,
     release: release.id,
     manifestSha256: sha256Digest(opened.manifestBytes),
     signature: opened.signer
@@ -674,11 +674,11 @@ async function writeVerificationReport(store: StateStore, m: FerryManifest, rele
     trustFile: opened.signer ? options.trust.trust : null,
     unsignedAccepted: !opened.signer,
     staged,
-    files: m.files,
+    files: manifest.files,
   };
   const name = 'verification.json';
-  await store.fs.writeFileAtomic(posix.join(store.releaseDir(m.name, release.id), name), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
-  return { at, report: name, manifestSha256: report.manifestSha256, trustFile: report.trustFile, files: m.files.length, bytes: m.files.reduce((n, f) => n + f.size, 0), staged };
+  await store.fs.writeFileAtomic(posix.join(store.releaseDir(manifest.name, release.id), name), Buffer.from(`${JSON.stringify(report, null, 2)}\n`));
+  return { at, report: name, manifestSha256: report.manifestSha256, trustFile: report.trustFile, files: manifest.files.length, bytes: manifest.files.reduce((n, f) => n + f.size, 0), staged };
 }
 
 /**
