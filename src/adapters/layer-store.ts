@@ -63,15 +63,15 @@ export async function storedLayerPaths(dataRoot: string, driver: string, imageDi
 /** Files at most this big are read ahead, whole, while earlier ones are being handed on. */
 const READ_AHEAD_FILE = 1 << 20;
 /** Bytes and entries read ahead at most: what the read-ahead may hold in memory. */
-const READ_AHEAD_BYTES = 16 << 20;
-const READ_AHEAD_ENTRIES = 512;
+const READ_AHEAD_BYTES = 8 << 20;
+const READ_AHEAD_ENTRIES = 256;
 
 /**
  * The layer's tar, reassembled front to back: segments as recorded, each file's content read from
  * the diff directory at exactly its recorded size. A dependency layer is thousands of small files,
  * and one open-read-close after another spends its time waiting on each: small files are read
- * ahead, several at once, up to READ_AHEAD_BYTES; a big one is streamed when its turn comes.
- * Memory stays bounded whatever the layer's size.
+ * ahead, several at once, up to READ_AHEAD_BYTES (a few hundred files); a big one is streamed
+ * when its turn comes. Memory stays bounded whatever the layer's size.
  */
 export async function* readStoredLayer(paths: StoredLayerPaths): AsyncGenerator<Buffer> {
   const lines = createInterface({ input: createReadStream(paths.tarSplit).pipe(createGunzip()), crlfDelay: Infinity })[Symbol.asyncIterator]();
