@@ -79,11 +79,10 @@ export async function storedReference(engine: Engine, holder: string, diffId: st
 /**
  * A reference layer's bytes, from the engine's store when it is on this machine (no save at all),
  * else from a save of `holder` asked for at `prefetch` so that the engine prepares it while other
- * work goes on. `fromSave` skips the store: for a second attempt after the store's bytes did not
- * hash to the layer.
+ * work goes on.
  */
-export function referenceSource(engine: Engine, holder: string, want: WantedLayer, fromSave = false): { stored: Promise<boolean>; prefetch(): void; drop(): void; open(): AsyncGenerator<Buffer> } {
-  const stored = fromSave ? Promise.resolve(null) : storedReference(engine, holder, want.diffId);
+export function referenceSource(engine: Engine, holder: string, want: WantedLayer): { stored: Promise<boolean>; prefetch(): void; drop(): void; open(): AsyncGenerator<Buffer> } {
+  const stored = storedReference(engine, holder, want.diffId);
   let early: ReturnType<typeof prefetchSave> | undefined;
   let dropped = false;
   return {
