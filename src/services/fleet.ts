@@ -14,7 +14,7 @@ import { sha256Digest } from '../core/digest.js';
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
 import { installBundle, type InstallOptions, type InstallResult } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
-import { sharedLayers } from './shared-layers.js';
+import { sharedLayers, sharedLayersReport, type SharedLayersStats } from './shared-layers.js';
 
 export interface FleetHost {
   /** The --ssh target as given. */
@@ -91,7 +91,7 @@ export interface FleetResult {
   parallel: number;
   hosts: FleetHostResult[];
   /** Hosts loading at once read each bundle layer once between them: how many, fed to how many loads. */
-  sharedLayers: { layers: number; fed: number; alone: number } | null;
+  sharedLayers: SharedLayersStats | null;
   durationMs: number;
 }
 
@@ -153,10 +153,7 @@ export async function installFleet(options: FleetOptions, deps: FleetDeps): Prom
   await Promise.all(Array.from({ length: n }, () => worker()));
   const hosts = results.map((r) => r!);
   const firstFailed = hosts.find((h) => !h.ok && h.exitCode !== null);
-  const sharedLayers = hub ? { layers: hub.stats.layers, fed: hub.stats.fed, alone: hub.stats.alone } : null;
-  if (sharedLayers && sharedLayers.layers > 0) {
-    (deps.overall ?? silentReporter).log(`bundle layers: ${sharedLayers.layers} read and checked once for ${sharedLayers.fed} loads${sharedLayers.alone ? `, ${sharedLayers.alone} read alone` : ''}`);
-  }
+  const sharedLayers = sharedLayersReport(hub, deps.overall ?? silentReporter);
   return { ok: !firstFailed, exitCode: firstFailed?.exitCode ?? 0, parallel: n, hosts, sharedLayers, durationMs: Date.now() - started };
 }
 

@@ -6,9 +6,25 @@
 import { LayerFanout } from '../adapters/layer-fanout.js';
 import { openBlob } from '../adapters/load-archive.js';
 import type { FerryManifest } from '../core/manifest.js';
+import type { Reporter } from './reporter.js';
 
 export function sharedLayers(bundleDir: string, manifest: FerryManifest, loads: number): LayerFanout {
   const rank = new Map<string, number>();
   for (const im of manifest.images) for (const l of im.layers) if (!rank.has(l.diffId)) rank.set(l.diffId, rank.size);
   return new LayerFanout(loads, (blob) => openBlob(bundleDir, blob), (diffId) => rank.get(diffId) ?? rank.size);
+}
+
+/** What a fan-out saved: layers read once, loads they fed, layers a late load read alone. */
+export interface SharedLayersStats {
+  layers: number;
+  fed: number;
+  alone: number;
+}
+
+/** The result's `sharedLayers`, and its log line (null and nothing when no layer was shared). */
+export function sharedLayersReport(hub: LayerFanout | undefined, reporter: Reporter): SharedLayersStats | null {
+  if (!hub) return null;
+  const { layers, fed, alone } = hub.stats;
+  if (layers > 0) reporter.log(`bundle layers: ${layers} read and checked once for ${fed} loads${alone ? `, ${alone} read alone` : ''}`);
+  return { layers, fed, alone };
 }

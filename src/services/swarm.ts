@@ -31,7 +31,7 @@ import { checkFiles, integrityFailure, openBundle, type OpenedBundle } from './b
 import { hostFailure, type FleetHostResult, type FleetReporter } from './fleet.js';
 import { installBundle, type InstallOptions } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
-import { sharedLayers } from './shared-layers.js';
+import { sharedLayers, sharedLayersReport, type SharedLayersStats } from './shared-layers.js';
 import type { LayerFanout } from '../adapters/layer-fanout.js';
 
 export interface SwarmInstallOptions {
@@ -94,7 +94,7 @@ export interface SwarmInstallResult {
   avoided: string[];
   services: SwarmServiceState[];
   /** Nodes loading at once read each bundle layer once between them: how many, fed to how many loads. */
-  sharedLayers: { layers: number; fed: number; alone: number } | null;
+  sharedLayers: SharedLayersStats | null;
   durationMs: number;
 }
 
@@ -154,6 +154,8 @@ interface SwarmRun {
   connected: Map<string, NamedHost>;
   /** Nodes loading at once read each bundle layer once between them. */
   fanout?: LayerFanout;
+  /** What that saved, once every node was tried. */
+  sharedLayers?: SharedLayersStats | null;
 }
 
 const labelOf = (n: SwarmNode) => n.hostname;
@@ -190,8 +192,7 @@ async function loadNodes(run: SwarmRun): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(run.options.parallel, nodes.length)) }, worker));
-  const shared = run.fanout?.stats;
-  if (shared && shared.layers > 0) run.deps.overall.log(`bundle layers: ${shared.layers} read and checked once for ${shared.fed} loads${shared.alone ? `, ${shared.alone} read alone` : ''}`);
+  run.sharedLayers = sharedLayersReport(run.fanout, run.deps.overall);
 }
 
 /** One node loaded with --no-up semantics; a failure is its result, not a throw. */
@@ -356,7 +357,7 @@ function resultOf(run: SwarmDeployRun, outcome: SwarmInstallResult['outcome'], s
     nodes: run.results,
     avoided: run.failed.map((r) => r.node),
     services,
-    sharedLayers: run.fanout ? { layers: run.fanout.stats.layers, fed: run.fanout.stats.fed, alone: run.fanout.stats.alone } : null,
+    sharedLayers: run.sharedLayers ?? null,
     durationMs: Date.now() - run.started,
   };
 }
