@@ -76,6 +76,21 @@ async function bundle(file) {
       }));
     },
   };
+  // The bundle's side of src/adapters/dockerode-lazy.ts: the same two modules, loaded on first call.
+  const deferred = {
+    name: 'deferred-requires',
+    setup(build) {
+      const lazy = { session: /[/]dockerode[/]lib[/]docker\.js$/, ssh: /[/]docker-modem[/]lib[/]modem\.js$/ };
+      build.onResolve({ filter: /^\.\/(session|ssh)$/ }, (a) =>
+        lazy[a.path.slice(2)].test(a.importer) ? { path: join(a.resolveDir, `${a.path.slice(2)}.js`), namespace: 'ferry-lazy' } : undefined,
+      );
+      build.onLoad({ filter: /.*/, namespace: 'ferry-lazy' }, (a) => ({
+        contents: `module.exports = function () { return require(${JSON.stringify(a.path)}).apply(this, arguments); };`,
+        resolveDir: dirname(a.path),
+        loader: 'js',
+      }));
+    },
+  };
   const result = await esbuild.build({
     entryPoints: [join(ROOT, 'src', 'sea', 'main.ts')],
     outfile: file,
@@ -94,7 +109,7 @@ async function bundle(file) {
     logOverride: { 'empty-import-meta': 'silent' },
     legalComments: 'none',
     logLevel: 'warning',
-    plugins: [zstdBinding],
+    plugins: [zstdBinding, deferred],
   });
   if (result.errors.length > 0) throw new Error('esbuild failed');
 }

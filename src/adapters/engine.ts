@@ -4,6 +4,7 @@
  */
 import { request, type Agent } from 'node:http';
 import type { Readable } from 'node:stream';
+import './dockerode-lazy.js';
 import Docker from 'dockerode';
 import type { InventoryEngine } from '../core/inventory.js';
 import { transientEngineFailure } from '../core/retry.js';
