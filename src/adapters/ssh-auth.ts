@@ -5,8 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
-import type { AnyAuthMethod, ParsedKey } from 'ssh2';
+import type { AnyAuthMethod, ParsedKey, utils as Ssh2Utils } from 'ssh2';
 import { UsageError } from '../errors.js';
 import type { ResolvedTarget } from './ssh-target.js';
 
@@ -18,7 +17,7 @@ export interface Credentials {
   skipped: string[];
 }
 
-function loadKey(path: string, explicit: boolean, skipped: string[]): ParsedKey | null {
+function loadKey(ssh2Utils: typeof Ssh2Utils, path: string, explicit: boolean, skipped: string[]): ParsedKey | null {
   let data: Buffer;
   try {
     data = readFileSync(path);
@@ -27,7 +26,7 @@ function loadKey(path: string, explicit: boolean, skipped: string[]): ParsedKey 
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') skipped.push(`${path} (${(e as Error).message})`);
     return null;
   }
-  const parsed = ssh2.utils.parseKey(data);
+  const parsed = ssh2Utils.parseKey(data);
   const key = Array.isArray(parsed) ? (parsed[0] as ParsedKey | Error | undefined) : parsed;
   if (!key || key instanceof Error || !key.isPrivateKey()) {
     const why = key instanceof Error && /encrypted|passphrase/i.test(key.message) ? 'encrypted: load it into ssh-agent instead' : `not a usable private key${key instanceof Error ? `: ${key.message}` : ''}`;
@@ -38,14 +37,15 @@ function loadKey(path: string, explicit: boolean, skipped: string[]): ParsedKey 
   return key;
 }
 
-export function credentials(options: { identities?: string[] | undefined }, resolved: ResolvedTarget): Credentials {
+/** `ssh2Utils`: ssh2's key parser, from the caller that has loaded ssh2 (it loads on demand). */
+export function credentials(ssh2Utils: typeof Ssh2Utils, options: { identities?: string[] | undefined }, resolved: ResolvedTarget): Credentials {
   const { config, user } = resolved;
   const home = homedir();
   const methods: AnyAuthMethod[] = [];
   const tried: string[] = [];
   const skipped: string[] = [];
   for (const path of options.identities ?? []) {
-    const key = loadKey(path, true, skipped);
+    const key = loadKey(ssh2Utils, path, true, skipped);
     if (key) {
       methods.push({ type: 'publickey', username: user, key });
       tried.push(`--identity ${path}`);
@@ -59,7 +59,7 @@ export function credentials(options: { identities?: string[] | undefined }, reso
   // Default keys only when nothing names one, as ssh does.
   const files = config.identityFiles.length > 0 ? config.identityFiles : (options.identities ?? []).length > 0 ? [] : ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((n) => join(home, '.ssh', n));
   for (const path of files) {
-    const key = loadKey(path, false, skipped);
+    const key = loadKey(ssh2Utils, path, false, skipped);
     if (key) {
       methods.push({ type: 'publickey', username: user, key });
       tried.push(path);

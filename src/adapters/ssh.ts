@@ -4,7 +4,6 @@
  * exec for compose. Configuration is read the way OpenSSH reads it (~/.ssh/config), host keys are
  * checked against known_hosts, and every failure names the host and says what to do.
  */
-import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectConfig, NextAuthHandler, SFTPWrapper } from 'ssh2';
 import { knownHostName, knownKeyTypes } from '../core/known-hosts.js';
 import { transientSshFailure } from '../core/retry.js';
@@ -78,7 +77,9 @@ export interface SshConnection {
 export async function connectSsh(spec: string, options: SshOptions = {}): Promise<SshConnection> {
   const resolved = resolveTarget(spec, options);
   const { hostName, port, user, label, config } = resolved;
-  const creds = credentials(options, resolved);
+  // ssh2 is 12 MB of modules: loaded by the commands that open a connection, not by every command.
+  const { default: ssh2 } = await import('ssh2');
+  const creds = credentials(ssh2.utils, options, resolved);
   if (creds.methods.length === 0) throw noIdentity(label, resolved.target.host, creds.skipped);
   const known = await loadKnownHosts(options, config);
   const khName = knownHostName(hostName, port);
