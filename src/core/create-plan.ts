@@ -23,6 +23,15 @@ export interface LoadPlan {
   refsById: Map<string, string[]>;
 }
 
+/**
+ * The order create asks the engine to save images in: a function of the set alone, so that a save
+ * asked for early (from the compose files) and one asked for after Compose resolved the project
+ * produce the same archive, and the same bundle.
+ */
+export function saveOrder(ids: string[]): string[] {
+  return [...new Set(ids)].sort();
+}
+
 export function planLoad(details: Map<string, { id: string; diffIds: string[] }>, held: Set<string>): LoadPlan {
   const images = [...details.values()];
   const ids = [...new Set(images.map((d) => d.id))];

@@ -12,9 +12,10 @@ import { readSaveArchive, SaveArchiveError, type LayerInfo, type SavedImage } fr
 import { guessDiffIds } from '../core/layer-cache.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { isSetuidFile, type TarEntry } from '../core/tar-scan.js';
-import type { LoadPlan } from '../core/create-plan.js';
+import { saveOrder, type LoadPlan } from '../core/create-plan.js';
 import { IntegrityError } from '../errors.js';
 import type { CreateCache } from './create-cache.js';
+import type { EarlySave } from './create-early.js';
 import type { CreateResult } from './create.js';
 import type { ProgressReporter, ProgressTask, Reporter } from './reporter.js';
 
@@ -34,6 +35,8 @@ export interface SaveContext {
   /** A layer's tar size where known before reading it (the layer cache, a previous bundle): what a guess goes by. */
   sizes: Map<string, number>;
   work: CreateResult['layerWork'];
+  /** The save asked for while Compose read the project (services/create-early.ts), if any. */
+  early?: Promise<EarlySave | null> | undefined;
 }
 
 export interface SavedLayers {
@@ -98,7 +101,12 @@ class LayerPass {
       const d = this.detailsOf(id);
       return [id, { task: progress.task(plan.refsById.get(id)![0]!, d.size), done: 0, diffIds: new Set(d.diffIds) }];
     }));
-    const archive = await engine.save(plan.ids);
+    const order = saveOrder(plan.ids);
+    const early = await this.ctx.early;
+    const taken = early ? await early.take(order) : null;
+    this.ctx.work.earlySave = !early ? 'none' : taken ? 'used' : 'discarded';
+    if (early && !taken) this.ctx.reporter.log('the save asked for early was not of the images Compose resolved: saving again');
+    const archive = taken ?? (await engine.save(order));
     const { images: saved, layers } = await readSaveArchive<PassLayer>(archive, (entry, info) => this.entry(entry, info)).catch((e) => {
       if (e instanceof SaveArchiveError) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive could not be read: ${e.message}`, { cause: e });
       throw e;

@@ -47,6 +47,7 @@ import type { ProgressReporter, Reporter, Warning } from './reporter.js';
 import type { TarEntry } from '../core/tar-scan.js';
 import { executableVersion, TOOL_VERSION } from '../adapters/tool-version.js';
 import { CreateCache } from './create-cache.js';
+import { startEarlySave, type EarlySave } from './create-early.js';
 import { savedImage, saveLayers, type SavedLayers } from './create-save.js';
 
 export interface CreateOptions {
@@ -113,6 +114,12 @@ export interface CreateResult {
     secondSave: boolean;
     /** Changed layers shipped as deltas against layers every base holds. */
     deltas: number;
+    /**
+     * The save asked for from the compose files as written, while Compose resolved the project:
+     * used, discarded (not the images Compose resolved; saved again), or none (the files left the
+     * images to Compose: variables, extends, include, build-only services).
+     */
+    earlySave: 'used' | 'discarded' | 'none';
   };
   cache: { dir: string; hits: number; misses: number; added: number; corrupt: number; hitRate: number | null; evicted: { entries: number; bytes: number } } | null;
   durationMs: number;
@@ -151,6 +158,7 @@ interface CreateRun extends CreateInputs {
   partial: string;
   progress: ProgressReporter;
   started: number;
+  early: Promise<EarlySave | null>;
 }
 
 /** The writing steps' context: the run, and the store, cache and counters the writing fills. */
@@ -179,6 +187,16 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     progress: () => outer.progress(),
   };
   const out = await checkOutput(options);
+  const early = startEarlySave(engine, options.definition, options.profiles ?? []);
+  try {
+    return await createWith(early, { options, engine, reporter, warned, out, started });
+  } finally {
+    // Aborts the early save unless the save pass took it (a refusal or failure before that).
+    void early.then((e) => e?.cancel());
+  }
+}
+
+async function createWith(early: Promise<EarlySave | null>, { options, engine, reporter, warned, out, started }: Pick<CreateRun, 'options' | 'engine' | 'reporter' | 'warned' | 'out' | 'started'>): Promise<CreateResult> {
   const inputs = await readInputs(options, engine, reporter, warned);
   const plan = planLoad(inputs.details, heldByAll(inputs.bases));
   if (inputs.bases.length > 0) reporter.log(`bases: ${inputs.bases.map((b) => `${b.kind} ${b.name}`).join(', ')}; ${plan.heldLayers} of ${plan.allDiffIds.size} layers are held by every base`);
@@ -193,7 +211,7 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
   const releaseInterrupt = options.onInterrupt?.(() => removeTreeNow(partial));
   const progress = reporter.progress();
   try {
-    return await writeBundle({ ...inputs, options, engine, reporter, warned, out, plan, partial, progress, started });
+    return await writeBundle({ ...inputs, options, engine, reporter, warned, out, plan, partial, progress, started, early });
   } catch (e) {
     throw await failedCreate(e, partial, options.out, progress);
   } finally {
@@ -286,9 +304,9 @@ async function writeBundle(run: CreateRun): Promise<CreateResult> {
   await store.init();
   const cache = await CreateCache.open(options, store, reporter);
   const sizes = new Map<string, number>([...run.baseSizes, ...[...cache.known].map(([d, l]) => [d, l.size] as const)]);
-  const work = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false, deltas: 0 };
+  const work: CreateResult['layerWork'] = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false, deltas: 0, earlySave: 'none' };
   const w: Writing = { ...run, store, cache, sizes, work };
-  const pass = await saveLayers({ engine: w.engine, store, cache, reporter, progress: w.progress, verbose: options.verbose ?? false, details: w.details, plan: w.plan, sizes, work });
+  const pass = await saveLayers({ engine: w.engine, store, cache, reporter, progress: w.progress, verbose: options.verbose ?? false, details: w.details, plan: w.plan, sizes, work, early: w.early });
   for (const [diffId, files] of pass.setuid) reporter.warn({ code: 'SETUID_FILES', subject: pass.imagesOf(diffId), message: setuidMessage(diffId, pass.imagesOf(diffId), files) });
   if (w.strict) refuseWarnings(w.warned, options.strict === true);
   // Changed layers with a held predecessor may travel as deltas against it (--no-delta: whole).
