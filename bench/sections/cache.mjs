@@ -73,14 +73,14 @@ export async function benchCache(ctx) {
   const ref = await create(facts.def_r2, 'r2-ref.ferry', 2, ['--no-cache']);
   rows.push({ what: 'ferry create r2, no cache (reference)', wall: ref.ms / 1000, cpu: ref.cpuS, sizeMB: ref.bytes / MB, rssMB: ref.rssMB, x: ref.ms / save2.ms, vs: 'save', work: describe(ref.result) });
 
-  // What no create can go below on this machine: the CLI's start-up, then Compose's own `config`
-  // of the project (the image list comes from it), then the engine's save — each waits for the
-  // one before. docker-compose v1 is a Python program: its start-up alone is most of its config.
+  // What no create can go below on this machine: the CLI's start-up, then the engine's save, which
+  // create asks for from the compose files as written while Compose's own `config` of the project
+  // runs beside it (docker-compose v1 is a Python program: its start-up alone is most of it).
   step('floor: ferry start-up, compose config of r2');
   const startup = await run(process.execPath, [FERRY, '--version']);
   const config = await composeConfig(facts.def_r2);
-  const floorMs = startup.ms + config.ms + save2.ms;
-  rows.push({ what: `floor: start-up + ${config.tool} config + save r2`, wall: floorMs / 1000, x: floorMs / save2.ms, vs: 'save' });
+  const floorMs = startup.ms + Math.max(config.ms, save2.ms);
+  rows.push({ what: `floor: start-up + save r2 (${config.tool} config beside it)`, wall: floorMs / 1000, x: floorMs / save2.ms, vs: 'save' });
 
   const a = contents(warm.out);
   const b = contents(ref.out);
@@ -110,7 +110,7 @@ export async function benchCache(ctx) {
     notes: [
       'layers: c compressed, h only hashed (held or from the cache), u skipped unread, held! held but compressed before the hash told',
       'cold is against the zstd pipeline of release 1; warm and --base against the plain save of release 2',
-      `floor: ferry --version ${(startup.ms / 1000).toFixed(2)} s + ${config.tool} config ${(config.ms / 1000).toFixed(2)} s + docker save ${(save2.ms / 1000).toFixed(2)} s, one after another in any create`,
+      `floor: ferry --version ${(startup.ms / 1000).toFixed(2)} s, then docker save ${(save2.ms / 1000).toFixed(2)} s with ${config.tool} config (${(config.ms / 1000).toFixed(2)} s) beside it: the least any create that starts with this CLI can take`,
     ],
     results: { floor: { startupMs: startup.ms, configMs: config.ms, composeTool: config.tool, ms: floorMs }, archive1, archive2, cold: strip(cold), warm: strip(warm), base: strip(base), ref: strip(ref), zst1: { ms: zst1.ms, bytes: zst1.bytes }, save2: { ms: save2.ms, cpuS: save2.cpuS }, differing },
   };
@@ -128,7 +128,8 @@ function describe(result) {
   const w = result?.layerWork;
   if (!w) return '-';
   const hits = result.cache?.hits ?? 0;
-  return `${w.compressed}c ${w.hashedOnly + hits}h ${w.skippedUnread}u${w.compressedHeld ? ` ${w.compressedHeld}held!` : ''}${w.wrongGuesses ? ` ${w.wrongGuesses} wrong` : ''}`;
+  const early = w.earlySave === 'used' ? ', early save' : w.earlySave === 'discarded' ? ', early save discarded' : '';
+  return `${w.compressed}c ${w.hashedOnly + hits}h ${w.skippedUnread}u${w.compressedHeld ? ` ${w.compressedHeld}held!` : ''}${w.wrongGuesses ? ` ${w.wrongGuesses} wrong` : ''}${early}`;
 }
 
 function strip(r) {
