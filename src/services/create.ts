@@ -19,7 +19,7 @@ import { BUNDLE_NAMESPACE, type SigningKey } from '../core/sshsig.js';
 import { fieldWarnings } from '../core/compose.js';
 import { baseFromBundle, baseFromInventory, executableHeldByAll, heldByAll, heldDiffIdsByAll, repositoryOf, type BundleBase } from '../core/bases.js';
 import { assembleManifest, bundleTotals, imageSummaries, manifestLayers, planLoad, type LoadPlan } from '../core/create-plan.js';
-import { makeDeltas, type DeltaBase, type DeltaTarget } from './delta.js';
+import { makeDeltas, prefetchReferences, type DeltaBase, type DeltaContext, type DeltaTarget, type PrefetchedReferences } from './delta.js';
 import { hexOf, sha256Digest } from '../core/digest.js';
 import { MAX_INVENTORY_BYTES, parseInventory } from '../core/inventory.js';
 import {
@@ -306,11 +306,12 @@ async function writeBundle(run: CreateRun): Promise<CreateResult> {
   const sizes = new Map<string, number>([...run.baseSizes, ...[...cache.known].map(([d, l]) => [d, l.size] as const)]);
   const work: CreateResult['layerWork'] = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false, deltas: 0, earlySave: 'none' };
   const w: Writing = { ...run, store, cache, sizes, work };
+  const prefetched = prefetchFor(w);
   const pass = await saveLayers({ engine: w.engine, store, cache, reporter, progress: w.progress, verbose: options.verbose ?? false, details: w.details, plan: w.plan, sizes, work, early: w.early });
   for (const [diffId, files] of pass.setuid) reporter.warn({ code: 'SETUID_FILES', subject: pass.imagesOf(diffId), message: setuidMessage(diffId, pass.imagesOf(diffId), files) });
   if (w.strict) refuseWarnings(w.warned, options.strict === true);
   // Changed layers with a held predecessor may travel as deltas against it (--no-delta: whole).
-  const deltas = options.delta !== false && w.bases.length > 0 ? await shipDeltas(w, pass) : new Map<string, LayerDelta>();
+  const deltas = options.delta !== false && w.bases.length > 0 ? await shipDeltas(w, pass, prefetched) : new Map<string, LayerDelta>();
   const images = await writeImages(w, pass, deltas);
   await writeProject(w);
   const manifest = assembleManifest({
@@ -347,20 +348,38 @@ async function writeBundle(run: CreateRun): Promise<CreateResult> {
   };
 }
 
-/** Changed layers shipped as deltas against layers every base holds, where one pays; the rest stay whole. */
-async function shipDeltas(w: Writing, pass: SavedLayers): Promise<Map<string, LayerDelta>> {
-  const { layers, imagesOf } = pass;
-  const deltas = new Map<string, LayerDelta>();
-  const targets = new Map<string, DeltaTarget>();
-  for (const l of layers.values()) if (l.blob && !l.pending && !targets.has(l.diffId)) targets.set(l.diffId, { diffId: l.diffId, size: l.size, blob: l.blob, uses: [] });
+/** Where each layer sits in the new images: the repositories it is named by, and its position. */
+function layerUses(w: Writing): Map<string, DeltaTarget['uses']> {
+  const uses = new Map<string, DeltaTarget['uses']>();
   for (const [ref, d] of w.details) {
     // A host names the images ferry installed for this stack by ferry's tag: an inventory's
     // previous release of the stack is found by it, ahead of other images on the same base.
     const repos = [...new Set([ref, ...d.repoTags, ferryTag(w.loaded.def.name, d.id)].map(repositoryOf))];
-    d.diffIds.forEach((diffId, position) => targets.get(diffId)?.uses.push({ repos, position, diffIds: d.diffIds }));
+    d.diffIds.forEach((diffId, position) => uses.set(diffId, [...(uses.get(diffId) ?? []), { repos, position, diffIds: d.diffIds }]));
   }
-  const context = { engine: w.engine, store: w.store, root: w.partial, cache: w.cache.cache, reporter: w.reporter, verbose: w.options.verbose ?? false, sizeOf: (d: string) => w.sizes.get(d) };
-  const outcome = await makeDeltas(context, [...targets.values()], w.deltaBases, heldDiffIdsByAll(w.deltaBases.map((b) => b.images)));
+  return uses;
+}
+
+function deltaContext(w: Writing): DeltaContext {
+  return { engine: w.engine, store: w.store, root: w.partial, cache: w.cache.cache, reporter: w.reporter, verbose: w.options.verbose ?? false, sizeOf: (d: string) => w.sizes.get(d) };
+}
+
+/** With deltas on, the likely references of the layers no base holds are read during the save (services/delta.ts). */
+function prefetchFor(w: Writing): PrefetchedReferences | undefined {
+  if (w.options.delta === false || w.bases.length === 0) return undefined;
+  const uses = layerUses(w);
+  const prospects = [...w.plan.needed].map((diffId) => ({ diffId, uses: uses.get(diffId) ?? [] }));
+  return prefetchReferences(deltaContext(w), prospects, w.deltaBases, heldDiffIdsByAll(w.deltaBases.map((b) => b.images)));
+}
+
+/** Changed layers shipped as deltas against layers every base holds, where one pays; the rest stay whole. */
+async function shipDeltas(w: Writing, pass: SavedLayers, prefetched: PrefetchedReferences | undefined): Promise<Map<string, LayerDelta>> {
+  const { layers, imagesOf } = pass;
+  const deltas = new Map<string, LayerDelta>();
+  const uses = layerUses(w);
+  const targets = new Map<string, DeltaTarget>();
+  for (const l of layers.values()) if (l.blob && !l.pending && !targets.has(l.diffId)) targets.set(l.diffId, { diffId: l.diffId, size: l.size, blob: l.blob, uses: uses.get(l.diffId) ?? [] });
+  const outcome = await makeDeltas(deltaContext(w), [...targets.values()], w.deltaBases, heldDiffIdsByAll(w.deltaBases.map((b) => b.images)), prefetched);
   for (const [diffId, delta] of outcome.deltas) deltas.set(diffId, delta);
   w.work.deltas = deltas.size;
   for (const x of outcome.whole) {

@@ -61,7 +61,7 @@ export interface DeltaOutcome {
 }
 
 /** Where the bytes of a reference layer come from on this build server. */
-interface ReferenceSource {
+export interface ReferenceSource {
   diffId: string;
   from: string;
   /** Cheap to read again (a file here), so the delta is rebuilt from it as a check. */
@@ -71,15 +71,44 @@ interface ReferenceSource {
   size: number;
 }
 
-export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], bases: DeltaBase[], held: Set<string>): Promise<DeltaOutcome> {
+/** References being read ahead of the save pass (prefetchReferences), by diffID. */
+export type PrefetchedReferences = Map<string, Promise<ReferenceSource | null>>;
+
+/**
+ * Starts reading, while the engine is still exporting the images, the reference each changed layer
+ * would most likely be planned against: its first candidate, from the places that cost no save (the
+ * layer cache, a --base bundle, this machine's layer store). Docker ≤ 24 on the classic store sends
+ * nothing until its export is done: that wait is most of a save, and a reference of hundreds of MB
+ * takes seconds to read and index. Which layers changed is known before the save from the image
+ * configs (`prospects`: every layer not held by every base); a guess that turns out unused costs
+ * only the read.
+ */
+export function prefetchReferences(ctx: DeltaContext, prospects: Pick<DeltaTarget, 'diffId' | 'uses'>[], bases: DeltaBase[], held: Set<string>): PrefetchedReferences {
+  const baseImages = bases.flatMap((b) => b.images);
+  const out: PrefetchedReferences = new Map();
+  for (const p of prospects) {
+    const first = referenceCandidates(p, baseImages, held)[0];
+    if (!first || out.has(first)) continue;
+    const found = findSource(ctx, first, bases, { save: false }).then((s) => s && { ...s, from: `${s.from}, read during the save` });
+    out.set(first, found.catch(() => null));
+  }
+  return out;
+}
+
+export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], bases: DeltaBase[], held: Set<string>, prefetched: PrefetchedReferences = new Map()): Promise<DeltaOutcome> {
   const outcome: DeltaOutcome = { deltas: new Map(), whole: [] };
   const baseImages = bases.flatMap((b) => b.images);
   const sources = new Map<string, Promise<ReferenceSource | null>>();
   const sourceOf = (diffId: string) => {
-    if (!sources.has(diffId)) sources.set(diffId, findSource(ctx, diffId, bases).catch(() => null));
+    if (!sources.has(diffId)) {
+      const early = prefetched.get(diffId);
+      // Not found where prefetching looked: a save of an image that holds it may still have it.
+      const found = early ? early.then((s) => s ?? findSource(ctx, diffId, bases)) : findSource(ctx, diffId, bases);
+      sources.set(diffId, found.catch(() => null));
+    }
     return sources.get(diffId)!;
   };
-  await preferredFromEngine(ctx, targets, bases, held, sources);
+  await preferredFromEngine(ctx, targets, bases, held, sources, prefetched);
   for (const t of targets) {
     if (t.size < MIN_LAYER_BYTES) continue;
     const candidates = referenceCandidates(t, baseImages, held);
@@ -148,13 +177,14 @@ export async function makeDeltas(ctx: DeltaContext, targets: DeltaTarget[], base
  * hold them (a classic store writes every image it saves out before its first byte, so a save per
  * reference would cost that many times).
  */
-async function preferredFromEngine(ctx: DeltaContext, targets: DeltaTarget[], bases: DeltaBase[], held: Set<string>, sources: Map<string, Promise<ReferenceSource | null>>): Promise<void> {
+async function preferredFromEngine(ctx: DeltaContext, targets: DeltaTarget[], bases: DeltaBase[], held: Set<string>, sources: Map<string, Promise<ReferenceSource | null>>, prefetched: PrefetchedReferences): Promise<void> {
   const baseImages = bases.flatMap((b) => b.images);
   const wanted = new Map<string, string>();
   for (const t of targets) {
     if (t.size < MIN_LAYER_BYTES) continue;
     const first = referenceCandidates(t, baseImages, held)[0];
     if (!first || wanted.has(first) || bases.some((b) => b.bundle?.blobs.has(first))) continue;
+    if (prefetched.has(first) && (await prefetched.get(first))) continue;
     if (ctx.cache && (await ctx.cache.lookup(first).catch(() => null))) continue;
     const holder = await holderOnEngine(ctx, first, baseImages);
     // A layer in this machine's store is read from there by findSource: no save needed for it.
@@ -184,9 +214,10 @@ async function holderOnEngine(ctx: DeltaContext, diffId: string, images: BaseIma
  * The reference's bytes, from the cheapest place that has them: the layer cache (a zstd blob by
  * diffID), a previous bundle given as --base, the engine's own store when it is on this machine,
  * or a save of an image on this engine that holds the layer.
- * Each is indexed here once; `open` gives the bytes again for the rebuild check.
+ * Each is indexed here once; `open` gives the bytes again for the rebuild check. Without
+ * `save`, only the first three are looked in.
  */
-async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[]): Promise<ReferenceSource | null> {
+async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[], options: { save: boolean } = { save: true }): Promise<ReferenceSource | null> {
   const make = async (from: string, open: () => Promise<AsyncIterable<Buffer>>, index?: TarIndex): Promise<ReferenceSource> => {
     const ix = index ?? (await indexTar(await open()));
     return { diffId, from, rereadable: index === undefined, open, index: ix, size: ix.size };
@@ -212,6 +243,7 @@ async function findSource(ctx: DeltaContext, diffId: string, bases: DeltaBase[])
   const stored = await storedReference(ctx.engine, holder, diffId);
   const storedIndex = stored ? await indexTar(readStoredLayerChecked(stored, diffId)).catch(() => null) : null;
   if (stored && storedIndex) return make("the engine's layer store", async () => readStoredLayer(stored), storedIndex);
+  if (!options.save) return null;
   const { path, index } = await identifyLayer(ctx.engine, holder, diffId, true);
   if (!index) return null;
   const open = async () => layerFromEngine(ctx.engine, holder, { diffId, size: index.size, path }) as AsyncIterable<Buffer>;
