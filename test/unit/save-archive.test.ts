@@ -150,6 +150,9 @@ describe('layers as uncompressed tars', () => {
     expect(got.compression).toBe(kind);
     expect(sha(got.bytes)).toBe(sha(tarBytes));
   });
+  it('an empty layer is an empty uncompressed one', async () => {
+    expect(await read(Buffer.alloc(0))).toEqual({ bytes: Buffer.alloc(0), compression: 'none' });
+  });
   it('a corrupt gzip layer fails the stream', async () => {
     const bad = gzipSync(tarBytes);
     bad[bad.length >> 1] ^= 0xff;
