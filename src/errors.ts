@@ -85,7 +85,7 @@ export const ERROR_CODES = {
   MANIFEST_INVALID: { exit: ExitCode.integrity, meaning: 'ferry.json is not a valid manifest' },
   SHA256SUMS_INVALID: { exit: ExitCode.integrity, meaning: 'SHA256SUMS is unreadable, removed, or does not list exactly the bundle\'s files with the digests ferry.json gives' },
   LOADED_IMAGE_MISMATCH: { exit: ExitCode.integrity, meaning: 'after loading, an image on the engine is absent or has other layers' },
-  ENGINE_ARCHIVE_INVALID: { exit: ExitCode.integrity, meaning: 'the engine\'s save archive cannot be read' },
+  ENGINE_ARCHIVE_INVALID: { exit: ExitCode.integrity, meaning: 'the engine\'s save archive, or its layer store on this machine, cannot be read' },
   ENGINE_LAYER_MISMATCH: { exit: ExitCode.integrity, meaning: 'the engine\'s save archive does not match the image\'s config' },
   DELTA_INVALID: { exit: ExitCode.integrity, meaning: 'a layer delta is malformed (ranges outside or overlapping, truncated, wrong sizes) or does not rebuild its layer\'s diffID: nothing loaded' },
   // 5: policy

@@ -109,6 +109,18 @@ export async function* readStoredLayer(paths: StoredLayerPaths): AsyncGenerator<
   if (pieceBytes > 0) yield take();
 }
 
+/** The size of the layer's tar, from its tar-split alone (no file is read). */
+export async function storedLayerTarSize(paths: StoredLayerPaths): Promise<number> {
+  let size = 0;
+  for await (const line of createInterface({ input: createReadStream(paths.tarSplit).pipe(createGunzip()), crlfDelay: Infinity })) {
+    if (line.length === 0) continue;
+    const e = JSON.parse(line) as TarSplitEntry;
+    if (e.type === SEGMENT && e.payload) size += Buffer.byteLength(e.payload, 'base64');
+    else if (e.type === FILE) size += e.size ?? 0;
+  }
+  return size;
+}
+
 /** readStoredLayer, hashed on the way: fails at the end unless the bytes were layer `diffId`. */
 export async function* readStoredLayerChecked(paths: StoredLayerPaths, diffId: string): AsyncGenerator<Buffer> {
   const hash = createHash('sha256');

@@ -9,6 +9,7 @@ import type { CachedBlob, LayerCache } from '../adapters/layer-cache.js';
 import type { Engine, ImageDetails } from '../adapters/engine.js';
 import { tapTarHeaders, uncompressedLayer } from '../adapters/layer-stream.js';
 import { readSaveArchive, SaveArchiveError, type LayerInfo, type SavedImage } from '../adapters/save-archive.js';
+import { readStoreImages, StoredLayerStream, type LocalStore } from '../adapters/store-archive.js';
 import { guessDiffIds } from '../core/layer-cache.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { isSetuidFile, type TarEntry } from '../core/tar-scan.js';
@@ -37,6 +38,8 @@ export interface SaveContext {
   work: CreateResult['layerWork'];
   /** The save asked for while Compose read the project (services/create-early.ts), if any. */
   early?: Promise<EarlySave | null> | undefined;
+  /** The engine's layer store when create reads the images from it instead of a save (create.ts). */
+  layerStore?: Promise<LocalStore | null> | undefined;
 }
 
 export interface SavedLayers {
@@ -102,15 +105,7 @@ class LayerPass {
       return [id, { task: progress.task(plan.refsById.get(id)![0]!, d.size), done: 0, diffIds: new Set(d.diffIds) }];
     }));
     const order = saveOrder(plan.ids);
-    const early = await this.ctx.early;
-    const taken = early ? await early.take(order) : null;
-    this.ctx.work.earlySave = !early ? 'none' : taken ? 'used' : 'discarded';
-    if (early && !taken) this.ctx.reporter.log('the save asked for early was not of the images Compose resolved: saving again');
-    const archive = taken ?? (await engine.save(order));
-    const { images: saved, layers } = await readSaveArchive<PassLayer>(archive, (entry, info) => this.entry(entry, info)).catch((e) => {
-      if (e instanceof SaveArchiveError) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive could not be read: ${e.message}`, { cause: e });
-      throw e;
-    });
+    const { images: saved, layers } = (await this.fromStore(order)) ?? (await this.fromSave(order));
     this.confirmRemembered(saved, layers);
     // A blob taken for a layer that turned out to be another is in no layer any more: not shipped.
     await store.keepOnly(new Set([...layers.values()].flatMap((l) => (l.blob && !l.pending ? [l.blob.digest] : []))));
@@ -119,6 +114,38 @@ class LayerPass {
     this.overall.done(`${formatBytes(this.streamed)} saved`);
     for (const bar of this.imageBars.values()) bar.task.done();
     return { saved, layers, setuid: this.setuid, imagesOf: this.imagesOf };
+  }
+
+  /**
+   * The images read from the engine's layer store on this machine (adapters/store-archive.ts): no
+   * export, and layers held or cached are passed by unread. null when it cannot be used.
+   */
+  private async fromStore(order: string[]): Promise<{ images: SavedImage[]; layers: Map<string, PassLayer> } | null> {
+    const layerStore = await this.ctx.layerStore;
+    if (!layerStore) return null;
+    const read = await readStoreImages(layerStore, order, (d) => this.ctx.sizes.get(d), (entry, info) => this.entry(entry, info)).catch((e: unknown) => {
+      throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the images could not be read from the engine's layer store at ${layerStore.dataRoot}: ${(e as Error).message}`, {
+        hint: 'Run the create again with --from-save (the engine exports the images instead), and check the engine\'s storage (docker system df, dockerd logs).',
+        cause: e,
+      });
+    });
+    if (read) this.ctx.work.read = 'layer store';
+    else this.ctx.reporter.log(`the images are not all in the engine's layer store at ${layerStore.dataRoot} as expected: saving them instead`);
+    return read;
+  }
+
+  /** The images from `docker save`, the one asked for early if it is of these images. */
+  private async fromSave(order: string[]): Promise<{ images: SavedImage[]; layers: Map<string, PassLayer> }> {
+    const { engine } = this.ctx;
+    const early = await this.ctx.early;
+    const taken = early ? await early.take(order) : null;
+    this.ctx.work.earlySave = !early ? 'none' : taken ? 'used' : 'discarded';
+    if (early && !taken) this.ctx.reporter.log('the save asked for early was not of the images Compose resolved: saving again');
+    const archive = taken ?? (await engine.save(order));
+    return readSaveArchive<PassLayer>(archive, (entry, info) => this.entry(entry, info)).catch((e) => {
+      if (e instanceof SaveArchiveError) throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the engine's save archive could not be read: ${e.message}`, { cause: e });
+      throw e;
+    });
   }
 
   /** One layer entry of the archive: the least work that settles it, tried in order. */
@@ -130,7 +157,9 @@ class LayerPass {
       this.overall.update(this.streamed);
     };
     const drain = async () => {
-      entry.resume();
+      // A layer from the store is not read at all when its bytes are not needed.
+      if (entry instanceof StoredLayerStream) entry.skip();
+      else entry.resume();
       await new Promise((r) => entry.on('end', r));
       onBytes(info.size);
     };
@@ -140,6 +169,12 @@ class LayerPass {
     const named = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(info.path) ?? /^([0-9a-f]{64})\.tar$/.exec(info.path);
     const exact = named && plan.allDiffIds.has(`sha256:${named[1]}`) ? `sha256:${named[1]}` : null;
     if (exact && !plan.needed.has(exact)) return this.skipHeld(e, exact);
+    // Named by its diffID (an OCI-style save, Podman's, the layer store) and in the cache: its blob
+    // is taken, the layer not read.
+    if (exact && this.remaining.has(exact) && cache.known.has(exact)) {
+      const layer = await this.takeRemembered(e, exact, true);
+      if (layer) return layer;
+    }
     const remembered = cache.cache ? await cache.cache.remembered(info.path, info.size).catch(() => null) : null;
     if (!exact && named && remembered && this.remaining.has(remembered) && cache.known.has(remembered)) {
       const layer = await this.takeRemembered(e, remembered);
@@ -171,7 +206,7 @@ class LayerPass {
    * last time is what it unpacks to now, unless the memory lies, which the image config's diffIDs
    * catch afterwards (and a second save repairs). null: the layer must be read after all.
    */
-  private async takeRemembered(e: PassEntry, remembered: string): Promise<PassLayer | null> {
+  private async takeRemembered(e: PassEntry, remembered: string, named = false): Promise<PassLayer | null> {
     const { plan, cache, store } = this.ctx;
     const layer = cache.known.get(remembered)!;
     const meta = plan.needed.has(remembered) ? await cache.lookup(remembered) : null;
@@ -185,7 +220,8 @@ class LayerPass {
     if (blob && layer.setuid.length > 0) this.setuid.set(remembered, layer.setuid);
     for (const bar of this.imageBars.values()) if (bar.diffIds.has(remembered)) bar.task.update((bar.done += layer.size));
     if (this.ctx.verbose) this.ctx.progress.note(`layer ${shortDigest(remembered)} of ${this.imagesOf(remembered)}: ${formatBytes(layer.size)}, ${blob ? `→ ${formatBytes(blob.size)} shipped from the cache` : 'held by every base, left out'} (skipped unread)`);
-    return { diffId: remembered, size: layer.size, blob, unverified: true };
+    // A remembered name is confirmed by the image configs afterwards; a diffID name is the layer's own.
+    return { diffId: remembered, size: layer.size, blob, ...(named ? {} : { unverified: true }) };
   }
 
   /**

@@ -10,6 +10,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { BlobStoreWriter } from '../adapters/blob-store.js';
 import type { Engine, ImageDetails } from '../adapters/engine.js';
+import { localClassicStore, type LocalStore } from '../adapters/store-archive.js';
 import { createPartialSibling, exists, hashFile, isDirectory, listTree, partialSiblingOf, readBounded, readText, removeStalePartials, removeTree, removeTreeNow, sealDirectory, treeBytes } from '../adapters/fs.js';
 import { compareListing } from '../core/verify.js';
 import { versionFromGit } from '../adapters/git.js';
@@ -77,6 +78,8 @@ export interface CreateOptions {
   withFerry?: string | null;
   /** Changed layers may travel as deltas against layers every base holds (default true; false: --no-delta). */
   delta?: boolean;
+  /** Read the images from a save even when the engine's layer store is on this machine (--from-save). */
+  fromSave?: boolean;
   /** Every warning is an error (exit 10, no bundle); ferry.yaml's `strict: true` does the same. */
   strict?: boolean;
   now?: Date;
@@ -120,6 +123,8 @@ export interface CreateResult {
      * images to Compose: variables, extends, include, build-only services).
      */
     earlySave: 'used' | 'discarded' | 'none';
+    /** Where the images were read: the engine's layer store on this machine, or a docker save. */
+    read: 'layer store' | 'save';
   };
   cache: { dir: string; hits: number; misses: number; added: number; corrupt: number; hitRate: number | null; evicted: { entries: number; bytes: number } } | null;
   durationMs: number;
@@ -159,6 +164,7 @@ interface CreateRun extends CreateInputs {
   progress: ProgressReporter;
   started: number;
   early: Promise<EarlySave | null>;
+  layerStore: Promise<LocalStore | null>;
 }
 
 /** The writing steps' context: the run, and the store, cache and counters the writing fills. */
@@ -187,16 +193,19 @@ export async function createBundle(options: CreateOptions, engine: Engine, outer
     progress: () => outer.progress(),
   };
   const out = await checkOutput(options);
-  const early = startEarlySave(engine, options.definition, options.profiles ?? []);
+  // The images come from the engine's store when it is on this machine, else from a save asked
+  // for at once, while Compose reads the project.
+  const layerStore = options.fromSave ? Promise.resolve(null) : localClassicStore(engine);
+  const early = layerStore.then((s) => (s ? null : startEarlySave(engine, options.definition, options.profiles ?? [])));
   try {
-    return await createWith(early, { options, engine, reporter, warned, out, started });
+    return await createWith(early, layerStore, { options, engine, reporter, warned, out, started });
   } finally {
     // Aborts the early save unless the save pass took it (a refusal or failure before that).
     void early.then((e) => e?.cancel());
   }
 }
 
-async function createWith(early: Promise<EarlySave | null>, { options, engine, reporter, warned, out, started }: Pick<CreateRun, 'options' | 'engine' | 'reporter' | 'warned' | 'out' | 'started'>): Promise<CreateResult> {
+async function createWith(early: Promise<EarlySave | null>, layerStore: Promise<LocalStore | null>, { options, engine, reporter, warned, out, started }: Pick<CreateRun, 'options' | 'engine' | 'reporter' | 'warned' | 'out' | 'started'>): Promise<CreateResult> {
   const inputs = await readInputs(options, engine, reporter, warned);
   const plan = planLoad(inputs.details, heldByAll(inputs.bases));
   if (inputs.bases.length > 0) reporter.log(`bases: ${inputs.bases.map((b) => `${b.kind} ${b.name}`).join(', ')}; ${plan.heldLayers} of ${plan.allDiffIds.size} layers are held by every base`);
@@ -211,7 +220,7 @@ async function createWith(early: Promise<EarlySave | null>, { options, engine, r
   const releaseInterrupt = options.onInterrupt?.(() => removeTreeNow(partial));
   const progress = reporter.progress();
   try {
-    return await writeBundle({ ...inputs, options, engine, reporter, warned, out, plan, partial, progress, started, early });
+    return await writeBundle({ ...inputs, options, engine, reporter, warned, out, plan, partial, progress, started, early, layerStore });
   } catch (e) {
     throw await failedCreate(e, partial, options.out, progress);
   } finally {
@@ -304,10 +313,10 @@ async function writeBundle(run: CreateRun): Promise<CreateResult> {
   await store.init();
   const cache = await CreateCache.open(options, store, reporter);
   const sizes = new Map<string, number>([...run.baseSizes, ...[...cache.known].map(([d, l]) => [d, l.size] as const)]);
-  const work: CreateResult['layerWork'] = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false, deltas: 0, earlySave: 'none' };
+  const work: CreateResult['layerWork'] = { compressed: 0, compressedHeld: 0, hashedOnly: 0, skippedUnread: 0, wrongGuesses: 0, secondSave: false, deltas: 0, earlySave: 'none', read: 'save' };
   const w: Writing = { ...run, store, cache, sizes, work };
   const prefetched = prefetchFor(w);
-  const pass = await saveLayers({ engine: w.engine, store, cache, reporter, progress: w.progress, verbose: options.verbose ?? false, details: w.details, plan: w.plan, sizes, work, early: w.early });
+  const pass = await saveLayers({ engine: w.engine, store, cache, reporter, progress: w.progress, verbose: options.verbose ?? false, details: w.details, plan: w.plan, sizes, work, early: w.early, layerStore: w.layerStore });
   for (const [diffId, files] of pass.setuid) reporter.warn({ code: 'SETUID_FILES', subject: pass.imagesOf(diffId), message: setuidMessage(diffId, pass.imagesOf(diffId), files) });
   if (w.strict) refuseWarnings(w.warned, options.strict === true);
   // Changed layers with a held predecessor may travel as deltas against it (--no-delta: whole).

@@ -4,7 +4,9 @@
  * damaged entry is dropped, rebuilt, and never shipped; with --base no held layer is compressed;
  * two creates into one cache at once both make good bundles; a remembered layer name that lies
  * is caught by the hash (classic store) or the image config (containerd store) and repaired by a
- * second save. Every bundle compared is also verified.
+ * second save. On the classic store both ways a create reads it: its save (--from-save, as from an
+ * engine elsewhere) and its files on this machine (the default here: held and cached layers are not
+ * read at all, and the bundle is the one a save gives). Every bundle compared is also verified.
  */
 import { createHash } from 'node:crypto';
 import { cp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -24,7 +26,7 @@ let key: string;
 let trust: string;
 
 interface CreateJson {
-  layerWork: { compressed: number; compressedHeld: number; hashedOnly: number; skippedUnread: number; wrongGuesses: number; secondSave: boolean };
+  layerWork: { compressed: number; compressedHeld: number; hashedOnly: number; skippedUnread: number; wrongGuesses: number; secondSave: boolean; read: string };
   cache: { hits: number; misses: number; added: number; corrupt: number } | null;
   totals: { leftOutLayers: number };
   images: { shipped: number }[];
@@ -41,10 +43,16 @@ async function definition(name: string, tag: string): Promise<string> {
 }
 
 let outs = 0;
-async function create(def: string, opts: { cache?: string; bases?: string[]; dockerHost?: string; maxPart?: string }): Promise<{ out: string; result: CreateJson; warnings: { code: string; message: string }[]; stderr: string }> {
+const create = (def: string, opts: Parameters<typeof createBundle>[1]) => createBundle(def, opts);
+async function createBundle(def: string, opts: { cache?: string; bases?: string[]; dockerHost?: string; maxPart?: string; fromSave?: boolean }): Promise<{ out: string; result: CreateJson; warnings: { code: string; message: string }[]; stderr: string }> {
   const out = join(work, `b${outs++}.ferry`);
   const r = await ferry(
-    ['bundle', 'create', def, '--out', out, '--sign-key', key, '--sequence', '7', '--json', ...(opts.cache ? ['--cache', opts.cache] : ['--no-cache']), ...(opts.bases ?? []).flatMap((b) => ['--base', b]), ...(opts.maxPart ? ['--max-part-size', opts.maxPart] : [])],
+    [
+      ...['bundle', 'create', def, '--out', out, '--sign-key', key, '--sequence', '7', '--json', ...(opts.cache ? ['--cache', opts.cache] : ['--no-cache'])],
+      ...(opts.bases ?? []).flatMap((b) => ['--base', b]),
+      ...(opts.maxPart ? ['--max-part-size', opts.maxPart] : []),
+      ...(opts.fromSave ? ['--from-save'] : []),
+    ],
     { env: { DOCKER_HOST: opts.dockerHost ?? BUILD() }, timeoutMs: 300_000 },
   );
   expect(r.code, r.stderr).toBe(0);
@@ -124,7 +132,10 @@ beforeAll(async () => {
   }
 }, 600_000);
 
-describe('layer cache on the classic store (Docker 20.10)', () => {
+// The classic store's save, as from an engine that is not on this machine (--from-save): layers
+// named by v1 IDs, known only by their size and the hash.
+describe('layer cache on the classic store (Docker 20.10), from its save', () => {
+  const create = (d: string, opts: Parameters<typeof createBundle>[1]) => createBundle(d, { ...opts, fromSave: true });
   let cache: string;
   let def: string;
   let reference: Record<string, string>;
@@ -221,6 +232,57 @@ describe('layer cache on the classic store (Docker 20.10)', () => {
     const next = await create(def, { cache: lying });
     expect(next.result.layerWork.wrongGuesses).toBe(0);
     expect(next.result.cache!.misses).toBe(0);
+  });
+});
+
+// The same engine read through its store on this machine (the default there): layers named by
+// their diffIDs, and those held or cached passed by unread.
+describe('layer cache on the classic store (Docker 20.10), read from its files', () => {
+  let cache: string;
+  let def: string;
+  let reference: Record<string, string>;
+
+  beforeAll(async () => {
+    cache = join(work, 'cache-store');
+    def = await definition('s1', `1.0.0${SUFFIX}`);
+    reference = await contents((await create(def, { fromSave: true })).out);
+  }, 120_000);
+
+  it('reads the layers from the store, cached ones not at all, and makes the bundle a save makes', async () => {
+    const cold = await create(def, { cache });
+    expect(cold.result.layerWork).toMatchObject({ read: 'layer store', skippedUnread: 0, hashedOnly: 0 });
+    expect(cold.result.layerWork.compressed).toBeGreaterThan(2);
+    expect(await contents(cold.out)).toEqual(reference);
+    const warm = await create(def, { cache });
+    expect(warm.result.layerWork).toMatchObject({ read: 'layer store', compressed: 0, hashedOnly: 0, skippedUnread: cold.result.layerWork.compressed });
+    expect(warm.result.cache).toMatchObject({ hits: cold.result.layerWork.compressed, misses: 0 });
+    expect(await contents(warm.out)).toEqual(reference);
+  });
+
+  it('a damaged cache entry is dropped and the layer read from the store, never shipped', async () => {
+    const damaged = join(work, 'cache-store-damaged');
+    await cp(cache, damaged, { recursive: true });
+    const [tag] = await readdir(join(damaged, 'blobs'));
+    const blobs = (await readdir(join(damaged, 'blobs', tag!))).filter((n) => n.endsWith('.zst')).sort();
+    const victim = join(damaged, 'blobs', tag!, blobs[0]!);
+    const bytes = await readFile(victim);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await writeFile(victim, bytes);
+    const r = await create(def, { cache: damaged });
+    expect(r.warnings.map((w) => w.code)).toContain('CACHE_ENTRY_CORRUPT');
+    expect(r.result.layerWork).toMatchObject({ read: 'layer store', compressed: 1, secondSave: false });
+    expect(await contents(r.out)).toEqual(reference);
+  });
+
+  it('with --base of the previous release, held layers are skipped unread', async () => {
+    const r1 = await create(def, {});
+    const def2 = await definition('s2', `1.1.0${SUFFIX}`);
+    const r2 = await create(def2, { bases: [r1.out] });
+    expect(r2.result.totals.leftOutLayers).toBeGreaterThan(0);
+    expect(r2.result.layerWork).toMatchObject({ read: 'layer store', hashedOnly: 0, compressedHeld: 0, skippedUnread: r2.result.totals.leftOutLayers });
+    expect(r2.result.layerWork.compressed).toBe(shipped(r2.result));
+    const saved = await create(def2, { bases: [r1.out], fromSave: true });
+    expect(await contents(r2.out)).toEqual(await contents(saved.out));
   });
 });
 

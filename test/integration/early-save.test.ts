@@ -16,8 +16,9 @@ interface Created {
   result: { layerWork: { earlySave: string } };
 }
 
+// --from-save: the build engine's store is on this machine, which a create would read instead.
 async function create(def: string, out: string, env: NodeJS.ProcessEnv = {}): Promise<Created> {
-  const r = await ferry(['bundle', 'create', def, '--out', out, '--no-cache', '--json'], { env });
+  const r = await ferry(['bundle', 'create', def, '--out', out, '--no-cache', '--from-save', '--json'], { env });
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as Created;
 }

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, inject, it } from 'vitest';
 import { Engine } from '../../src/adapters/engine.js';
-import { readStoredLayer, readStoredLayerChecked, storedLayerPaths } from '../../src/adapters/layer-store.js';
+import { readStoredLayer, readStoredLayerChecked, storedLayerPaths, storedLayerTarSize } from '../../src/adapters/layer-store.js';
+import { localClassicStore, readStoreImages } from '../../src/adapters/store-archive.js';
 import { tmpDir } from '../support/engines.js';
 
 async function digestOf(chunks: AsyncIterable<Buffer>): Promise<{ digest: string; bytes: number }> {
@@ -55,6 +56,51 @@ describe('layers read from a classic store', () => {
     const ref = demo[0]!;
     await engine.load(await new Engine(inject('ferryEngines').build).save([ref]));
     expect(await checkEngine(host, [ref])).toBeGreaterThan(0);
+  });
+
+  it('whole images as a save gives them: configs hashing to the image IDs, layers once each, bottom first, read only when consumed', async () => {
+    const build = new Engine(inject('ferryEngines').build);
+    const store = await localClassicStore(build);
+    expect(store).not.toBeNull();
+    const images = await Promise.all(demo.slice(0, 2).map(async (ref) => (await build.inspectImage(ref))!));
+    const handed: { path: string; size: number; digest: string | null }[] = [];
+    const read = await readStoreImages(store!, images.map((i) => i.id), () => undefined, async (entry, info) => {
+      // The first layer is skipped unread, the others read: a skipped one ends at once, with no byte.
+      if (handed.length === 0) {
+        entry.skip();
+        const skipped = await digestOf(entry);
+        expect(skipped.bytes).toBe(0);
+        handed.push({ ...info, digest: null });
+      } else {
+        handed.push({ ...info, digest: (await digestOf(entry)).digest });
+      }
+      return info.path;
+    });
+    expect(read).not.toBeNull();
+    expect(read!.images.map((i) => i.id)).toEqual(images.map((i) => i.id));
+    for (const [i, im] of read!.images.entries()) {
+      expect(`sha256:${createHash('sha256').update(im.config).digest('hex')}`).toBe(im.id);
+      expect(im.layerPaths).toEqual(images[i]!.diffIds.map((d) => `blobs/sha256/${d.slice(7)}`));
+    }
+    const all = [...new Set(images.flatMap((i) => i.diffIds))];
+    expect(handed.map((h) => h.path)).toEqual(all.map((d) => `blobs/sha256/${d.slice(7)}`));
+    for (const h of handed.slice(1)) expect(`sha256:${h.path.slice('blobs/sha256/'.length)}`).toBe(h.digest);
+    // Sizes from the tar-split are the tar's: what a save sends for the layer.
+    const saved = await digestOf(readStoredLayer((await storedLayerPaths(store!.dataRoot, store!.driver, images[0]!.diffIds, all[1]!))!));
+    expect(handed[1]!.size).toBe(saved.bytes);
+    expect(await storedLayerTarSize((await storedLayerPaths(store!.dataRoot, store!.driver, images[0]!.diffIds, all[1]!))!)).toBe(saved.bytes);
+  });
+
+  it('an image not in the store: nothing handed on, null (the caller saves instead)', async () => {
+    const build = new Engine(inject('ferryEngines').build);
+    const store = await localClassicStore(build);
+    const id = (await build.inspectImage(demo[0]!))!.id;
+    let handed = 0;
+    const onLayer = async () => void handed++;
+    expect(await readStoreImages(store!, [id, `sha256:${'e'.repeat(64)}`], () => undefined, onLayer)).toBeNull();
+    expect(await readStoreImages({ ...store!, dataRoot: '/nonexistent/ferry-store' }, [id], () => undefined, onLayer)).toBeNull();
+    expect(handed).toBe(0);
+    expect(await localClassicStore(new Engine(process.env.FERRY_D26C_DOCKER_HOST!))).toBeNull();
   });
 
   it('the containerd image store and other drivers are not read as files', async () => {

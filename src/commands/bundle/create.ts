@@ -113,6 +113,10 @@ hash contradicts is repaired by a second save of the images holding that layer
       default: true,
       allowNo: true,
     }),
+    'from-save': Flags.boolean({
+      description: "read the images from a docker save even when the engine's layer store is on this machine (by default, a classic overlay2 store there is read directly: the same bytes, no export)",
+      default: false,
+    }),
     strict: Flags.boolean({
       description: 'every warning refuses the bundle (exit 10, STRICT_WARNINGS, nothing written): setuid files, no memory limit, no health check, unsigned, …; ferry.yaml\'s strict: true does the same',
       default: false,
@@ -141,6 +145,7 @@ hash contradicts is repaired by a second save of the images holding that layer
         withFerry: flags['ferry-executable'] ?? (flags['with-ferry'] ? defaultExecutable() : null),
         strict: flags.strict,
         delta: flags.delta,
+        fromSave: flags['from-save'],
         cache: flags['no-cache'] ? null : { dir: flags.cache ?? defaultLayerCacheDir(), max: parseSize('--cache-max', flags['cache-max']) },
         // SIGINT/SIGTERM while the bundle is written: remove the partial directory, exit 130.
         onInterrupt: exitOnInterrupt,
