@@ -219,7 +219,7 @@ class LayerPass {
     if (staged) cache.counts.hits++;
     if (blob && layer.setuid.length > 0) this.setuid.set(remembered, layer.setuid);
     for (const bar of this.imageBars.values()) if (bar.diffIds.has(remembered)) bar.task.update((bar.done += layer.size));
-    if (this.ctx.verbose) this.ctx.progress.note(`layer ${shortDigest(remembered)} of ${this.imagesOf(remembered)}: ${formatBytes(layer.size)}, ${blob ? `→ ${formatBytes(blob.size)} shipped from the cache` : 'held by every base, left out'} (skipped unread)`);
+    if (this.ctx.verbose) this.ctx.progress.note(`layer ${shortDigest(remembered)} of ${this.imagesOf(remembered)}: ${formatBytes(layer.size)}${blob ? ` → ${formatBytes(blob.size)} shipped from the cache` : ', held by every base, left out'} (skipped unread)`);
     // A remembered name is confirmed by the image configs afterwards; a diffID name is the layer's own.
     return { diffId: remembered, size: layer.size, blob, ...(named ? {} : { unverified: true }) };
   }

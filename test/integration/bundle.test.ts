@@ -153,7 +153,7 @@ describe('bundle create', () => {
     expect(loud.code, loud.stderr).toBe(0);
     const lines = loud.stderr.split('\n').filter((l) => l.startsWith('layer '));
     expect(lines.length).toBe(4); // the four distinct layers of the two images
-    for (const l of lines) expect(l).toMatch(new RegExp(`^layer [0-9a-f]{12} of (${refs.web}|${refs.worker})(, (${refs.web}|${refs.worker}))*: [\\d.]+ [kM]?B → [\\d.]+ [kM]?B shipped( from the cache)?( \\(hashed only\\))?$`));
+    for (const l of lines) expect(l).toMatch(new RegExp(`^layer [0-9a-f]{12} of (${refs.web}|${refs.worker})(, (${refs.web}|${refs.worker}))*: [\\d.]+ [kM]?B → [\\d.]+ [kM]?B shipped( from the cache)?( \\((hashed only|skipped unread)\\))?$`));
     expect(loud.stderr).not.toContain('layer.tar');
   });
 
