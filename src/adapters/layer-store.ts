@@ -60,7 +60,7 @@ export async function storedLayerPaths(dataRoot: string, driver: string, imageDi
   }
 }
 
-/** Files at most this big are read whole, at once; bigger ones are streamed. */
+/** Files at most this big are read whole, at once; bigger ones are streamed. At most PIECE_BYTES. */
 const SMALL_FILE = 1 << 20;
 /** The layer is handed on in pieces of about this size (headers and small files joined). */
 const PIECE_BYTES = 1 << 20;
@@ -77,36 +77,41 @@ const PIECE_BYTES = 1 << 20;
  */
 export async function* readStoredLayer(paths: StoredLayerPaths): AsyncGenerator<Buffer> {
   const lines = createInterface({ input: createReadStream(paths.tarSplit).pipe(createGunzip()), crlfDelay: Infinity });
-  let piece: Buffer[] = [];
-  let pieceBytes = 0;
-  const add = (b: Buffer) => {
-    piece.push(b);
-    pieceBytes += b.length;
-  };
+  // Headers are decoded and small files read straight into the piece being filled: no buffer per
+  // entry, no copy to join them. A piece handed on is never written again.
+  let piece = Buffer.allocUnsafe(PIECE_BYTES);
+  let filled = 0;
   const take = (): Buffer => {
-    const out = piece.length === 1 ? piece[0]! : Buffer.concat(piece, pieceBytes);
-    piece = [];
-    pieceBytes = 0;
+    const out = piece.subarray(0, filled);
+    piece = Buffer.allocUnsafe(PIECE_BYTES);
+    filled = 0;
     return out;
   };
   for await (const line of lines) {
     if (line.length === 0) continue;
     const e = JSON.parse(line) as TarSplitEntry;
     if (e.type === SEGMENT) {
-      if (e.payload) add(Buffer.from(e.payload, 'base64'));
+      if (!e.payload) continue;
+      const bytes = Buffer.byteLength(e.payload, 'base64');
+      if (filled + bytes > PIECE_BYTES && filled > 0) yield take();
+      if (bytes > PIECE_BYTES) yield Buffer.from(e.payload, 'base64');
+      else filled += piece.write(e.payload, filled, 'base64');
     } else if (e.type === FILE) {
       const size = e.size ?? 0;
-      if (size > 0 && size <= SMALL_FILE) add(smallFile(paths.diffDir, e, size));
-      else if (size > 0) {
-        if (pieceBytes > 0) yield take();
+      if (size === 0) continue;
+      if (filled + size > PIECE_BYTES && filled > 0) yield take();
+      if (size <= SMALL_FILE) {
+        readSmallFile(paths.diffDir, e, size, piece, filled);
+        filled += size;
+      } else {
         yield* fileContent(paths.diffDir, e, size);
       }
     } else {
       throw new Error(`tar-split ${paths.tarSplit}: unknown entry type ${e.type}`);
     }
-    if (pieceBytes >= PIECE_BYTES) yield take();
+    if (filled >= PIECE_BYTES) yield take();
   }
-  if (pieceBytes > 0) yield take();
+  if (filled > 0) yield take();
 }
 
 /** The size of the layer's tar, from its tar-split alone (no file is read). */
@@ -148,18 +153,17 @@ async function openEntry(diffDir: string, e: TarSplitEntry): Promise<{ name: str
   return { name, file: await open(path, 'r') };
 }
 
-function smallFile(diffDir: string, e: TarSplitEntry, size: number): Buffer {
+/** Reads a whole small file into `into` at `at`. */
+function readSmallFile(diffDir: string, e: TarSplitEntry, size: number, into: Buffer, at: number): void {
   const { name, path } = entryPath(diffDir, e);
   const fd = openSync(path, 'r');
   try {
-    const buffer = Buffer.allocUnsafe(size);
-    let at = 0;
-    while (at < size) {
-      const n = readSync(fd, buffer, at, size - at, at);
+    let done = 0;
+    while (done < size) {
+      const n = readSync(fd, into, at + done, size - done, done);
       if (n === 0) throw shorter(name, size);
-      at += n;
+      done += n;
     }
-    return buffer;
   } finally {
     closeSync(fd);
   }

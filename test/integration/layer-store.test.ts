@@ -115,6 +115,31 @@ describe('layers read from a classic store', () => {
     expect(await storedLayerPaths('/var/lib/docker', 'overlay2', [`sha256:${'1'.repeat(64)}`], `sha256:${'1'.repeat(64)}`)).toBeNull();
   });
 
+  it('gives the bytes in order whatever the sizes: headers and small files joined in pieces, a file bigger than a piece streamed', async () => {
+    const dir = await tmpDir();
+    await mkdir(join(dir, 'diff'));
+    const sizes = [700_000, 700_000, 1, 0, 1_048_576, 3_500_000, 900_000, 12];
+    const expected: Buffer[] = [];
+    const entries: object[] = [];
+    for (const [i, size] of sizes.entries()) {
+      const header = Buffer.alloc(512 + (i % 3) * 512, i + 1);
+      const content = Buffer.alloc(size, 0x41 + i);
+      await writeFile(join(dir, 'diff', `f${i}`), content);
+      entries.push({ type: 2, payload: header.toString('base64'), position: 2 * i }, { type: 1, name: `f${i}`, size, position: 2 * i + 1 });
+      expected.push(header, content);
+    }
+    const trailer = Buffer.alloc(1024);
+    entries.push({ type: 2, payload: trailer.toString('base64'), position: 2 * sizes.length });
+    expected.push(trailer);
+    await writeFile(join(dir, 'split.json.gz'), gzipSync(entries.map((e) => JSON.stringify(e)).join('\n')));
+    const paths = { tarSplit: join(dir, 'split.json.gz'), diffDir: join(dir, 'diff') };
+    const chunks: Buffer[] = [];
+    for await (const c of readStoredLayer(paths)) chunks.push(Buffer.from(c));
+    expect(Buffer.concat(chunks).equals(Buffer.concat(expected))).toBe(true);
+    expect(chunks.every((c) => c.length <= 1 << 20)).toBe(true);
+    expect(await storedLayerTarSize(paths)).toBe(Buffer.concat(expected).length);
+  });
+
   it('refuses a tar-split naming a file outside its layer, a file shorter than recorded, and bytes that are not the layer asked for', async () => {
     const dir = await tmpDir();
     await mkdir(join(dir, 'diff'));
