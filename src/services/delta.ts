@@ -75,13 +75,13 @@ export interface ReferenceSource {
 export type PrefetchedReferences = Map<string, Promise<ReferenceSource | null>>;
 
 /**
- * Starts reading, while the engine is still exporting the images, the reference each changed layer
- * would most likely be planned against: its first candidate, from the places that cost no save (the
- * layer cache, a --base bundle, this machine's layer store). Docker ≤ 24 on the classic store sends
- * nothing until its export is done: that wait is most of a save, and a reference of hundreds of MB
- * takes seconds to read and index. Which layers changed is known before the save from the image
- * configs (`prospects`: every layer not held by every base); a guess that turns out unused costs
- * only the read.
+ * Starts reading, during the save pass, the reference each changed layer would most likely be
+ * planned against: its first candidate, from the places that cost no save (the layer cache, a
+ * --base bundle, this machine's layer store). A reference of hundreds of MB takes seconds to read
+ * and index, and the pass leaves a core free much of the time: Docker ≤ 24 on the classic store sends
+ * nothing until its export is done, and a pass over the store reads little when most layers are
+ * held. Which layers changed is known before the pass from the image configs (`prospects`: every
+ * layer not held by every base); a guess that turns out unused costs only the read.
  */
 export function prefetchReferences(ctx: DeltaContext, prospects: Pick<DeltaTarget, 'diffId' | 'uses'>[], bases: DeltaBase[], held: Set<string>): PrefetchedReferences {
   const baseImages = bases.flatMap((b) => b.images);
