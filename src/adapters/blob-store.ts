@@ -6,7 +6,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { chmod, mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { Transform, Writable, type Readable, type TransformCallback } from 'node:stream';
+import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hexOf, sha256Digest } from '../core/digest.js';
 import type { BlobPart, FileEntry, LayerBlob } from '../core/manifest.js';
@@ -41,6 +41,22 @@ export class HashingPassThrough extends Transform {
     this.bytes += chunk.length;
     this.onBytes?.(this.bytes);
     cb(null, chunk);
+  }
+}
+
+/**
+ * Waits for `pending` while `input`, already flowing, may fail: its error is held (the stream keeps
+ * it as `errored`, and the pipeline built next reports it) instead of being thrown as an unhandled
+ * 'error' event before anything listens. A small layer can fail that fast.
+ */
+async function heldErrors<T>(input: AsyncIterable<Buffer> | Readable, pending: Promise<T>): Promise<T> {
+  if (!(input instanceof Readable)) return pending;
+  const hold = () => undefined;
+  input.on('error', hold);
+  try {
+    return await pending;
+  } finally {
+    input.off('error', hold);
   }
 }
 
@@ -174,7 +190,7 @@ export class BlobStoreWriter {
    */
   async writeLayer(input: Readable, onBytes?: (total: number) => void, keep: (diffId: string) => boolean = () => true, mirror?: string): Promise<WrittenLayer> {
     const hasher = new HashingPassThrough(onBytes);
-    this.compressor ??= await zstdCompressorFactory(this.options);
+    this.compressor ??= await heldErrors(input, zstdCompressorFactory(this.options));
     const compressor = this.compressor();
     const sink = this.newSink(mirror);
     try {
@@ -194,7 +210,7 @@ export class BlobStoreWriter {
 
   /** Any other stream stored as a blob is (a layer delta): compressed, hashed, cut into parts. */
   async writeBlob(input: AsyncIterable<Buffer> | Readable, mediaType: string): Promise<LayerBlob> {
-    this.compressor ??= await zstdCompressorFactory(this.options);
+    this.compressor ??= await heldErrors(input, zstdCompressorFactory(this.options));
     const sink = this.newSink();
     try {
       await pipeline(input, this.compressor(), sink);

@@ -44,6 +44,9 @@ export async function localClassicStore(engine: Engine): Promise<LocalStore | nu
   }
 }
 
+/** Reading the store's files failed, or they did not give the layer: not the consumer's own failure. */
+export class StoreReadError extends Error {}
+
 /** A stored layer's tar, read only when its consumer reads; `skip()` ends it unread. */
 export class StoredLayerStream extends Readable {
   private source: AsyncGenerator<Buffer> | undefined;
@@ -66,7 +69,7 @@ export class StoredLayerStream extends Readable {
     this.source ??= readStoredLayerChecked(this.paths, this.diffId);
     this.source.next().then(
       (r) => void this.push(r.done ? null : r.value),
-      (e: unknown) => this.destroy(e as Error),
+      (e: unknown) => this.destroy(new StoreReadError((e as Error).message, { cause: e })),
     );
   }
 

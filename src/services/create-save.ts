@@ -9,7 +9,7 @@ import type { CachedBlob, LayerCache } from '../adapters/layer-cache.js';
 import type { Engine, ImageDetails } from '../adapters/engine.js';
 import { tapTarHeaders, uncompressedLayer } from '../adapters/layer-stream.js';
 import { readSaveArchive, SaveArchiveError, type LayerInfo, type SavedImage } from '../adapters/save-archive.js';
-import { readStoreImages, StoredLayerStream, type LocalStore } from '../adapters/store-archive.js';
+import { readStoreImages, StoredLayerStream, StoreReadError, type LocalStore } from '../adapters/store-archive.js';
 import { guessDiffIds } from '../core/layer-cache.js';
 import { formatBytes, shortDigest } from '../core/format.js';
 import { isSetuidFile, type TarEntry } from '../core/tar-scan.js';
@@ -124,7 +124,9 @@ class LayerPass {
     const layerStore = await this.ctx.layerStore;
     if (!layerStore) return null;
     const read = await readStoreImages(layerStore, order, (d) => this.ctx.sizes.get(d), (entry, info) => this.entry(entry, info)).catch((e: unknown) => {
-      throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the images could not be read from the engine's layer store at ${layerStore.dataRoot}: ${(e as Error).message}`, {
+      // Only the store's own failures are named so; a full output medium stays what it is.
+      if (!(e instanceof StoreReadError)) throw e;
+      throw new IntegrityError('ENGINE_ARCHIVE_INVALID', `the images could not be read from the engine's layer store at ${layerStore.dataRoot}: ${e.message}`, {
         hint: 'Run the create again with --from-save (the engine exports the images instead), and check the engine\'s storage (docker system df, dockerd logs).',
         cause: e,
       });

@@ -61,6 +61,16 @@ async function createBundle(def: string, opts: { cache?: string; bases?: string[
   return { out, result: doc.result, warnings: doc.warnings ?? [], stderr: r.stderr };
 }
 
+/** Flips a byte in the middle of the cache's first blob (by name). */
+async function damageFirstEntry(cache: string): Promise<void> {
+  const [tag] = await readdir(join(cache, 'blobs'));
+  const blobs = (await readdir(join(cache, 'blobs', tag!))).filter((n) => n.endsWith('.zst')).sort();
+  const victim = join(cache, 'blobs', tag!, blobs[0]!);
+  const bytes = await readFile(victim);
+  bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+  await writeFile(victim, bytes);
+}
+
 async function verified(bundle: string): Promise<void> {
   const v = await ferry(['bundle', 'verify', bundle, '--trust', trust]);
   expect(v.code, v.stderr).toBe(0);
@@ -177,12 +187,7 @@ describe('layer cache on the classic store (Docker 20.10), from its save', () =>
   });
 
   it('a damaged entry is dropped and rebuilt, never shipped', async () => {
-    const [tag] = await readdir(join(cache, 'blobs'));
-    const blobs = (await readdir(join(cache, 'blobs', tag!))).filter((n) => n.endsWith('.zst')).sort();
-    const victim = join(cache, 'blobs', tag!, blobs[0]!);
-    const bytes = await readFile(victim);
-    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
-    await writeFile(victim, bytes);
+    await damageFirstEntry(cache);
 
     const r = await create(def, { cache });
     expect(r.warnings.map((w) => w.code)).toContain('CACHE_ENTRY_CORRUPT');
@@ -262,12 +267,7 @@ describe('layer cache on the classic store (Docker 20.10), read from its files',
   it('a damaged cache entry is dropped and the layer read from the store, never shipped', async () => {
     const damaged = join(work, 'cache-store-damaged');
     await cp(cache, damaged, { recursive: true });
-    const [tag] = await readdir(join(damaged, 'blobs'));
-    const blobs = (await readdir(join(damaged, 'blobs', tag!))).filter((n) => n.endsWith('.zst')).sort();
-    const victim = join(damaged, 'blobs', tag!, blobs[0]!);
-    const bytes = await readFile(victim);
-    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
-    await writeFile(victim, bytes);
+    await damageFirstEntry(damaged);
     const r = await create(def, { cache: damaged });
     expect(r.warnings.map((w) => w.code)).toContain('CACHE_ENTRY_CORRUPT');
     expect(r.result.layerWork).toMatchObject({ read: 'layer store', compressed: 1, secondSave: false });
