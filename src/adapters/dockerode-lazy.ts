@@ -12,7 +12,7 @@
 import { createRequire } from 'node:module';
 
 /** Modules with a function as their only export, as dockerode's requirers use them. */
-export const DEFERRED_MODULES = ['dockerode/lib/session.js', 'docker-modem/lib/ssh.js'] as const;
+const DEFERRED_MODULES = ['dockerode/lib/session.js', 'docker-modem/lib/ssh.js'] as const;
 
 type CachedModule = NonNullable<NodeJS.Require['cache'][string]>;
 

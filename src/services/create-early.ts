@@ -9,13 +9,14 @@
  * order; otherwise it is aborted and the save asked again. The bundle cannot tell which happened.
  */
 import type { Readable } from 'node:stream';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { Engine } from '../adapters/engine.js';
-import { isDirectory, readText } from '../adapters/fs.js';
+import { readText } from '../adapters/fs.js';
 import { parseDefinition } from '../core/definition.js';
 import { literalImageRefs } from '../core/early-images.js';
 import { saveOrder } from '../core/create-plan.js';
 import { parseYaml } from '../core/yaml.js';
+import { definitionPaths } from './project.js';
 
 export interface EarlySave {
   /** The images asked for, in save order (core/create-plan.ts saveOrder). */
@@ -28,8 +29,7 @@ export interface EarlySave {
 
 /** Definition file and compose files as create reads them; anything unexpected means "no guess". */
 async function guessRefs(definition: string, profiles: string[]): Promise<string[] | null> {
-  const dir = (await isDirectory(definition)) ? definition : dirname(definition);
-  const file = dir === definition ? join(dir, 'ferry.yaml') : definition;
+  const { dir, file } = await definitionPaths(definition);
   const def = parseDefinition(parseYaml(await readText(file), file), file);
   const docs = await Promise.all(def.compose.map(async (c) => parseYaml(await readText(join(dir, c)), c)));
   // The profiles create drops other services by (core/compose-project.ts), not Compose's own.

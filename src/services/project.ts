@@ -78,11 +78,16 @@ interface DefinitionContext {
   options: LoadOptions;
 }
 
-/** Finds ferry.yaml (a directory or the file itself), parses it, and checks the files it names exist. */
-async function readDefinition(path: string, options: LoadOptions): Promise<DefinitionContext> {
+/** Where a definition is: the directory that holds ferry.yaml, or the file itself. */
+export async function definitionPaths(path: string): Promise<{ dir: string; file: string; isDir: boolean }> {
   const isDir = await isDirectory(path);
   const dir = resolve(isDir ? path : dirname(path));
-  const file = isDir ? join(dir, 'ferry.yaml') : resolve(path);
+  return { dir, file: isDir ? join(dir, 'ferry.yaml') : resolve(path), isDir };
+}
+
+/** Finds ferry.yaml (a directory or the file itself), parses it, and checks the files it names exist. */
+async function readDefinition(path: string, options: LoadOptions): Promise<DefinitionContext> {
+  const { dir, file, isDir } = await definitionPaths(path);
   if (!(await exists(file))) {
     throw new BuildInputError('DEFINITION_NOT_FOUND', `no bundle definition at ${isDir ? join(path, 'ferry.yaml') : path}`, {
       hint: 'Pass the directory that holds ferry.yaml (e.g. bundles/demo), or the ferry.yaml file itself.',
