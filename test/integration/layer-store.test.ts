@@ -56,6 +56,14 @@ describe('layers read from a classic store', () => {
     const ref = demo[0]!;
     await engine.load(await new Engine(inject('ferryEngines').build).save([ref]));
     expect(await checkEngine(host, [ref])).toBeGreaterThan(0);
+    // And whole, as create reads it there: the config is the image ID, every layer its diffID.
+    const store = await localClassicStore(engine);
+    expect(store).not.toBeNull();
+    const image = (await engine.inspectImage(ref))!;
+    const digests: string[] = [];
+    const read = await readStoreImages(store!, [image.id], () => undefined, async (entry) => void digests.push((await digestOf(entry)).digest));
+    expect(`sha256:${createHash('sha256').update(read!.images[0]!.config).digest('hex')}`).toBe(image.id);
+    expect(digests).toEqual([...new Set(image.diffIds)]);
   });
 
   it('whole images as a save gives them: configs hashing to the image IDs, layers once each, bottom first, read only when consumed', async () => {
