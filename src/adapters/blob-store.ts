@@ -27,17 +27,20 @@ export interface WrittenLayer {
   blob: LayerBlob | null;
 }
 
-/** Counts and hashes what flows through, unchanged. */
+/** Counts and hashes what flows through, unchanged; only counts when `hashing` is false. */
 export class HashingPassThrough extends Transform {
   readonly hash: Hash = createHash('sha256');
   bytes = 0;
 
-  constructor(private readonly onBytes?: (total: number) => void) {
+  constructor(
+    private readonly onBytes?: (total: number) => void,
+    private readonly hashing = true,
+  ) {
     super();
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
+    if (this.hashing) this.hash.update(chunk);
     this.bytes += chunk.length;
     this.onBytes?.(this.bytes);
     cb(null, chunk);
@@ -79,15 +82,29 @@ export class PartSink extends Writable {
     private readonly maxPartSize: number,
     /** Also written whole to this file (the layer cache's temp file): the compressed bytes are not read back. */
     private readonly mirror?: string,
+    /**
+     * Takes a finished part's handle, to fsync and close it off the write path (BlobStoreWriter
+     * awaits them all before the bundle is sealed); without it the part is fsynced here.
+     */
+    private readonly syncLater?: (fh: FileHandle, file: string) => void,
   ) {
     super({ highWaterMark: 1 << 20 });
   }
 
-  private async openPart(): Promise<FileHandle> {
-    if (this.fh) {
-      await this.fh.sync();
-      await this.fh.close();
+  /** The current part's file is complete: made durable now, or handed on to be. */
+  private async finishPart(): Promise<void> {
+    const fh = this.fh!;
+    this.fh = undefined;
+    if (this.syncLater) return this.syncLater(fh, this.parts.at(-1)!.file);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
     }
+  }
+
+  private async openPart(): Promise<FileHandle> {
+    if (this.fh) await this.finishPart();
     const first = this.parts[0];
     if (this.parts.length === 1 && first) first.sha256 = this.whole.copy().digest('hex');
     const file = `${this.tmpBase}.${this.parts.length}`;
@@ -135,9 +152,7 @@ export class PartSink extends Writable {
   override _final(cb: (e?: Error | null) => void): void {
     const finish = async () => {
       if (this.parts.length === 0) await this.openPart(); // an empty stream still makes a (zero-byte) file
-      await this.fh!.sync();
-      await this.fh!.close();
-      this.fh = undefined;
+      await this.finishPart();
       if (this.mirror) {
         this.mirrorFh ??= await open(this.mirror, 'wx');
         await this.mirrorFh.close();
@@ -163,6 +178,12 @@ export class BlobStoreWriter {
   private readonly entries = new Map<string, FileEntry>();
   private tmpCounter = 0;
   private compressor: (() => Transform) | undefined;
+  /**
+   * Blob files being fsynced while the next layer is compressed: a layer's pipeline waited for its
+   * own fsync before, and layer after layer that was a quarter of a second of a cold create here.
+   */
+  private readonly syncing: Promise<void>[] = [];
+  private syncFailure: unknown;
 
   constructor(
     readonly root: string,
@@ -184,12 +205,28 @@ export class BlobStoreWriter {
     await rm(join(this.root, '.tmp'), { recursive: true, force: true });
   }
 
+  /** Every blob written so far is on the medium (fsynced); throws the first failure to make one so. */
+  async synced(): Promise<void> {
+    await Promise.all(this.syncing.splice(0));
+    if (this.syncFailure) throw this.syncFailure;
+  }
+
+  private readonly syncLater = (fh: FileHandle, file: string): void => {
+    const done = fh
+      .sync()
+      .catch((e: unknown) => void (this.syncFailure ??= withPath(e, file)))
+      .finally(() => fh.close().catch(() => undefined));
+    this.syncing.push(done);
+  };
+
   /**
    * Uncompressed tar in, zstd blob out: one pass computes the diffID, compresses, and hashes and
    * writes the compressed bytes. `onBytes` reports uncompressed bytes consumed.
    */
-  async writeLayer(input: Readable, onBytes?: (total: number) => void, keep: (diffId: string) => boolean = () => true, mirror?: string): Promise<WrittenLayer> {
-    const hasher = new HashingPassThrough(onBytes);
+  async writeLayer(input: Readable, onBytes?: (total: number) => void, keep: (diffId: string) => boolean = () => true, mirror?: string, verifiedAs?: string): Promise<WrittenLayer> {
+    // An input that fails unless its bytes are layer `verifiedAs` (a layer read from the engine's
+    // store) is not hashed a second time: a pipeline that ends without error had exactly those.
+    const hasher = new HashingPassThrough(onBytes, verifiedAs === undefined);
     this.compressor ??= await heldErrors(input, zstdCompressorFactory(this.options));
     const compressor = this.compressor();
     const sink = this.newSink(mirror);
@@ -199,7 +236,7 @@ export class BlobStoreWriter {
       await discard(sink);
       throw e;
     }
-    const diffId = `sha256:${hasher.hash.digest('hex')}`;
+    const diffId = verifiedAs ?? `sha256:${hasher.hash.digest('hex')}`;
     if (!keep(diffId)) {
       // Only known to be held once hashed (classic save archives do not name layers by digest).
       await discard(sink);
@@ -264,7 +301,7 @@ export class BlobStoreWriter {
   }
 
   private newSink(mirror?: string): PartSink {
-    return new PartSink(join(this.root, '.tmp', `layer-${process.pid}-${this.tmpCounter++}`), this.options.maxPartSize, mirror);
+    return new PartSink(join(this.root, '.tmp', `layer-${process.pid}-${this.tmpCounter++}`), this.options.maxPartSize, mirror, this.syncLater);
   }
 
   private async commit(sink: PartSink): Promise<LayerBlob> {

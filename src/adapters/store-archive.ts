@@ -53,7 +53,8 @@ export class StoredLayerStream extends Readable {
 
   constructor(
     private readonly paths: StoredLayerPaths,
-    private readonly diffId: string,
+    /** What the stream's bytes are: it fails (StoreReadError) at its end when they are not. */
+    readonly diffId: string,
   ) {
     super({ highWaterMark: 1 << 20 });
   }

@@ -62,6 +62,8 @@ interface PassEntry {
   /** The entry as the layer's tar stream, its setuid/setgid files collected into `special` on the way. */
   tar: () => Promise<Readable>;
   special: TarEntry[];
+  /** The diffID the entry's own stream fails unless its bytes are (a layer read from the store). */
+  verifiedAs?: string;
 }
 
 /** A layer the pass settled, and how, for the --verbose line. */
@@ -166,8 +168,9 @@ class LayerPass {
       onBytes(info.size);
     };
     const special: TarEntry[] = [];
-    const tar = async () => tapTarHeaders((await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e));
-    const e: PassEntry = { info, onBytes, drain, tar, special };
+    // A layer from the store is its uncompressed tar, as the store keeps it.
+    const tar = async () => tapTarHeaders(entry instanceof StoredLayerStream ? entry : (await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e));
+    const e: PassEntry = { info, onBytes, drain, tar, special, ...(entry instanceof StoredLayerStream ? { verifiedAs: entry.diffId } : {}) };
     const named = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(info.path) ?? /^([0-9a-f]{64})\.tar$/.exec(info.path);
     const exact = named && plan.allDiffIds.has(`sha256:${named[1]}`) ? `sha256:${named[1]}` : null;
     if (exact && !plan.needed.has(exact)) return this.skipHeld(e, exact);
@@ -282,7 +285,7 @@ class LayerPass {
   private async compress(e: PassEntry): Promise<Settled> {
     const { plan, cache, store, work } = this.ctx;
     const tmp = cache.cache ? cache.cache.tmpFile() : undefined;
-    const written = await store.writeLayer(await e.tar(), e.onBytes, (diffId) => plan.needed.has(diffId), tmp);
+    const written = await store.writeLayer(await e.tar(), e.onBytes, (diffId) => plan.needed.has(diffId), tmp, e.verifiedAs);
     if (written.blob) {
       work.compressed++;
       if (cache.cache) cache.counts.misses++;

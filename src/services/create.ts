@@ -455,6 +455,8 @@ async function writeProject(w: Writing): Promise<void> {
   }
   // Listed in the manifest like any file, so the stock-tool check and ferry's cover it alike.
   await store.writeFile(README_FILE, Buffer.from(bundleReadme({ name: loaded.def.name, version: w.version, signer: w.key?.fingerprint ?? null, namespace: BUNDLE_NAMESPACE, carriesFerry: carry !== null }), 'utf8'));
+  // Every blob on the medium before the manifest that lists them is written.
+  await store.synced();
   await store.finishScratch();
 }
 

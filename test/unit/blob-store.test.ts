@@ -76,4 +76,26 @@ describe('blob store', () => {
     await expect(s.writeLayer(failing)).rejects.toThrow(/engine went away/);
     expect(await readdir(join(root, '.tmp'))).toEqual([]);
   });
+  it('names a layer by the diffID its own stream vouches for, without hashing it again', async () => {
+    const { root, s } = await store(1 << 30);
+    const input = randomBytes(200_000);
+    // The store's layer streams fail at their end unless their bytes are the layer; writeLayer takes
+    // the name as given (here a deliberately different one shows it was not computed).
+    const claimed = `sha256:${'ab'.repeat(32)}`;
+    const layer = await s.writeLayer(Readable.from([input]), undefined, () => true, undefined, claimed);
+    expect(layer.diffId).toBe(claimed);
+    expect(layer.size).toBe(input.length);
+    expect(decompress(await readFile(join(root, layer.blob!.path!))).equals(input)).toBe(true);
+  });
+
+  it('fsyncs blobs off the write path: synced() waits for them and every file handle is closed after', async () => {
+    const { s } = await store(1 << 20);
+    const fds = async () => (await readdir('/proc/self/fd')).length;
+    const before = await fds();
+    const layers = [];
+    for (let i = 0; i < 4; i++) layers.push(await s.writeLayer(Readable.from([randomBytes(1_500_000)])));
+    expect(layers.every((l) => l.blob !== null)).toBe(true);
+    await s.synced();
+    expect(await fds()).toBe(before);
+  });
 });
