@@ -139,7 +139,10 @@ fi
 # against the headers of the node that runs. Optional: without it ferry works, only slower.
 ssh2_binding=node_modules/ssh2/lib/protocol/crypto/build/Release/sshcrypto.node
 ssh2_binding_loads() { node -e "require('./$ssh2_binding')" >/dev/null 2>&1; }
-if [ "$DRY_RUN" != 1 ] && [ -d node_modules/ssh2 ] && ! ssh2_binding_loads; then
+if [ "$DRY_RUN" = 1 ] && [ -d node_modules/ssh2 ] && ! ssh2_binding_loads; then
+  log "would build ssh2's crypto binding"
+  would=1
+elif [ "$DRY_RUN" != 1 ] && [ -d node_modules/ssh2 ] && ! ssh2_binding_loads; then
   node_prefix="$(node -p 'require("path").resolve(process.execPath, "../..")')"
   node_gyp="$(npm prefix -g 2>/dev/null)/lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js"
   gyp_log="$(step_log ssh2-binding)"
