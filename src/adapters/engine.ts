@@ -1,9 +1,11 @@
 /**
  * The Docker Engine API, through dockerode. The only module that speaks to an engine; services see
- * the narrow methods below. Honours DOCKER_HOST (dockerode reads it when given no options).
+ * the narrow methods below. Honours DOCKER_HOST: unix:// and ssh:// read here, anything else as
+ * dockerode reads it when given no options.
  */
-import { request, type Agent } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Agent as HttpAgent, request, type Agent } from 'node:http';
+import { userInfo } from 'node:os';
+import type { Duplex, Readable } from 'node:stream';
 import './dockerode-lazy.js';
 import Docker from 'dockerode';
 import type { InventoryEngine } from '../core/inventory.js';
@@ -35,6 +37,41 @@ export function describeDockerHost(host = process.env.DOCKER_HOST): string {
 /** dockerode's options plus docker-modem's `agent`, which its typings leave out. */
 export type EngineOptions = Docker.DockerOptions & { agent?: Agent };
 
+/**
+ * DOCKER_HOST=ssh://[user@]host[:port], as docker-modem would reach it (its SSH agent: the user's
+ * ssh-agent, `docker system dial-stdio` on the host), but addressed as plain http: docker-modem
+ * builds an `ssh:host:port/path` URL for its own ssh protocol, which Node 20 warns about (DEP0170)
+ * and Node 26, the single executable's, refuses ("Invalid port in url"). One SSH connection per
+ * HTTP connection, as docker-modem makes them. null for any other DOCKER_HOST.
+ */
+export function sshDockerHostOptions(host: string): EngineOptions | null {
+  let url: URL;
+  try {
+    url = new URL(host);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'ssh:' || !url.hostname) return null;
+  const port = url.port ? Number(url.port) : 22;
+  const ssh = {
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port,
+    // As the docker CLI and ssh do: no user in the address means this machine's user.
+    username: url.username ? decodeURIComponent(url.username) : userInfo().username,
+    ...(process.env.SSH_AUTH_SOCK ? { agent: process.env.SSH_AUTH_SOCK } : {}),
+  };
+  const agent = new HttpAgent();
+  // Loaded on the first request only: it brings ssh2 (src/adapters/dockerode-lazy.ts).
+  agent.createConnection = ((_options: unknown, done: (e: Error | null, socket?: Duplex) => void) => {
+    import('docker-modem/lib/ssh.js').then(
+      (m) => m.default(ssh).createConnection({}, done),
+      (e: unknown) => done(e as Error),
+    );
+    return undefined;
+  }) as unknown as HttpAgent['createConnection'];
+  return { protocol: 'http', host: ssh.host, port, agent };
+}
+
 export interface EngineRetryOptions {
   /** Told before each pause of a retried call (ENGINE_RETRY). */
   warn?: ((w: RetryWarning) => void) | undefined;
@@ -54,7 +91,8 @@ export class Engine {
     options?: EngineOptions,
     private readonly retry: EngineRetryOptions = {},
   ) {
-    this.docker = options ? new Docker(options) : host.startsWith('unix://') ? new Docker({ socketPath: host.slice('unix://'.length) }) : new Docker();
+    const viaSsh = options ? null : sshDockerHostOptions(host);
+    this.docker = options ? new Docker(options) : host.startsWith('unix://') ? new Docker({ socketPath: host.slice('unix://'.length) }) : viaSsh ? new Docker(viaSsh) : new Docker();
     this.socketPath = !options && host.startsWith('unix://') ? host.slice('unix://'.length) : undefined;
   }
 

@@ -127,6 +127,18 @@ describe('the single executable', () => {
     }
   });
 
+  it('reads DOCKER_HOST=ssh://user@host:port (Node 26 refused the URL docker-modem builds for it)', async () => {
+    // Port 1 on this machine: nothing listens, so the one attempt ends in a refused connection; the
+    // failure before was the address itself ("Invalid port in url"). The whole path is tested
+    // against a real host in ssh-hosts.test.ts.
+    const r = await ferryHidden(['host', 'inventory', '--json'], { DOCKER_HOST: 'ssh://root@127.0.0.1:1', FERRY_RETRY: '0', SSH_AUTH_SOCK: '' });
+    expect(r.code, r.stderr).toBe(6);
+    const error = JSON.parse(r.stdout).error as { code: string; message: string };
+    expect(error.code).toBe('ENGINE_UNREACHABLE');
+    expect(error.message).toMatch(/ECONNREFUSED/);
+    expect(error.message).not.toMatch(/Invalid port|url/i);
+  });
+
   it('needs no C library newer than glibc 2.28', async () => {
     const { stdout } = await exec('objdump', ['-T', exe], { maxBuffer: 64 * 1024 * 1024 });
     const versions = [...new Set(stdout.match(/GLIBC_[0-9.]+/g) ?? [])].map((v) => v.slice('GLIBC_'.length).split('.').map(Number));
