@@ -10,8 +10,9 @@
 // rollback still ran compose and the smoke test, the names moved about 8 s after the command and
 // the whole rollback took 8.5–14 s with --drain 1); the loop ≥ 20 requests/s. Printed beside: the
 // longest wait between two answers, which shows a request held up at the switch: Docker's DNS gives
-// out a freshly connected container's address a moment before the kernel delivers to it, and the
-// proxy's connection then waits for TCP to resend its SYN (1 s, sometimes 3 s) — answered, not lost.
+// out a freshly connected container's address while the engine is still connecting it, and the
+// proxy's connection then waits for TCP to resend its SYN (1 s, sometimes 3 s); the front's retry
+// on a new connection keeps it from failing.
 import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
