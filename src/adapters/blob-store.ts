@@ -81,30 +81,25 @@ export class PartSink extends Writable {
     private readonly tmpBase: string,
     private readonly maxPartSize: number,
     /** Also written whole to this file (the layer cache's temp file): the compressed bytes are not read back. */
-    private readonly mirror?: string,
+    private readonly mirror: string | undefined,
     /**
      * Takes a finished part's handle, to fsync and close it off the write path (BlobStoreWriter
-     * awaits them all before the bundle is sealed); without it the part is fsynced here.
+     * awaits them all before the bundle is sealed).
      */
-    private readonly syncLater?: (fh: FileHandle, file: string) => void,
+    private readonly syncLater: (fh: FileHandle, file: string) => void,
   ) {
     super({ highWaterMark: 1 << 20 });
   }
 
-  /** The current part's file is complete: made durable now, or handed on to be. */
-  private async finishPart(): Promise<void> {
+  /** The current part's file is complete: handed on to be made durable. */
+  private finishPart(): void {
     const fh = this.fh!;
     this.fh = undefined;
-    if (this.syncLater) return this.syncLater(fh, this.parts.at(-1)!.file);
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
+    this.syncLater(fh, this.parts.at(-1)!.file);
   }
 
   private async openPart(): Promise<FileHandle> {
-    if (this.fh) await this.finishPart();
+    if (this.fh) this.finishPart();
     const first = this.parts[0];
     if (this.parts.length === 1 && first) first.sha256 = this.whole.copy().digest('hex');
     const file = `${this.tmpBase}.${this.parts.length}`;
@@ -152,7 +147,7 @@ export class PartSink extends Writable {
   override _final(cb: (e?: Error | null) => void): void {
     const finish = async () => {
       if (this.parts.length === 0) await this.openPart(); // an empty stream still makes a (zero-byte) file
-      await this.finishPart();
+      this.finishPart();
       if (this.mirror) {
         this.mirrorFh ??= await open(this.mirror, 'wx');
         await this.mirrorFh.close();

@@ -168,9 +168,10 @@ class LayerPass {
       onBytes(info.size);
     };
     const special: TarEntry[] = [];
-    // A layer from the store is its uncompressed tar, as the store keeps it.
-    const tar = async () => tapTarHeaders(entry instanceof StoredLayerStream ? entry : (await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e));
-    const e: PassEntry = { info, onBytes, drain, tar, special, ...(entry instanceof StoredLayerStream ? { verifiedAs: entry.diffId } : {}) };
+    // A layer from the store is its uncompressed tar, as the store keeps it, checked by its own stream.
+    const stored = entry instanceof StoredLayerStream ? entry : null;
+    const tar = async () => tapTarHeaders(stored ?? (await uncompressedLayer(entry)).stream, (e) => isSetuidFile(e) && special.push(e));
+    const e: PassEntry = { info, onBytes, drain, tar, special, ...(stored ? { verifiedAs: stored.diffId } : {}) };
     const named = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(info.path) ?? /^([0-9a-f]{64})\.tar$/.exec(info.path);
     const exact = named && plan.allDiffIds.has(`sha256:${named[1]}`) ? `sha256:${named[1]}` : null;
     if (exact && !plan.needed.has(exact)) return this.skipHeld(e, exact);
