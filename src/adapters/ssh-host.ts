@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Agent, type ClientRequestArgs } from 'node:http';
+import { inspect } from 'node:util';
 import { posix } from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { ClientChannel, SFTPWrapper } from 'ssh2';
@@ -80,6 +81,13 @@ class SshSocketAgent extends Agent {
     private readonly socketPath: string,
   ) {
     super({ keepAlive: false });
+  }
+
+  // docker-modem formats every request's options (this agent among them) with util.inspect at
+  // unlimited depth even when its debug output is off: without this it walks the whole SSH
+  // client, tens of milliseconds per request.
+  [inspect.custom](): string {
+    return `SshSocketAgent(${this.conn.label}:${this.socketPath})`;
   }
 
   override createConnection(_options: ClientRequestArgs, callback?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {

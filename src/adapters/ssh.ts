@@ -4,6 +4,7 @@
  * exec for compose. Configuration is read the way OpenSSH reads it (~/.ssh/config), host keys are
  * checked against known_hosts, and every failure names the host and says what to do.
  */
+import { Socket } from 'node:net';
 import type { AnyAuthMethod, AuthenticationType, Client, ClientChannel, ConnectConfig, NextAuthHandler, SFTPWrapper } from 'ssh2';
 import { knownHostName, knownKeyTypes } from '../core/known-hosts.js';
 import { transientSshFailure } from '../core/retry.js';
@@ -107,7 +108,14 @@ export async function connectSsh(spec: string, options: SshOptions = {}): Promis
     };
 
     const client: Client = new ssh2.Client();
+    // Our own socket, so that its writes can be gathered. Connecting before ssh2 takes it: ssh2
+    // waits for `connect` only on a socket still connecting (its events come a tick later at
+    // the earliest, once ssh2 listens).
+    const sock = new Socket();
+    sock.once('connect', () => coalesceWrites(sock));
+    sock.connect({ host: hostName, port });
     const connectConfig: ConnectConfig = {
+      sock,
       host: hostName,
       port,
       username: user,
@@ -129,6 +137,8 @@ export async function connectSsh(spec: string, options: SshOptions = {}): Promis
         settled = true;
         clearTimeout(guard);
         client.end();
+        // The socket is ours: a connect still waiting on a dropped SYN would otherwise outlive the attempt.
+        sock.destroy();
         reject(mapConnectError(err, { label, hostName, port, timeoutMs, keyError, creds }));
       };
       client.once('ready', () => {
@@ -163,6 +173,27 @@ export async function connectSsh(spec: string, options: SshOptions = {}): Promis
   return openConnection(client, resolved, presented ?? { type: '?', fingerprint: '?' });
 }
 
+/**
+ * ssh2 writes every SSH packet (at most 32 KiB) to the socket as its own write: a bundle's
+ * layers become tens of thousands of send calls, the busiest part of ferry's one thread when it
+ * feeds a fleet. Writes made in one tick are gathered under cork() and leave as one writev.
+ * Installed once connected, because net.Socket's connect() puts its own `write` on the instance.
+ */
+function coalesceWrites(sock: Socket): void {
+  const write = sock.write;
+  let gathering = false;
+  sock.write = function (this: Socket, ...args: unknown[]): boolean {
+    if (!gathering) {
+      gathering = true;
+      sock.cork();
+      process.nextTick(() => {
+        gathering = false;
+        sock.uncork();
+      });
+    }
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as Socket['write'];
+}
 
 function openConnection(client: Client, resolved: ResolvedTarget, hostKey: { type: string; fingerprint: string }): SshConnection {
   const { label } = resolved;
