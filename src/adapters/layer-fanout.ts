@@ -41,12 +41,13 @@ export class LayerFanout {
   readonly stats = { layers: 0, reads: 0, fed: 0, alone: 0 };
 
   /**
-   * `loads`: how many loads share the bundle (each must declare or leave); `open(blob)`: a
-   * blob's compressed bytes; `rank`: the one order every load takes its layers in.
+   * `loads`: how many loads share the bundle (each must declare or leave); `read(layer)`: the
+   * layer's bytes, decompressed and checked against its diffID (`checkedHere`, or on a worker
+   * thread); `rank`: the one order every load takes its layers in.
    */
   constructor(
     private readonly loads: number,
-    private readonly open: (blob: LayerBlob) => Readable,
+    private readonly read: (layer: FanoutLayer) => Readable,
     readonly rank: (diffId: string) => number,
     private readonly patienceMs = 30_000,
   ) {}
@@ -104,7 +105,7 @@ export class LayerFanout {
 
   private async feed(p: Producer, outs: { out: PassThrough; onBytes?: (n: number) => void }[]): Promise<void> {
     try {
-      const source = await this.checked(p.layer);
+      const source = this.checked(p.layer);
       for await (const chunk of source as AsyncIterable<Buffer>) {
         const live = outs.filter((o) => !o.out.destroyed);
         if (live.length === 0) {
@@ -136,27 +137,36 @@ export class LayerFanout {
   private readAlone(layer: FanoutLayer, onBytes?: (n: number) => void): Readable {
     this.stats.alone++;
     const out = new PassThrough({ highWaterMark: 1 << 20 });
-    void this.checked(layer).then(
-      (source) => {
-        source.on('error', (e) => out.destroy(e));
-        if (onBytes) source.on('data', (c: Buffer) => onBytes(c.length));
-        source.pipe(out);
-      },
-      (e: Error) => out.destroy(e),
-    );
+    const source = this.checked(layer);
+    source.on('error', (e) => out.destroy(e));
+    // A load that gives up must not leave the read waiting for it (a worker thread would keep the process alive).
+    out.on('close', () => source.destroy());
+    if (onBytes) source.on('data', (c: Buffer) => onBytes(c.length));
+    source.pipe(out);
     return out;
   }
 
-  /** The layer decompressed from its blob, failing at the end unless it is the diffID's bytes. */
-  private async checked(layer: FanoutLayer): Promise<Readable> {
+  private checked(layer: FanoutLayer): Readable {
     this.stats.reads++;
-    const blob = this.open(layer.blob);
-    const decompress = await zstdDecompressor();
-    const check = new DiffIdCheck(layer.diffId, layer.size);
-    blob.on('error', (e) => decompress.destroy(e));
-    decompress.on('error', (e) => check.destroy(e));
-    return blob.pipe(decompress).pipe(check);
+    return this.read(layer);
   }
+}
+
+/** A layer read on this thread: `open(blob)` gives its compressed bytes; fails at the end unless they are the diffID's. */
+export function checkedHere(open: (blob: LayerBlob) => Readable): (layer: FanoutLayer) => Readable {
+  return (layer) => {
+    const blob = open(layer.blob);
+    const check = new DiffIdCheck(layer.diffId, layer.size);
+    void zstdDecompressor().then(
+      (decompress) => {
+        blob.on('error', (e) => decompress.destroy(e));
+        decompress.on('error', (e) => check.destroy(e));
+        blob.pipe(decompress).pipe(check);
+      },
+      (e: Error) => check.destroy(e),
+    );
+    return check;
+  };
 }
 
 /** Hashes what passes and fails the stream, before its end, unless it is exactly the layer. */

@@ -3,15 +3,18 @@
  * hosts, a swarm's nodes): decompressed and checked once, fed to every load that needs it. The
  * loads take the layers in the manifest's order, so none waits on a layer another asks for later.
  */
-import { LayerFanout } from '../adapters/layer-fanout.js';
-import { openBlob } from '../adapters/load-archive.js';
+import { join } from 'node:path';
+import { LayerFanout, type FanoutLayer } from '../adapters/layer-fanout.js';
+import { checkedLayerInWorker } from '../adapters/layer-reader.js';
 import type { FerryManifest } from '../core/manifest.js';
 import type { Reporter } from './reporter.js';
 
 export function sharedLayers(bundleDir: string, manifest: FerryManifest, loads: number): LayerFanout {
   const rank = new Map<string, number>();
   for (const im of manifest.images) for (const l of im.layers) if (!rank.has(l.diffId)) rank.set(l.diffId, rank.size);
-  return new LayerFanout(loads, (blob) => openBlob(bundleDir, blob), (diffId) => rank.get(diffId) ?? rank.size);
+  // Decompressed and checked on a worker thread: this one encrypts and sends every load's copy.
+  const read = (l: FanoutLayer) => checkedLayerInWorker((l.blob.parts ? l.blob.parts.map((p) => p.path) : [l.blob.path!]).map((p) => join(bundleDir, p)), l.diffId, l.size);
+  return new LayerFanout(loads, read, (diffId) => rank.get(diffId) ?? rank.size);
 }
 
 /** What a fan-out saved: layers read once, loads they fed, layers a late load read alone. */

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../src/sea/commands.js';
 import { removeStack } from '../security/campaign.js';
 import { ferry, inTargetNetns, ROOT, run, type RunResult, tmpDir, uniqueName } from '../support/engines.js';
+import { hostDocker, resetEngine, sshHostsDown, sshHostsUp, type SshHosts } from '../support/ssh-hosts.js';
 
 const exec = promisify(execFile);
 
@@ -205,6 +206,39 @@ describe('the journey, from the executable only', () => {
     expect(back.code, back.stderr).toBe(0);
     expect(await page()).toContain('1.0.0');
   });
+});
+
+describe('a fleet, from the executable', () => {
+  let hosts: SshHosts | undefined;
+  afterAll(async () => {
+    if (!hosts) return;
+    for (const n of [1, 2]) await resetEngine(n);
+    await sshHostsDown(hosts);
+  }, 300_000);
+
+  // Two hosts at once share one read of each layer, decompressed on a worker thread: inside the
+  // executable that thread has only node:zlib's zstd (under `node bin/ferry` on Node 20, zstd-napi).
+  it('loads two SSH hosts at once, each layer read once on its worker thread, no native addon', async () => {
+    hosts = await sshHostsUp(2);
+    for (const n of [1, 2]) await resetEngine(n);
+    const r1 = join(work, 'r1.ferry');
+    const trace = join(work, 'fleet.strace');
+    const r = await hidden(
+      ['strace', '-f', '-qq', '-e', 'trace=openat', '-o', trace, exe, 'bundle', 'install', r1, '--trust', trust, '--no-up', '--ssh', hosts.targets.slice(0, 2).join(','), '--parallel', '2', '-i', hosts.identity, '--known-hosts', hosts.knownHosts, '--ssh-config', 'none', '--json'],
+      { SSH_AUTH_SOCK: '' },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const doc = JSON.parse(r.stdout) as { result: { hosts: { result: { outcome: string } }[]; sharedLayers: { layers: number; fed: number; alone: number } } };
+    expect(doc.result.hosts.map((h) => h.result.outcome)).toEqual(['loaded', 'loaded']);
+    expect(doc.result.sharedLayers.layers).toBeGreaterThan(0);
+    expect(doc.result.sharedLayers).toMatchObject({ fed: doc.result.sharedLayers.layers * 2, alone: 0 });
+    const manifest = JSON.parse(await readFile(join(r1, 'ferry.json'), 'utf8')) as { images: { id: string }[] };
+    for (const n of [1, 2]) {
+      const ids = await hostDocker(hosts, n).run(['image', 'inspect', '--format', '{{.Id}}', ...manifest.images.map((im) => im.id)]);
+      expect(ids.stdout.trim().split('\n').sort(), `host ${n}: ${ids.stderr}`).toEqual(manifest.images.map((im) => im.id).sort());
+    }
+    expect(await readFile(trace, 'utf8')).not.toMatch(/ferry-native-|\.node"/);
+  }, 300_000);
 });
 
 describe('the first visit: the stick carries ferry, stock tools check it, ferry sets itself up', () => {
