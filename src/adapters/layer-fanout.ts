@@ -14,7 +14,6 @@
 import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
 import { createHash } from 'node:crypto';
 import type { LayerBlob } from '../core/manifest.js';
-import { zstdDecompressor } from './zstd.js';
 
 /** A layer as a load takes it from the bundle. */
 export interface FanoutLayer {
@@ -42,8 +41,8 @@ export class LayerFanout {
 
   /**
    * `loads`: how many loads share the bundle (each must declare or leave); `read(layer)`: the
-   * layer's bytes, decompressed and checked against its diffID (`checkedHere`, or on a worker
-   * thread); `rank`: the one order every load takes its layers in.
+   * layer's bytes, decompressed and checked against its diffID (src/adapters/layer-reader.ts does
+   * it on a worker thread); `rank`: the one order every load takes its layers in.
    */
   constructor(
     private readonly loads: number,
@@ -150,23 +149,6 @@ export class LayerFanout {
     this.stats.reads++;
     return this.read(layer);
   }
-}
-
-/** A layer read on this thread: `open(blob)` gives its compressed bytes; fails at the end unless they are the diffID's. */
-export function checkedHere(open: (blob: LayerBlob) => Readable): (layer: FanoutLayer) => Readable {
-  return (layer) => {
-    const blob = open(layer.blob);
-    const check = new DiffIdCheck(layer.diffId, layer.size);
-    void zstdDecompressor().then(
-      (decompress) => {
-        blob.on('error', (e) => decompress.destroy(e));
-        decompress.on('error', (e) => check.destroy(e));
-        blob.pipe(decompress).pipe(check);
-      },
-      (e: Error) => check.destroy(e),
-    );
-    return check;
-  };
 }
 
 /** Hashes what passes and fails the stream, before its end, unless it is exactly the layer. */

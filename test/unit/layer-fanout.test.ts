@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { checkedHere, LayerFanout, type FanoutLayer } from '../../src/adapters/layer-fanout.js';
+import { DiffIdCheck, LayerFanout, type FanoutLayer } from '../../src/adapters/layer-fanout.js';
 import { checkedLayerInWorker } from '../../src/adapters/layer-reader.js';
+import { zstdDecompressor } from '../../src/adapters/zstd.js';
 import type { LayerBlob } from '../../src/core/manifest.js';
 
 let dir: string;
@@ -35,8 +36,14 @@ beforeAll(async () => {
 });
 
 const open = (blob: LayerBlob): Readable => createReadStream(join(dir, blob.path!));
+/** The plainest reader, on this thread: the fan-out's logic does not depend on where a layer is read. */
+const readHere = (l: FanoutLayer): Readable => {
+  const check = new DiffIdCheck(l.diffId, l.size);
+  void zstdDecompressor().then((decompress) => open(l.blob).pipe(decompress).pipe(check));
+  return check;
+};
 const readers: [string, (l: FanoutLayer) => Readable][] = [
-  ['this thread', checkedHere(open)],
+  ['this thread', readHere],
   ['a worker thread', (l) => checkedLayerInWorker([join(dir, l.blob.path!)], l.diffId, l.size)],
 ];
 const rank = (diffId: string) => Object.values(layers).findIndex((l) => l.diffId === diffId);
