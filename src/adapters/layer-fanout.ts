@@ -173,8 +173,11 @@ export class DiffIdCheck extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    const got = `sha256:${this.hash.digest('hex')}`;
-    if (got !== this.diffId || this.bytes !== this.size) return cb(new Error(`layer ${this.diffId} decompressed to ${got} (${this.bytes} bytes): refusing to load it`));
-    cb();
+    cb(notTheLayer(this.diffId, this.size, `sha256:${this.hash.digest('hex')}`, this.bytes));
   }
+}
+
+/** The error for bytes that are not the layer the manifest names, or null when they are. */
+export function notTheLayer(diffId: string, size: number, got: string, bytes: number): Error | null {
+  return got === diffId && bytes === size ? null : new Error(`layer ${diffId} decompressed to ${got} (${bytes} bytes): refusing to load it`);
 }

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { DeltaError, readDeltaHeader, type DeltaHeader } from '../core/layer-delta.js';
-import type { FileEntry, LayerBlob } from '../core/manifest.js';
+import { blobPaths, type FileEntry, type LayerBlob } from '../core/manifest.js';
 import { TarFileLister, type LayerListing } from '../core/tar-files.js';
 import { hashFile } from './fs.js';
 import { openBlob } from './load-archive.js';
@@ -46,7 +46,7 @@ export async function listLayerFiles(root: string, blob: LayerBlob, diffId: stri
  * any other way), then only the header is decompressed and read.
  */
 export async function readLayerDeltaHeader(root: string, delta: LayerBlob, files: readonly FileEntry[]): Promise<DeltaHeader> {
-  const paths = delta.parts ? delta.parts.map((p) => p.path) : [delta.path!];
+  const paths = blobPaths(delta);
   for (const p of paths) {
     const entry = files.find((f) => f.path === p);
     if (!entry) throw new LayerMismatch(`${p} is not listed in the manifest's files`);

@@ -14,6 +14,7 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import * as zlib from 'node:zlib';
+import { notTheLayer } from './layer-fanout.js';
 
 /** Chunks in flight per layer (128 KiB each): 1 MiB at most, whatever the ratio or the reader's pace. */
 const WINDOW = 8;
@@ -99,7 +100,8 @@ async function run(m, job) {
     await feed;
   } else {
     // zstd-napi's stream would decompress a whole input chunk at once (50 MiB from 1 MiB of
-    // zeros): its context, driven one output chunk at a time, does not.
+    // zeros): its context, driven one output chunk at a time, does not (the loop of zstd.ts's
+    // boundedDecompressStream, which this thread cannot import).
     const { Decompressor } = require(workerData.zstdNapi);
     const dctx = new Decompressor().dctx;
     let ret = 0;
@@ -189,8 +191,8 @@ export function checkedLayerInWorker(paths: string[], diffId: string, size: numb
       return;
     }
     forget();
-    if (m.error) out.destroy(Object.assign(new Error(m.error), m.code ? { code: m.code } : {}));
-    else if (m.end && (m.end.digest !== diffId || m.end.bytes !== size)) out.destroy(new Error(`layer ${diffId} decompressed to ${m.end.digest} (${m.end.bytes} bytes): refusing to load it`));
+    const wrong = m.error ? Object.assign(new Error(m.error), m.code ? { code: m.code } : {}) : notTheLayer(diffId, size, m.end!.digest, m.end!.bytes);
+    if (wrong) out.destroy(wrong);
     else out.push(null);
   });
   w.ref();

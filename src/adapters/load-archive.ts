@@ -14,7 +14,7 @@ import { zstdContent, zstdDecompressor } from './zstd.js';
 import { DiffIdCheck, type LayerFanout } from './layer-fanout.js';
 import { hexOf } from '../core/digest.js';
 import { rebuildLayer, type DeltaExpectation } from '../core/layer-delta.js';
-import type { LayerBlob } from '../core/manifest.js';
+import { blobPaths, type LayerBlob } from '../core/manifest.js';
 
 export interface LoadImage {
   id: string;
@@ -39,7 +39,7 @@ export async function bundleBlobBytes(root: string, blob: LayerBlob): Promise<Re
 
 /** Concatenates a blob's files (one, or its parts in order) as one stream. */
 export function openBlob(root: string, blob: LayerBlob): Readable {
-  const paths = blob.parts ? blob.parts.map((p) => p.path) : [blob.path!];
+  const paths = blobPaths(blob);
   return Readable.from(
     (async function* () {
       for (const p of paths) yield* createReadStream(join(root, p), { highWaterMark: 1 << 20 });

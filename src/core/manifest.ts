@@ -41,6 +41,11 @@ export interface LayerBlob {
   parts?: BlobPart[];
 }
 
+/** A blob's files, relative to the bundle, in the order their bytes concatenate. */
+export function blobPaths(blob: LayerBlob): string[] {
+  return blob.parts ? blob.parts.map((p) => p.path) : [blob.path!];
+}
+
 export interface ManifestLayer {
   diffId: string;
   chainId: string;

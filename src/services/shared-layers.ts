@@ -6,14 +6,14 @@
 import { join } from 'node:path';
 import { LayerFanout, type FanoutLayer } from '../adapters/layer-fanout.js';
 import { checkedLayerInWorker } from '../adapters/layer-reader.js';
-import type { FerryManifest } from '../core/manifest.js';
+import { blobPaths, type FerryManifest } from '../core/manifest.js';
 import type { Reporter } from './reporter.js';
 
 export function sharedLayers(bundleDir: string, manifest: FerryManifest, loads: number): LayerFanout {
   const rank = new Map<string, number>();
   for (const im of manifest.images) for (const l of im.layers) if (!rank.has(l.diffId)) rank.set(l.diffId, rank.size);
   // Decompressed and checked on a worker thread: this one encrypts and sends every load's copy.
-  const read = (l: FanoutLayer) => checkedLayerInWorker((l.blob.parts ? l.blob.parts.map((p) => p.path) : [l.blob.path!]).map((p) => join(bundleDir, p)), l.diffId, l.size);
+  const read = (l: FanoutLayer) => checkedLayerInWorker(blobPaths(l.blob).map((p) => join(bundleDir, p)), l.diffId, l.size);
   return new LayerFanout(loads, read, (diffId) => rank.get(diffId) ?? rank.size);
 }
 
