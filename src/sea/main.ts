@@ -4,6 +4,7 @@
  * executable may be needed: package.json comes in as a build-time constant, and commands come from
  * an explicit list rather than from files found on disk.
  */
+import './oclif-env.js';
 import { dirname } from 'node:path';
 import { Config, Plugin, execute, handle } from '@oclif/core';
 import { exitWhenFlushed } from '../ui/exit.js';
