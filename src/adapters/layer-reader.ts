@@ -26,6 +26,8 @@ const zlib = require('node:zlib');
 const { createHash } = require('node:crypto');
 const OUT = 128 * 1024;
 const jobs = new Map();
+// Loaded as the thread starts (ahead of the first layer, see startLayerReader), not on first use.
+const zstdNapi = workerData.zstdNapi ? require(workerData.zstdNapi) : null;
 
 parentPort.on('message', (m) => {
   if (m.op === 'open') {
@@ -102,8 +104,7 @@ async function run(m, job) {
     // zstd-napi's stream would decompress a whole input chunk at once (50 MiB from 1 MiB of
     // zeros): its context, driven one output chunk at a time, does not (the loop of zstd.ts's
     // boundedDecompressStream, which this thread cannot import).
-    const { Decompressor } = require(workerData.zstdNapi);
-    const dctx = new Decompressor().dctx;
+    const dctx = new zstdNapi.Decompressor().dctx;
     let ret = 0;
     await eachRead(m.paths, async (input) => {
       let rest = input;
@@ -150,6 +151,15 @@ function theWorker(): Worker {
   w.unref();
   worker = w;
   return w;
+}
+
+/**
+ * Starts the thread ahead of the first read: its start-up (~50 ms of a core) then runs beside
+ * this thread's own (SSH handshakes), not between the hosts being ready and the first byte sent.
+ * It keeps nothing alive: without a reader, the thread is unref'd.
+ */
+export function startLayerReader(): void {
+  theWorker();
 }
 
 /** The layer's decompressed bytes; the stream fails, before it ends, unless they are exactly the diffID's. */

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { LayerFanout, type FanoutLayer } from '../adapters/layer-fanout.js';
-import { checkedLayerInWorker } from '../adapters/layer-reader.js';
+import { checkedLayerInWorker, startLayerReader } from '../adapters/layer-reader.js';
 import { blobPaths, type FerryManifest } from '../core/manifest.js';
 import type { Reporter } from './reporter.js';
 
@@ -13,6 +13,7 @@ export function sharedLayers(bundleDir: string, manifest: FerryManifest, loads: 
   const rank = new Map<string, number>();
   for (const im of manifest.images) for (const l of im.layers) if (!rank.has(l.diffId)) rank.set(l.diffId, rank.size);
   // Decompressed and checked on a worker thread: this one encrypts and sends every load's copy.
+  startLayerReader();
   const read = (l: FanoutLayer) => checkedLayerInWorker(blobPaths(l.blob).map((p) => join(bundleDir, p)), l.diffId, l.size);
   return new LayerFanout(loads, read, (diffId) => rank.get(diffId) ?? rank.size);
 }
