@@ -10,7 +10,6 @@
 import type { NamedHost } from '../adapters/host-factory.js';
 import type { LayerFanout } from '../adapters/layer-fanout.js';
 import { ExitCode, FerryError } from '../errors.js';
-import { sha256Digest } from '../core/digest.js';
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
 import { installBundle, type InstallOptions, type InstallResult } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
@@ -50,18 +49,19 @@ export interface FleetDeps {
 /**
  * Every host would read and hash the whole bundle before its load; the files are the same for
  * all of them, so they are checked once here. A bundle that fails fails the run before any host
- * is contacted, with its own exit code (3 trust, 4 integrity). Each host still checks the
- * signature and its own policy, and re-checks every layer as it streams.
+ * is contacted, with its own exit code (3 trust, 4 integrity). Each host installs from this
+ * verified manifest (never from a second read of the files), checks its own policy, and re-checks
+ * every layer as it streams.
  */
 export async function checkBundleOnce(install: FleetOptions['install'], reporter: Reporter): Promise<CheckedOnce> {
   const opened = await openBundle(install.bundle, install.trust, reporter);
   const { problems } = await checkFiles(opened, reporter);
   if (problems.length > 0) throw integrityFailure(problems);
-  return { filesChecked: { manifestSha256: sha256Digest(opened.manifestBytes) }, shareLayers: (loads) => sharedLayers(opened.dir, opened.manifest, loads) };
+  return { checked: opened, shareLayers: (loads) => sharedLayers(opened.dir, opened.manifest, loads) };
 }
 
 /** The bundle checked once for every host; and, for hosts loading at once, one read of each layer between them. */
-export interface CheckedOnce extends Pick<InstallOptions, 'filesChecked'> {
+export interface CheckedOnce extends Pick<InstallOptions, 'checked'> {
   shareLayers?: (loads: number) => LayerFanout;
 }
 

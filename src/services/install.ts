@@ -70,11 +70,11 @@ export interface InstallOptions {
    */
   splice: 'auto' | 'always' | 'never';
   /**
-   * The bundle's files were checked already (a fleet checks them once for all its hosts) against
-   * the manifest with this sha256: a host opening the same manifest skips its own pass. Reading
-   * in place still re-checks every layer's digest as it streams into the engine.
+   * The bundle as a fleet or swarm opened it once for all its hosts: signature verified, every file
+   * checked. A host uses this manifest, in memory, instead of reading and checking the files again;
+   * its own policy is still checked, and every layer's digest as it streams into the engine.
    */
-  filesChecked?: { manifestSha256: string };
+  checked?: OpenedBundle;
   /** Blue/green: how long the old colour keeps running after the switch (default 10 s). */
   drainMs?: number;
   /**
@@ -106,7 +106,7 @@ export async function installBundle(options: InstallOptions, host: HostTarget, r
   const step = timed(timings);
 
   // a. signature, then policy — before anything is copied, loaded or started.
-  const opened = await step('verify-signature', () => openBundle(options.bundle, options.trust, reporter));
+  const opened = options.checked ?? (await step('verify-signature', () => openBundle(options.bundle, options.trust, reporter)));
   const manifest = opened.manifest;
   const id = releaseId(manifest.sequence, manifest.version);
   const store = new StateStore(options.stateDir, host.fs);
@@ -180,7 +180,7 @@ async function bundleRoot(opened: OpenedBundle, store: StateStore, id: string, h
     const staging = store.stagingDir(opened.manifest.name, id);
     return { root: await step('stage', () => stageBundle(opened, staging, store, reporter)), staged: true };
   }
-  if (options.filesChecked?.manifestSha256 === sha256Digest(opened.manifestBytes)) {
+  if (options.checked === opened) {
     reporter.log('bundle files: checked once for every host of this run');
   } else {
     const { problems } = await step('verify-files', () => checkFiles(opened, reporter));

@@ -21,7 +21,6 @@ import { posix } from 'node:path';
 import type { NamedHost } from '../adapters/host-factory.js';
 import { StateStore } from '../adapters/state-store.js';
 import { dockerCliFor, listSwarmNodes, removeStackImage, type DockerCli, stackDeploy, stackRemove, stackServices, swarmSelf, type SwarmNode, type SwarmSelf, type SwarmService } from '../adapters/swarm.js';
-import { sha256Digest } from '../core/digest.js';
 import type { FerryManifest } from '../core/manifest.js';
 import { currentRelease, ferryTag, imagesToRemove, recordInstalled, releaseId, type ReleaseRecord, type StackState } from '../core/state.js';
 import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, stackServicesOf, SwarmStackError, swarmServiceName, withoutSmokeRun } from '../core/swarm-stack.js';
@@ -35,7 +34,7 @@ import { sharedLayers, sharedLayersReport, type SharedLayersStats } from './shar
 import type { LayerFanout } from '../adapters/layer-fanout.js';
 
 export interface SwarmInstallOptions {
-  install: Omit<InstallOptions, 'host' | 'up' | 'filesChecked'>;
+  install: Omit<InstallOptions, 'host' | 'up' | 'checked'>;
   /** Host override for the whole stack; default: the manager's hostname. */
   hostName?: string;
   /** Node (hostname or ID) → SSH target; others are reached at their swarm address. */
@@ -117,7 +116,6 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
     opened,
     m: opened.manifest,
     id: releaseId(opened.manifest.sequence, opened.manifest.version),
-    filesChecked: { manifestSha256: sha256Digest(opened.manifestBytes) },
     hostName,
     nodes,
     reporterFor: deps.nodeReporters(nodes.map(labelOf)),
@@ -144,7 +142,6 @@ interface SwarmRun {
   opened: OpenedBundle;
   m: FerryManifest;
   id: string;
-  filesChecked: { manifestSha256: string };
   hostName: string;
   nodes: SwarmNode[];
   reporterFor: (label: string) => FleetReporter;
@@ -211,7 +208,7 @@ async function loadNode(run: SwarmRun, n: SwarmNode): Promise<SwarmNodeResult> {
     host = isSelf ? manager : await run.deps.open(target);
     const install = run.deps.install ?? installBundle;
     const fanout = run.fanout ? { fanout: { hub: run.fanout, load: n.id } } : {};
-    const result = await install({ ...run.options.install, host: run.hostName, up: false, filesChecked: run.filesChecked, ...fanout }, host, reporter);
+    const result = await install({ ...run.options.install, host: run.hostName, up: false, checked: run.opened, ...fanout }, host, reporter);
     run.connected.set(n.id, host);
     return { ...base, ok: true, outcome: result.outcome, exitCode: 0, result, durationMs: Date.now() - t0 };
   } catch (e) {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { NamedHost } from '../../src/adapters/host-factory.js';
 import { FleetFailedError, HostPreconditionError, IntegrityError, PolicyError } from '../../src/errors.js';
 import { installFleet, type FleetHostResult, type FleetOptions, type FleetReporter } from '../../src/services/fleet.js';
+import type { OpenedBundle } from '../../src/services/bundle.js';
 import type { InstallOptions, InstallResult } from '../../src/services/install.js';
 import { silentReporter } from '../../src/services/reporter.js';
 
@@ -115,14 +116,17 @@ describe('fleet install', () => {
   it('checks the bundle once for all hosts, and every host gets the result', async () => {
     const h = harness({});
     const checks: string[] = [];
+    const opened = { dir: '/b.ferry' } as OpenedBundle;
     const checkOnce = async (install: FleetOptions['install']) => {
       checks.push(install.bundle);
-      return { filesChecked: { manifestSha256: 'sha256:abc' } };
+      return { checked: opened };
     };
     const r = await installFleet({ install: base, hosts: hosts('a', 'b', 'c'), parallel: 3, failFast: false }, { ...h.deps, checkOnce });
     expect(r.ok).toBe(true);
     expect(checks).toEqual(['/b.ferry']);
-    expect(h.installedWith.map((o) => o.filesChecked)).toEqual([{ manifestSha256: 'sha256:abc' }, { manifestSha256: 'sha256:abc' }, { manifestSha256: 'sha256:abc' }]);
+    // The very bundle that was checked, not a second opening of its files.
+    expect(h.installedWith.map((o) => o.checked)).toEqual([opened, opened, opened]);
+    for (const o of h.installedWith) expect(o.checked).toBe(opened);
   });
 
   it('a bundle that fails its check fails the run before any host is contacted', async () => {
