@@ -37,6 +37,10 @@ export interface SshHostTarget extends HostTarget {
 
 export async function sshHost(target: string, options: SshHostOptions = {}): Promise<SshHostTarget> {
   const conn = await connectSsh(target, options);
+  // The state directory is reached over SFTP by nearly every command: its subsystem (a process the
+  // host starts) opens now, beside the first exec (`hostname`), not after it. A failure here is
+  // not reported: the first real use opens it again and says why.
+  conn.sftp().catch(() => undefined);
   const socket = options.remoteDockerSocket ?? DEFAULT_REMOTE_DOCKER_SOCKET;
   const engine = new Engine(`ssh://${conn.label}${socket}`, {
     agent: new SshSocketAgent(conn, socket),
