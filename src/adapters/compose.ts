@@ -186,7 +186,7 @@ export async function resolveComposeModel(cmd: ComposeCommand, spec: ComposeProj
   const unsetVariables = [...new Set([...stderr.matchAll(/The \\?"?([A-Za-z_][A-Za-z0-9_]*)\\?"? variable is not set/g)].map((m) => m[1]!))];
   let model: unknown;
   try {
-    model = cmd.version === 2 ? JSON.parse(stdout) : parseYaml(stdout, `${cmd.argv.join(' ')} config`);
+    model = cmd.version === 2 ? JSON.parse(stdout) : await parseYaml(stdout, `${cmd.argv.join(' ')} config`);
   } catch (e) {
     throw new BuildInputError('COMPOSE_INVALID', `${cmd.argv.join(' ')} config printed no model ferry can read: ${(e as Error).message}`);
   }

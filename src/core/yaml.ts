@@ -1,8 +1,15 @@
 /** YAML parsing with errors that name the file and line, for hand-edited definitions and compose files. */
-import { parse, stringify, YAMLParseError } from 'yaml';
 import { BuildInputError } from '../errors.js';
 
-export function parseYaml(text: string, file: string): unknown {
+/**
+ * The library (72 modules, ~15 ms) loads on first use, not with every command: an install that
+ * does not bring a stack up, verify, inspect and most others never read or write YAML.
+ */
+let library: Promise<typeof import('yaml')> | undefined;
+const yaml = () => (library ??= import('yaml'));
+
+export async function parseYaml(text: string, file: string): Promise<unknown> {
+  const { parse, YAMLParseError } = await yaml();
   try {
     // maxAliasCount bounds "billion laughs" expansion in files that travel between teams.
     return parse(text, { maxAliasCount: 100, prettyErrors: true });
@@ -19,6 +26,7 @@ export function parseYaml(text: string, file: string): unknown {
  * anchors, and YAML 1.1 quoting, since Compose v1's parser reads a bare `no`, `on` or `0777` as a
  * boolean or an octal number where v2 reads a string.
  */
-export function toYaml(value: unknown): string {
+export async function toYaml(value: unknown): Promise<string> {
+  const { stringify } = await yaml();
   return stringify(value, { aliasDuplicateObjects: false, version: '1.1' });
 }

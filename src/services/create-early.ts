@@ -30,7 +30,7 @@ export interface EarlySave {
 /** Definition file and compose files as create reads them; anything unexpected means "no guess". */
 async function guessRefs(definition: string, profiles: string[]): Promise<string[] | null> {
   const { dir, file } = await definitionPaths(definition);
-  const def = parseDefinition(parseYaml(await readText(file), file), file);
+  const def = parseDefinition(await parseYaml(await readText(file), file), file);
   const docs = await Promise.all(def.compose.map(async (c) => parseYaml(await readText(join(dir, c)), c)));
   // The profiles create drops other services by (core/compose-project.ts), not Compose's own.
   const refs = literalImageRefs(docs, [...def.profiles, ...profiles]);

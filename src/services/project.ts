@@ -65,7 +65,7 @@ export async function loadDefinition(path: string, engine: Engine, reporter: Rep
   await pinBuiltImages(ctx, engine, cmd, plan);
   const projectFiles = await projectFilesOf(ctx, plan, reporter);
   const compose = analyzeCompose(plan.model, def.compose.join(', '));
-  const shipped = `# The compose model ferry resolved from ${def.compose.join(', ')} on the build server (${cmd.argv.join(' ')} config);\n# paths under ./${PROJECT_DIR}/ are the project files the bundle carries.\n${toYaml(plan.model)}`;
+  const shipped = `# The compose model ferry resolved from ${def.compose.join(', ')} on the build server (${cmd.argv.join(' ')} config);\n# paths under ./${PROJECT_DIR}/ are the project files the bundle carries.\n${await toYaml(plan.model)}`;
   const { files, hostFiles, extraBinds } = await hostOverrides(ctx);
   return { dir, file: ctx.file, def, compose, shipped, projectFiles, hostPaths: plan.hostPaths, files, hostFiles, extraBinds };
 }
@@ -93,7 +93,7 @@ async function readDefinition(path: string, options: LoadOptions): Promise<Defin
       hint: 'Pass the directory that holds ferry.yaml (e.g. bundles/demo), or the ferry.yaml file itself.',
     });
   }
-  const ctx = { dir, file, def: parseDefinition(parseYaml(await readText(file), file), file), options };
+  const ctx = { dir, file, def: parseDefinition(await parseYaml(await readText(file), file), file), options };
   for (const c of ctx.def.compose) await requireFile(ctx, c, 'compose file');
   for (const e of ctx.def.envFiles) await requireFile(ctx, e, 'env file');
   return ctx;
@@ -135,7 +135,7 @@ async function smokeOf({ dir, def }: DefinitionContext, resolvedModel: unknown):
   const model = resolvedModel as Record<string, unknown>;
   if (model && typeof model === 'object' && model['x-ferry'] === undefined) {
     for (const c of def.compose) {
-      const doc = parseYaml(await readText(join(dir, c)), join(dir, c)) as Record<string, unknown> | null;
+      const doc = (await parseYaml(await readText(join(dir, c)), join(dir, c))) as Record<string, unknown> | null;
       if (doc && typeof doc === 'object' && doc['x-ferry'] !== undefined) model['x-ferry'] = doc['x-ferry'];
     }
   }
@@ -197,7 +197,7 @@ async function hostOverrides(ctx: DefinitionContext): Promise<Pick<LoadedDefinit
   const extraBinds: ComposeAnalysis['binds'] = [];
   for (const [host, h] of Object.entries(def.hosts)) {
     await requireFile(ctx, h.compose, `host override for ${host}:`);
-    const doc = parseYaml(await readText(join(dir, h.compose)), join(dir, h.compose));
+    const doc = await parseYaml(await readText(join(dir, h.compose)), join(dir, h.compose));
     extraBinds.push(...bindsOfDocument(doc));
     const envFiles = await overrideEnvFiles(dir, doc, h.compose);
     // Listed ahead of the override itself, as they always were: `files` keeps its order.
@@ -238,7 +238,7 @@ async function composeSources(dir: string, composeFiles: string[], envFiles: str
     if (seen.has(norm) || safeRelativePathProblem(norm) || !(await exists(join(dir, norm)))) return;
     seen.add(norm);
     if (!compose) return;
-    const doc = parseYaml(await readText(join(dir, norm)), join(dir, norm)) as Record<string, unknown> | null;
+    const doc = (await parseYaml(await readText(join(dir, norm)), join(dir, norm))) as Record<string, unknown> | null;
     const here = posix.dirname(norm);
     const at = (p: unknown) => (typeof p === 'string' ? posix.join(here, p) : null);
     const services = doc && typeof doc.services === 'object' && doc.services !== null ? Object.values(doc.services as Record<string, unknown>) : [];

@@ -301,7 +301,7 @@ async function readComposeDocs(run: SwarmDeployRun): Promise<unknown[]> {
   const dir = ctx.store.releaseDir(m.name, run.id);
   const hostFiles = (m.hosts[run.hostName]?.files ?? []).filter((p) => /\.ya?ml$/.test(p));
   const docs: unknown[] = [];
-  for (const f of [m.compose.file, ...hostFiles]) docs.push(parseYaml(((await ctx.store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
+  for (const f of [m.compose.file, ...hostFiles]) docs.push(await parseYaml(((await ctx.store.fs.readFile(posix.join(dir, f))) ?? Buffer.from('')).toString('utf8'), f));
   return docs;
 }
 
@@ -410,8 +410,8 @@ type Outcome = { ok: true } | { ok: false; why: string };
 
 export const pinnedImages = (stack: string, release: Pick<ReleaseRecord, 'services'>): Map<string, string> => new Map(release.services.map((s) => [s.name, ferryTag(stack, s.imageId)]));
 
-const writeStackFile = (ctx: SwarmDeployContext, dir: string, doc: Record<string, unknown>) =>
-  ctx.store.fs.writeFileAtomic(posix.join(dir, STACK_FILE), Buffer.from(`# Written by ferry: the stack docker stack deploy runs (images pinned, ports in mode host).\n${toYaml(doc)}`));
+const writeStackFile = async (ctx: SwarmDeployContext, dir: string, doc: Record<string, unknown>) =>
+  ctx.store.fs.writeFileAtomic(posix.join(dir, STACK_FILE), Buffer.from(`# Written by ferry: the stack docker stack deploy runs (images pinned, ports in mode host).\n${await toYaml(doc)}`));
 
 /**
  * Deploys a release's stack and waits for it. With `smokeTest`, the services first with the smoke
@@ -440,7 +440,7 @@ export async function deployStack(ctx: SwarmDeployContext, release: ReleaseRecor
 export async function readStackFile(ctx: SwarmDeployContext, release: ReleaseRecord): Promise<Record<string, unknown> | null> {
   const bytes = await ctx.store.fs.readFile(posix.join(ctx.store.releaseDir(ctx.stack, release.id), STACK_FILE));
   if (!bytes) return null;
-  const doc = parseYaml(bytes.toString('utf8'), STACK_FILE);
+  const doc = await parseYaml(bytes.toString('utf8'), STACK_FILE);
   return typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? (doc as Record<string, unknown>) : null;
 }
 

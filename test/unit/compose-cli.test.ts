@@ -96,12 +96,12 @@ describe('compose command lines', () => {
 });
 
 describe("ferry's pinning override", () => {
-  it('pins every service to its ferry-owned tag and forbids pulling, as valid YAML', () => {
+  it('pins every service to its ferry-owned tag and forbids pulling, as valid YAML', async () => {
     const text = renderImageOverride([
       { name: 'web', tag: 'ferry.local/shop:' + 'a'.repeat(64) },
       { name: 'odd: name', tag: 'ferry.local/shop:' + 'b'.repeat(64) },
     ]);
-    expect(parseYaml(text, 'override')).toEqual({
+    expect(await parseYaml(text, 'override')).toEqual({
       services: {
         web: { image: 'ferry.local/shop:' + 'a'.repeat(64), pull_policy: 'never' },
         'odd: name': { image: 'ferry.local/shop:' + 'b'.repeat(64), pull_policy: 'never' },

@@ -117,12 +117,12 @@ describe('colours', () => {
     expect(colourProject('shop', 'green')).toBe('shop-green');
   });
 
-  it('give a colour project networks of its own, external ones kept', () => {
+  it('give a colour project networks of its own, external ones kept', async () => {
     const m = { services: {}, networks: { default: { name: 'shop_default' }, back: { name: 'shop_back' }, outside: { external: true, name: 'corp' } } };
-    const doc = parseYaml(renderColourOverride(m, 'shop', 'blue'), 'override') as { networks: Record<string, { name: string }> };
+    const doc = (await parseYaml(renderColourOverride(m, 'shop', 'blue'), 'override')) as { networks: Record<string, { name: string }> };
     expect(doc.networks).toEqual({ back: { name: 'shop-blue_back' }, default: { name: 'shop-blue_default' } });
     // Compose v1's model lists no default network: it is renamed all the same.
-    expect(parseYaml(renderColourOverride({ services: {} }, 'shop', 'green'), 'o')).toEqual({ networks: { default: { name: 'shop-green_default' } } });
+    expect(await parseYaml(renderColourOverride({ services: {} }, 'shop', 'green'), 'o')).toEqual({ networks: { default: { name: 'shop-green_default' } } });
   });
 
   it('compose command lines for the split projects', () => {
