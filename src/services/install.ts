@@ -365,13 +365,15 @@ interface PreflightContext {
 async function preflight(manifest: FerryManifest, host: HostTarget, spliceMode: InstallOptions['splice'], reporter: Reporter): Promise<LoadPlan> {
   const { engine } = host;
   const ctx: PreflightContext = { manifest, host, engine, info: await engine.info(), reporter };
-  await requireHostPaths(manifest, host);
-  const missing = await missingImages(ctx);
+  // Each read below is a round trip to the host (over SSH, a channel of its own): the independent
+  // ones go at once.
+  const free = host.fs.statfs(ctx.info.dataRoot).catch(() => null);
+  const [, missing] = await Promise.all([requireHostPaths(manifest, host), missingImages(ctx)]);
   const toLoad = manifest.images.filter((im) => missing.has(im.id));
   // Read what the engine holds, then the plan in core decides (and refuses what is missing).
   const needs = layerNeeds(toLoad);
   const held = await heldLayers(engine, needs);
-  await requireLoadSpace(ctx, loadBytes(toLoad));
+  await requireLoadSpace(ctx, loadBytes(toLoad), await free);
   const splice = await spliceSources(ctx, needs, held, spliceMode);
   if (held.references.size > 0) reportDeltas(ctx, needs, held);
   return { missing, splice, references: held.references, containerdStore: ctx.info.containerdStore };
@@ -385,14 +387,12 @@ async function heldLayers(engine: Engine, needs: LayerNeeds): Promise<HeldLayers
 
 /** The bundle's images the engine does not hold yet (by pinned ID, or ferry's own tag with the layers compared). */
 async function missingImages({ manifest, engine, info }: PreflightContext): Promise<Set<string>> {
-  const missing = new Set<string>();
-  for (const im of manifest.images) if (!(await findPinned(engine, info.containerdStore, manifest.name, pinned(im)))) missing.add(im.id);
-  return missing;
+  const found = await Promise.all(manifest.images.map((im) => findPinned(engine, info.containerdStore, manifest.name, pinned(im))));
+  return new Set(manifest.images.filter((_, i) => !found[i]).map((im) => im.id));
 }
 
 /** Refuses a load the engine's data root has no room for; says so when that cannot be seen. */
-async function requireLoadSpace({ host, info, reporter }: PreflightContext, need: number): Promise<void> {
-  const free = await host.fs.statfs(info.dataRoot).catch(() => null);
+async function requireLoadSpace({ info, reporter }: PreflightContext, need: number, free: Awaited<ReturnType<HostTarget['fs']['statfs']>> | null): Promise<void> {
   if (free && need > 0) {
     const { bytes: needBytes, inodes: needInodes } = loadSpaceNeed(need);
     if (free.bytes < needBytes || free.inodes < needInodes) {
