@@ -13,7 +13,7 @@ import { ExitCode, FerryError } from '../errors.js';
 import { checkFiles, integrityFailure, openBundle } from './bundle.js';
 import { installBundle, type InstallOptions, type InstallResult } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
-import { sharedLayers, sharedLayersReport, type SharedLayersStats } from './shared-layers.js';
+import { prepareSharedLayers, sharedLayers, sharedLayersReport, type SharedLayersStats } from './shared-layers.js';
 
 export interface FleetHost {
   /** The --ssh target as given. */
@@ -43,7 +43,7 @@ export interface FleetDeps {
   overall?: Reporter;
   install?: typeof installBundle;
   /** Checks the bundle once for all hosts; returns what each host's install may then skip. */
-  checkOnce?: (install: FleetOptions['install'], reporter: Reporter) => Promise<CheckedOnce>;
+  checkOnce?: (install: FleetOptions['install'], reporter: Reporter, shareLoads?: number) => Promise<CheckedOnce>;
 }
 
 /**
@@ -53,7 +53,10 @@ export interface FleetDeps {
  * verified manifest (never from a second read of the files), checks its own policy, and re-checks
  * every layer as it streams.
  */
-export async function checkBundleOnce(install: FleetOptions['install'], reporter: Reporter): Promise<CheckedOnce> {
+export async function checkBundleOnce(install: FleetOptions['install'], reporter: Reporter, shareLoads?: number): Promise<CheckedOnce> {
+  // Hosts that will load at once share one read of the layers, on a thread of its own: it starts
+  // now, while this one checks the bundle (the second core idles through the check otherwise).
+  if (shareLoads) prepareSharedLayers();
   const opened = await openBundle(install.bundle, install.trust, reporter);
   const { problems } = await checkFiles(opened, reporter);
   if (problems.length > 0) throw integrityFailure(problems);
@@ -98,11 +101,12 @@ export interface FleetResult {
 export async function installFleet(options: FleetOptions, deps: FleetDeps): Promise<FleetResult> {
   const started = Date.now();
   const install = deps.install ?? installBundle;
-  // Hosts over SSH read the bundle in place, so one check serves them all.
-  const { shareLayers, ...checked }: CheckedOnce = options.hosts.length > 1 && deps.checkOnce ? await deps.checkOnce(options.install, deps.overall ?? silentReporter) : {};
   const n = Math.max(1, Math.min(options.parallel, options.hosts.length));
   // Only when every host loads at once: a host waiting for a free slot would hold the others.
-  const hub = shareLayers && n === options.hosts.length ? shareLayers(n) : undefined;
+  const share = options.hosts.length > 1 && n === options.hosts.length;
+  // Hosts over SSH read the bundle in place, so one check serves them all.
+  const { shareLayers, ...checked }: CheckedOnce = options.hosts.length > 1 && deps.checkOnce ? await deps.checkOnce(options.install, deps.overall ?? silentReporter, share ? n : undefined) : {};
+  const hub = shareLayers && share ? shareLayers(n) : undefined;
   const results: (FleetHostResult | undefined)[] = options.hosts.map(() => undefined);
   let next = 0;
   let failed = false;

@@ -9,6 +9,11 @@ import { checkedLayerInWorker, startLayerReader } from '../adapters/layer-reader
 import { blobPaths, type FerryManifest } from '../core/manifest.js';
 import type { Reporter } from './reporter.js';
 
+/** Starts the thread that will read the shared layers, ahead of the fan-out (its start-up then overlaps other work). */
+export function prepareSharedLayers(): void {
+  startLayerReader();
+}
+
 export function sharedLayers(bundleDir: string, manifest: FerryManifest, loads: number): LayerFanout {
   const rank = new Map<string, number>();
   for (const im of manifest.images) for (const l of im.layers) if (!rank.has(l.diffId)) rank.set(l.diffId, rank.size);

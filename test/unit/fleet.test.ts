@@ -117,8 +117,10 @@ describe('fleet install', () => {
     const h = harness({});
     const checks: string[] = [];
     const opened = { dir: '/b.ferry' } as OpenedBundle;
-    const checkOnce = async (install: FleetOptions['install']) => {
+    const shareHints: (number | undefined)[] = [];
+    const checkOnce = async (install: FleetOptions['install'], _r: unknown, shareLoads?: number) => {
       checks.push(install.bundle);
+      shareHints.push(shareLoads);
       return { checked: opened };
     };
     const r = await installFleet({ install: base, hosts: hosts('a', 'b', 'c'), parallel: 3, failFast: false }, { ...h.deps, checkOnce });
@@ -127,6 +129,9 @@ describe('fleet install', () => {
     // The very bundle that was checked, not a second opening of its files.
     expect(h.installedWith.map((o) => o.checked)).toEqual([opened, opened, opened]);
     for (const o of h.installedWith) expect(o.checked).toBe(opened);
+    // Told, before it checks, that three loads will share the layers (so their reader can start).
+    await installFleet({ install: base, hosts: hosts('a', 'b', 'c'), parallel: 2, failFast: false }, { ...h.deps, checkOnce });
+    expect(shareHints).toEqual([3, undefined]);
   });
 
   it('a bundle that fails its check fails the run before any host is contacted', async () => {
