@@ -155,8 +155,8 @@ function theWorker(): Worker {
 
 /**
  * Starts the thread ahead of the first read: its start-up (~50 ms of a core) then runs beside
- * this thread's own (SSH handshakes), not between the hosts being ready and the first byte sent.
- * It keeps nothing alive: without a reader, the thread is unref'd.
+ * this thread's own work (the bundle's check, SSH handshakes), not between the hosts being ready
+ * and the first byte sent. It keeps nothing alive: without a reader, the thread is unref'd.
  */
 export function startLayerReader(): void {
   theWorker();
