@@ -298,6 +298,17 @@ function withFile(e: TrustError): TrustError {
 }
 
 /**
+ * The bundle opened (signature decided) and every file checked, or the error that refuses it: what
+ * a fleet or a swarm does once, before any host is contacted, for all its hosts to install from.
+ */
+export async function openChecked(path: string, trust: TrustOptions, reporter: Reporter): Promise<OpenedBundle> {
+  const opened = await openBundle(path, trust, reporter);
+  const { problems } = await checkFiles(opened, reporter);
+  if (problems.length > 0) throw integrityFailure(problems);
+  return opened;
+}
+
+/**
  * Every listed file present with its exact size and sha256, nothing unlisted; each byte read once.
  * Returns all problems rather than stopping at the first, so an operator sees the whole damage.
  */

@@ -10,7 +10,7 @@
 import type { NamedHost } from '../adapters/host-factory.js';
 import type { LayerFanout } from '../adapters/layer-fanout.js';
 import { ExitCode, FerryError } from '../errors.js';
-import { checkFiles, integrityFailure, openBundle } from './bundle.js';
+import { openChecked } from './bundle.js';
 import { installBundle, type InstallOptions, type InstallResult } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
 import { prepareSharedLayers, sharedLayers, sharedLayersReport, type SharedLayersStats } from './shared-layers.js';
@@ -57,9 +57,7 @@ export async function checkBundleOnce(install: FleetOptions['install'], reporter
   // Hosts that will load at once share one read of the layers, on a thread of its own: it starts
   // now, while this one checks the bundle (the second core idles through the check otherwise).
   if (shareLoads) prepareSharedLayers();
-  const opened = await openBundle(install.bundle, install.trust, reporter);
-  const { problems } = await checkFiles(opened, reporter);
-  if (problems.length > 0) throw integrityFailure(problems);
+  const opened = await openChecked(install.bundle, install.trust, reporter);
   return { checked: opened, shareLayers: (loads) => sharedLayers(opened.dir, opened.manifest, loads) };
 }
 

@@ -26,7 +26,7 @@ import { currentRelease, ferryTag, imagesToRemove, recordInstalled, releaseId, t
 import { mergeCompose, planSwarmStack, RELEASE_LABEL, STACK_FILE, stackServicesOf, SwarmStackError, swarmServiceName, withoutSmokeRun } from '../core/swarm-stack.js';
 import { parseYaml, toYaml } from '../core/yaml.js';
 import { DeployFailedError, DeployRestoredError, HostPreconditionError } from '../errors.js';
-import { checkFiles, integrityFailure, openBundle, type OpenedBundle } from './bundle.js';
+import { openChecked, type OpenedBundle } from './bundle.js';
 import { hostFailure, type FleetHostResult, type FleetReporter } from './fleet.js';
 import { installBundle, type InstallOptions } from './install.js';
 import { silentReporter, type Reporter } from './reporter.js';
@@ -103,7 +103,7 @@ export async function installSwarm(options: SwarmInstallOptions, deps: SwarmDeps
   const started = Date.now();
   const self = await requireManager(deps.manager);
   // 1. once, before any node is touched: a bad bundle fails with its own code (3, 4).
-  const opened = await openChecked(options, deps.overall);
+  const opened = await openChecked(options.install.bundle, options.install.trust, deps.overall);
   const hostName = options.hostName ?? (await deps.manager.hostname());
 
   // 2. every node loads, in parallel.
@@ -166,13 +166,6 @@ async function requireManager(manager: NamedHost): Promise<SwarmSelf> {
     });
   }
   return self;
-}
-
-async function openChecked(options: SwarmInstallOptions, overall: Reporter): Promise<OpenedBundle> {
-  const opened = await openBundle(options.install.bundle, options.install.trust, overall);
-  const { problems } = await checkFiles(opened, overall);
-  if (problems.length > 0) throw integrityFailure(problems);
-  return opened;
 }
 
 async function loadNodes(run: SwarmRun): Promise<void> {
