@@ -20,7 +20,7 @@ import { sha256Digest } from '../core/digest.js';
 import { findHeldLayers, layerNeeds, loadBytes, loadSpaceNeed, needsHeldLayers, spliceSaves, type HeldLayers, type LayerNeeds, type ReferenceHolder } from '../core/load-plan.js';
 import { StateStore } from '../adapters/state-store.js';
 import { renderImageOverride } from '../core/compose-cli.js';
-import { MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest, type LayerDelta, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
+import { blobPaths, MANIFEST_FILE, SIGNATURE_FILE, type FerryManifest, type LayerDelta, type ManifestImage, type ManifestLayer } from '../core/manifest.js';
 import {
   currentRelease,
   ferryTag,
@@ -289,7 +289,7 @@ async function stageBundle(opened: OpenedBundle, staging: string, store: StateSt
   const perImage = imageBars(progress, 'staging', opened.manifest.images, (l) => (l.included ? (l.blob?.size ?? 0) : 0));
   const layerOfFile = new Map<string, string>();
   for (const im of opened.manifest.images) {
-    for (const l of im.layers) for (const p of l.blob?.parts?.map((x) => x.path) ?? (l.blob?.path ? [l.blob.path] : [])) layerOfFile.set(p, l.diffId);
+    for (const l of im.layers) for (const p of l.blob ? blobPaths(l.blob) : []) layerOfFile.set(p, l.diffId);
   }
   let done = 0;
   const bad: Problem[] = [];
