@@ -18,6 +18,8 @@ export function sharedLayers(bundleDir: string, manifest: FerryManifest, loads: 
   const rank = new Map<string, number>();
   for (const im of manifest.images) for (const l of im.layers) if (!rank.has(l.diffId)) rank.set(l.diffId, rank.size);
   // Decompressed and checked on a worker thread: this one encrypts and sends every load's copy.
+  // Started here, as the fan-out is made, for callers that did not start it ahead (a swarm): its
+  // start-up then overlaps the nodes' connections rather than delaying the first layer.
   startLayerReader();
   const read = (l: FanoutLayer) => checkedLayerInWorker(blobPaths(l.blob).map((p) => join(bundleDir, p)), l.diffId, l.size);
   return new LayerFanout(loads, read, (diffId) => rank.get(diffId) ?? rank.size);
